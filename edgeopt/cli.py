@@ -1,0 +1,280 @@
+"""The ``edgeopt`` command line: a thin click layer over the library.
+
+Commands parse their options, call one library function and print its result. Every error edgeopt raises on purpose
+(:class:`~edgeopt.errors.EdgeoptError`, and the runtime's errors) becomes one line on stderr and a non-zero exit code;
+heavy modules are imported inside the commands, so ``edgeopt --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+__all__ = ["main", "cli"]
+
+
+def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the errors users can fix into one-line messages (no traceback) and a non-zero exit."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from edgeopt_runtime.errors import EdgeoptRuntimeError
+
+        from edgeopt.errors import EdgeoptError
+
+        try:
+            return func(*args, **kwargs)
+        except (EdgeoptError, EdgeoptRuntimeError) as error:
+            raise click.ClickException(str(error)) from None
+        except KeyboardInterrupt:
+            click.echo("interrupted; nothing was written to the output path", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="edgeopt")
+def cli() -> None:
+    """Put text classifiers on phones and edge boxes: distill, prune, quantize, export, verify.
+
+    \b
+    Example:
+      edgeopt build --profile pixel8          # the built-in spam classifier for a Pixel 8
+      edgeopt predict bundles/pixel8 "WIN a FREE cruise, reply now"
+    """
+
+
+@cli.command()
+@click.option("--profile", "profile", default="pixel8", show_default=True,
+              help="Hardware profile name (see `edgeopt profiles list`) or a path to a profile TOML file.")
+@click.option("--out", type=click.Path(path_type=Path), help="Bundle directory to write [default: bundles/PROFILE].")
+@click.option("--teacher", type=click.Path(exists=True, path_type=Path),
+              help="Teacher: a Hugging Face classifier dir, a sentence-transformers dir (fine-tuned on --train), "
+              "or an ONNX model with tokenizer.json. Default: all-MiniLM-L6-v2 fine-tuned on the training data.")
+@click.option("--train", type=click.Path(path_type=Path), help="Labeled training data (CSV, TSV or JSONL).")
+@click.option("--test", type=click.Path(path_type=Path), help="Labeled test data; default: a split of --train.")
+@click.option("--unlabeled", type=click.Path(path_type=Path),
+              help="Extra texts, one a line, that the teacher labels for distillation.")
+@click.option("--text-column", default="text", show_default=True, help="Column or key holding the text.")
+@click.option("--label-column", default="label", show_default=True, help="Column or key holding the label.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of every random choice.")
+@click.option("--temperature", default=2.0, show_default=True, type=float, help="Distillation temperature.")
+@click.option("--alpha", default=0.5, show_default=True, type=float,
+              help="Weight of the hard-label loss (1 - alpha weighs the teacher's soft targets).")
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+@click.option("--allow-over-budget", is_flag=True, help="Keep a bundle that misses the profile's budgets.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@_user_errors
+def build(
+    profile: str,
+    out: Path | None,
+    teacher: Path | None,
+    train: Path | None,
+    test: Path | None,
+    unlabeled: Path | None,
+    text_column: str,
+    label_column: str,
+    seed: int,
+    temperature: float,
+    alpha: float,
+    force: bool,
+    allow_over_budget: bool,
+    quiet: bool,
+) -> None:
+    """Build a verified bundle (int8 ONNX + TFLite, tokenizer, manifest, report) for a device profile.
+
+    \b
+    Examples:
+      edgeopt build --profile pixel8
+      edgeopt build --profile android-go --train my.csv --text-column body --label-column y --out bundles/mine
+      edgeopt build --profile profiles/my-phone.toml --teacher my-hf-classifier/ --train my.jsonl --force
+    """
+    from edgeopt.distill import DistillConfig
+    from edgeopt.pipeline import BuildConfig
+    from edgeopt.pipeline import build as run_build
+    from edgeopt.profiles import load_profile
+
+    name = load_profile(profile).name
+    config = BuildConfig(
+        profile=profile,
+        out=out or Path("bundles") / name,
+        teacher=teacher,
+        train=train,
+        test=test,
+        unlabeled=unlabeled,
+        text_column=text_column,
+        label_column=label_column,
+        seed=seed,
+        force=force,
+        allow_over_budget=allow_over_budget,
+        distill=DistillConfig(temperature=temperature, alpha=alpha, seed=seed),
+    )
+    result = run_build(config, quiet=quiet)
+    if not quiet:
+        _print_metrics(result.manifest)
+        if not result.within_budget:
+            click.echo(f"over budget: {'; '.join(result.budget_problems)}", err=True)
+
+
+@cli.group()
+def teacher() -> None:
+    """Teacher models: fine-tune a pretrained encoder into a classifier."""
+
+
+@teacher.command("finetune")
+@click.option("--base", required=True, type=click.Path(exists=True, path_type=Path),
+              help="Pretrained encoder: a Hugging Face or sentence-transformers directory.")
+@click.option("--train", required=True, type=click.Path(path_type=Path), help="Labeled data (CSV, TSV or JSONL).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Hugging Face directory to write.")
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--label-column", default="label", show_default=True)
+@click.option("--epochs", default=2, show_default=True, type=int)
+@click.option("--max-seq-len", default=128, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+@_user_errors
+def finetune(
+    base: Path,
+    train: Path,
+    out: Path,
+    text_column: str,
+    label_column: str,
+    epochs: int,
+    max_seq_len: int,
+    seed: int,
+    force: bool,
+) -> None:
+    """Fine-tune an encoder end to end as a sequence classifier; writes a standard Hugging Face directory.
+
+    \b
+    Example:
+      edgeopt teacher finetune --base ./all-MiniLM-L6-v2 --train tickets.csv --out ./ticket-teacher
+    """
+    import shutil
+
+    from edgeopt.data import load_task
+    from edgeopt.errors import OutputExistsError
+    from edgeopt.teacher import FinetuneConfig
+    from edgeopt.teacher import finetune as run_finetune
+
+    if out.exists() and not force:
+        raise OutputExistsError(f"output {out} already exists; pass --force to replace it or choose another --out")
+    data = load_task(train, text_column=text_column, label_column=label_column, seed=seed)
+    if out.exists():
+        shutil.rmtree(out)
+    config = FinetuneConfig(max_seq_len=max_seq_len, epochs=epochs, seed=seed)
+    path = run_finetune(base, data.train, out, config)
+    click.echo(f"fine-tuned teacher written to {path}")
+
+
+@cli.group()
+def profiles() -> None:
+    """Hardware profiles: device facts and budgets."""
+
+
+@profiles.command("list")
+@_user_errors
+def profiles_list() -> None:
+    """List the built-in profiles.
+
+    \b
+    Example:
+      edgeopt profiles list
+    """
+    from edgeopt.profiles import list_profiles, load_profile
+
+    for name in list_profiles():
+        p = load_profile(name)
+        click.echo(f"{name:<18} {p.budget.max_model_mb:>5g} MB  {p.budget.target_p50_ms:>5g} ms  {p.description}")
+
+
+@profiles.command("show")
+@click.argument("name")
+@_user_errors
+def profiles_show(name: str) -> None:
+    """Show one profile as JSON.
+
+    \b
+    Example:
+      edgeopt profiles show pixel8
+    """
+    from edgeopt.profiles import load_profile
+
+    click.echo(json.dumps(load_profile(name).to_dict(), indent=2))
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the whole manifest as JSON.")
+@_user_errors
+def inspect(bundle: Path, as_json: bool) -> None:
+    """Verify a bundle and show its manifest, files and metrics.
+
+    \b
+    Example:
+      edgeopt inspect bundles/pixel8
+    """
+    from edgeopt_runtime import verify_bundle
+
+    manifest = verify_bundle(bundle).to_dict()
+    if as_json:
+        click.echo(json.dumps(manifest, indent=2))
+        return
+    click.echo(f"bundle {bundle}: verified (schema {manifest['schema_version']}, {manifest['task']})")
+    click.echo(f"labels: {', '.join(manifest['labels'])}; max_seq_len {manifest['max_seq_len']}")
+    click.echo(f"profile: {manifest['profile'].get('name', '?')}; created {manifest['created_at']}")
+    click.echo("files:")
+    for name, entry in manifest["files"].items():
+        click.echo(f"  {name:<16} {entry['bytes']:>12,} bytes  sha256 {entry['sha256'][:16]}")
+    _print_metrics(manifest)
+
+
+def _print_metrics(manifest: dict[str, Any]) -> None:
+    from edgeopt.report import stage_rows
+
+    teacher = manifest["teacher"]
+    click.echo(f"{'model':<34} {'accuracy':>8} {'macro-F1':>8} {'bytes':>12} {'p50 ms':>8} {'smaller':>8} {'faster':>7}")
+    for name, m in stage_rows(manifest):
+        click.echo(
+            f"{name:<34} {m['accuracy']:>8.4f} {m['macro_f1']:>8.4f} {m['bytes']:>12,} {m['p50_ms']:>8.3f} "
+            f"{teacher['bytes'] / m['bytes']:>7.1f}x {teacher['p50_ms'] / m['p50_ms']:>6.1f}x"
+        )
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.argument("texts", nargs=-1, required=True)
+@click.option("--backend", type=click.Choice(["auto", "onnx", "tflite"]), default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per text.")
+@_user_errors
+def predict(bundle: Path, texts: tuple[str, ...], backend: str, as_json: bool) -> None:
+    """Classify texts with a bundle, through the on-device runtime.
+
+    \b
+    Example:
+      edgeopt predict bundles/pixel8 "Meeting moved to 3pm" "You WON a free iPhone, click here"
+    """
+    import edgeopt_runtime
+
+    model = edgeopt_runtime.load(bundle, backend=backend, cache=False)
+    for text, prediction in zip(texts, model.predict_batch(list(texts)), strict=True):
+        if as_json:
+            click.echo(json.dumps({"text": text, **prediction.to_dict()}))
+        else:
+            click.echo(f"{prediction.label}\t{prediction.score:.3f}\t{text}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="edgeopt")
+
+
+if __name__ == "__main__":
+    main()

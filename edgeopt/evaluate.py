@@ -1,0 +1,181 @@
+"""Measure artifacts the way a device would use them: through the runtime, on the held-out test split.
+
+Each artifact (and the teacher, in the same run) gets accuracy, macro-F1, agreement with the teacher's labels, bytes
+on disk (and gzipped, since that is what an app download carries), and p50 latency at batch 1 on one thread. Latency
+is measured on this build host, which is not the device: use it to compare artifacts with each other, not as a
+promise about the phone.
+"""
+
+from __future__ import annotations
+
+import gzip
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "ArtifactMetrics",
+    "classification_scores",
+    "gzip_size",
+    "measure_latency_ms",
+    "evaluate_artifact",
+    "evaluate_teacher",
+    "LATENCY_SAMPLES",
+]
+
+LATENCY_SAMPLES = 200
+_WARMUP = 10
+
+
+@dataclass(frozen=True)
+class ArtifactMetrics:
+    """How one model did on the test split.
+
+    Attributes:
+        accuracy: Share of test texts labeled correctly.
+        macro_f1: F1 averaged over classes (robust to imbalance).
+        agreement: Share of test texts where it gives the teacher's label.
+        bytes: Size on disk.
+        gzip_bytes: Size gzipped (what a download carries; shows unstructured sparsity).
+        p50_ms: Median latency of one model call, batch 1, 1 thread, on the build host.
+        p95_ms: 95th percentile of the same.
+    """
+
+    accuracy: float
+    macro_f1: float
+    agreement: float
+    bytes: int
+    gzip_bytes: int
+    p50_ms: float
+    p95_ms: float
+
+    def to_dict(self) -> dict[str, float | int]:
+        """JSON form for manifests and reports."""
+        return asdict(self)
+
+
+def classification_scores(
+    predicted: np.ndarray, labels: np.ndarray, teacher_predicted: np.ndarray, num_labels: int
+) -> tuple[float, float, float]:
+    """Return ``(accuracy, macro_f1, agreement)``."""
+    from sklearn.metrics import f1_score
+
+    accuracy = float(np.mean(predicted == labels))
+    macro_f1 = float(f1_score(labels, predicted, average="macro", labels=list(range(num_labels)), zero_division=0))
+    agreement = float(np.mean(predicted == teacher_predicted))
+    return accuracy, macro_f1, agreement
+
+
+def gzip_size(path: Path) -> int:
+    """Bytes of ``path`` after gzip at the default level."""
+    return len(gzip.compress(Path(path).read_bytes(), mtime=0))
+
+
+def measure_latency_ms(
+    run: Callable[[np.ndarray, np.ndarray], object], ids: np.ndarray, mask: np.ndarray, samples: int
+) -> tuple[float, float]:
+    """Time ``run`` on single rows of ``(ids, mask)``; return ``(p50, p95)`` in milliseconds."""
+    count = min(samples, len(ids))
+    for i in range(min(_WARMUP, count)):
+        run(ids[i : i + 1], mask[i : i + 1])
+    times = []
+    for i in range(count):
+        start = time.perf_counter()
+        run(ids[i : i + 1], mask[i : i + 1])
+        times.append((time.perf_counter() - start) * 1000.0)
+    return float(np.percentile(times, 50)), float(np.percentile(times, 95))
+
+
+def _backend(path: Path, threads: int | None) -> object:
+    from edgeopt_runtime import OnnxBackend, TfliteBackend
+
+    if path.suffix == ".onnx":
+        return OnnxBackend(path, threads=threads)
+    return TfliteBackend(path, threads=threads)
+
+
+def evaluate_artifact(
+    path: Path,
+    encoded: tuple[np.ndarray, np.ndarray],
+    labels: np.ndarray,
+    teacher_predicted: np.ndarray,
+    num_labels: int,
+    latency_samples: int = LATENCY_SAMPLES,
+) -> ArtifactMetrics:
+    """Evaluate one .onnx or .tflite file through the runtime's backend for it.
+
+    Args:
+        path: The artifact.
+        encoded: ``(input_ids, attention_mask)`` of the test texts, tokenized by the runtime's tokenizer.
+        labels: True label indices.
+        teacher_predicted: The teacher's label indices on the same texts.
+        num_labels: Number of classes.
+        latency_samples: How many single-text calls to time.
+
+    Returns:
+        The artifact's metrics.
+    """
+    ids, mask = encoded
+    batch_backend = _backend(path, threads=None)
+    logits = np.concatenate([batch_backend.run(ids[i : i + 64], mask[i : i + 64]) for i in range(0, len(ids), 64)])
+    accuracy, macro_f1, agreement = classification_scores(logits.argmax(-1), labels, teacher_predicted, num_labels)
+    single_thread = _backend(path, threads=1)
+    p50, p95 = measure_latency_ms(single_thread.run, ids, mask, latency_samples)
+    return ArtifactMetrics(
+        accuracy=accuracy,
+        macro_f1=macro_f1,
+        agreement=agreement,
+        bytes=path.stat().st_size,
+        gzip_bytes=gzip_size(path),
+        p50_ms=p50,
+        p95_ms=p95,
+    )
+
+
+def evaluate_teacher(
+    teacher_logits: np.ndarray,
+    labels: np.ndarray,
+    onnx_path: Path,
+    texts: Sequence[str],
+    tokenizer_json: Path,
+    max_seq_len: int,
+    weights_bytes: int,
+    num_labels: int,
+    latency_samples: int = 50,
+) -> ArtifactMetrics:
+    """Score the teacher from its test logits and time its fp32 ONNX export at batch 1 on one thread.
+
+    The teacher is timed in ONNX Runtime, like the students, so the speed ratio compares models, not frameworks.
+    """
+    import onnxruntime as ort
+
+    from edgeopt_runtime import TextTokenizer
+
+    predicted = teacher_logits.argmax(-1)
+    accuracy, macro_f1, _ = classification_scores(predicted, labels, predicted, num_labels)
+    encoded = TextTokenizer.from_file(tokenizer_json, max_seq_len).encode_batch(list(texts[:latency_samples]))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    input_names = {i.name for i in session.get_inputs()}
+
+    def run(ids: np.ndarray, mask: np.ndarray) -> object:
+        feed = {"input_ids": ids.astype(np.int64), "attention_mask": mask.astype(np.int64)}
+        if "token_type_ids" in input_names:
+            feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
+        return session.run(None, {k: v for k, v in feed.items() if k in input_names})
+
+    p50, p95 = measure_latency_ms(run, encoded.input_ids, encoded.attention_mask, latency_samples)
+    return ArtifactMetrics(
+        accuracy=accuracy,
+        macro_f1=macro_f1,
+        agreement=1.0,
+        bytes=weights_bytes,
+        gzip_bytes=gzip_size(onnx_path),
+        p50_ms=p50,
+        p95_ms=p95,
+    )

@@ -1,0 +1,209 @@
+"""Post-training quantization of the student for both runtimes.
+
+Static int8 (the default for phones) calibrates activation ranges on a representative sample of training texts:
+- TFLite full-integer: every op in int8, int8 logits out (their scale and zero point go into the manifest). The
+  token-id inputs stay int32: ids are indices, not values to quantize.
+- ONNX: tf2onnx's float graph through ``onnxruntime.quantization.quantize_static`` in QDQ format, per-channel weights
+  when the profile asks. ``quant_pre_process`` runs without symbolic shape inference, which fails on tf2onnx graphs.
+
+Dynamic-range int8 (weights only) and float16 are here too: they need no calibration data and are what a profile
+picks when activations are too sensitive for static ranges.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeopt._tf import native_output_captured
+from edgeopt.export import tflite_converter
+
+__all__ = [
+    "CalibrationMethod",
+    "OutputQuantization",
+    "tflite_int8",
+    "tflite_dynamic",
+    "tflite_float16",
+    "onnx_int8_static",
+    "onnx_int8_dynamic",
+    "tflite_output_quantization",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class CalibrationMethod(str, Enum):
+    """How ONNX static quantization turns observed activations into ranges."""
+
+    MINMAX = "minmax"
+    ENTROPY = "entropy"
+    PERCENTILE = "percentile"
+
+
+@dataclass(frozen=True)
+class OutputQuantization:
+    """Scale and zero point of an int8 output: ``real = scale * (q - zero_point)``."""
+
+    scale: float
+    zero_point: int
+
+
+def tflite_output_quantization(path: Path) -> OutputQuantization | None:
+    """Read the output tensor's quantization from a .tflite file; ``None`` for a float output."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    detail = interpreter.get_output_details()[0]
+    if detail["dtype"] != np.int8:
+        return None
+    scale, zero_point = detail["quantization"]
+    return OutputQuantization(scale=float(scale), zero_point=int(zero_point))
+
+
+def _representative(calibration: tuple[np.ndarray, np.ndarray]) -> Any:
+    ids, mask = calibration
+
+    def generate() -> Iterator[dict[str, np.ndarray]]:
+        # By name: the converter orders signature inputs alphabetically, not as the Keras model lists them.
+        for i in range(len(ids)):
+            yield {"input_ids": ids[i : i + 1].astype(np.int32), "attention_mask": mask[i : i + 1].astype(np.int32)}
+
+    return generate
+
+
+def _convert(converter: Any, path: Path) -> Path:
+    with native_output_captured(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        flatbuffer = converter.convert()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(flatbuffer)
+    return path
+
+
+def tflite_int8(model: Any, calibration: tuple[np.ndarray, np.ndarray], path: Path) -> OutputQuantization:
+    """Full-integer TFLite: int8 weights and activations, int8 logits, calibrated on ``calibration``.
+
+    Args:
+        model: The Keras student.
+        calibration: ``(input_ids, attention_mask)`` of representative texts.
+        path: Where to write the .tflite file.
+
+    Returns:
+        The output's scale and zero point.
+    """
+    import tensorflow as tf
+
+    converter = tflite_converter(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = _representative(calibration)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_output_type = tf.int8
+    _convert(converter, path)
+    quantization = tflite_output_quantization(path)
+    if quantization is None:  # pragma: no cover - the converter honours inference_output_type
+        raise RuntimeError("TFLite converter did not produce an int8 output")
+    return quantization
+
+
+def tflite_dynamic(model: Any, path: Path) -> Path:
+    """Dynamic-range TFLite: int8 weights, float activations computed on the fly."""
+    import tensorflow as tf
+
+    converter = tflite_converter(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    return _convert(converter, path)
+
+
+def tflite_float16(model: Any, path: Path) -> Path:
+    """Float16 weights (half the size of float32; GPU delegates run them natively)."""
+    import tensorflow as tf
+
+    converter = tflite_converter(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_types = [tf.float16]
+    return _convert(converter, path)
+
+
+class _CalibrationReader:
+    """Feeds calibration batches to ``quantize_static`` (an ``onnxruntime.quantization.CalibrationDataReader``)."""
+
+    def __init__(self, calibration: tuple[np.ndarray, np.ndarray], batch_size: int = 16) -> None:
+        ids, mask = calibration
+        self._batches = iter(
+            [
+                {"input_ids": ids[i : i + batch_size].astype(np.int32), "attention_mask": mask[i : i + batch_size].astype(np.int32)}
+                for i in range(0, len(ids), batch_size)
+            ]
+        )
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._batches, None)
+
+
+def onnx_int8_static(
+    float_model: Path,
+    calibration: tuple[np.ndarray, np.ndarray],
+    path: Path,
+    per_channel: bool = True,
+    method: CalibrationMethod = CalibrationMethod.MINMAX,
+) -> Path:
+    """Static int8 ONNX in QDQ format, calibrated on ``calibration``.
+
+    Args:
+        float_model: The float32 ONNX model.
+        calibration: ``(input_ids, attention_mask)`` of representative texts.
+        path: Where to write the quantized model.
+        per_channel: One scale per output channel of each weight (more accurate) instead of per tensor.
+        method: Calibration method.
+
+    Returns:
+        ``path``.
+    """
+    from onnxruntime.quantization import (
+        CalibrationMethod as OrtCalibrationMethod,
+    )
+    from onnxruntime.quantization import (
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    ort_method = {
+        CalibrationMethod.MINMAX: OrtCalibrationMethod.MinMax,
+        CalibrationMethod.ENTROPY: OrtCalibrationMethod.Entropy,
+        CalibrationMethod.PERCENTILE: OrtCalibrationMethod.Percentile,
+    }[CalibrationMethod(method)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(float_model), str(prepared), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared),
+            str(path),
+            _CalibrationReader(calibration),
+            quant_format=QuantFormat.QDQ,
+            per_channel=per_channel,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=ort_method,
+            extra_options={"CalibTensorRangeSymmetric": False},
+        )
+    return path
+
+
+def onnx_int8_dynamic(float_model: Path, path: Path, per_channel: bool = False) -> Path:
+    """Dynamic int8 ONNX: int8 weights, activations quantized per batch at run time."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    quantize_dynamic(str(float_model), str(path), per_channel=per_channel, weight_type=QuantType.QInt8)
+    return path

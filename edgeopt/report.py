@@ -1,0 +1,134 @@
+"""The human side of a bundle: ``report.md`` (tables a person can read) and ``report.png`` (accuracy vs size)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["write_report", "write_chart", "stage_rows"]
+
+# Display order and names of the measured models: the stages of the pipeline, in the order they happen.
+_STAGES = (
+    ("teacher", "teacher (fp32)"),
+    ("student-dense-fp32.tflite", "distilled student (fp32)"),
+    ("student-fp32.tflite", "pruned student (fp32, TFLite)"),
+    ("student-fp32.onnx", "pruned student (fp32, ONNX)"),
+    ("model.tflite", "shipped TFLite"),
+    ("model.onnx", "shipped ONNX"),
+)
+
+
+def stage_rows(manifest: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Return ``(display name, metrics)`` for the teacher and every measured artifact, in pipeline order."""
+    rows = [("teacher (fp32)", manifest["teacher"])]
+    metrics = manifest["metrics"]
+    for key, label in _STAGES[1:]:
+        if key in metrics:
+            precision = manifest["artifacts"].get(key, {}).get("precision") if key.startswith("model.") else None
+            rows.append((f"{label} ({precision})" if precision else label, metrics[key]))
+    return rows
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.1f}x" if b else "n/a"
+
+
+def write_report(manifest: dict[str, Any], stages: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Write ``report.md`` for a bundle from its manifest fields and stage timings."""
+    teacher = manifest["teacher"]
+    build = manifest["build"]
+    profile = manifest["profile"]
+    budget = profile["budget"]
+    lines = [
+        f"# edgeopt bundle: {build['task']} for {profile['name']}",
+        "",
+        f"{profile['description']}. Labels: {', '.join(manifest['labels'])}. Max sequence length "
+        f"{manifest['max_seq_len']} tokens. Data: {build['data_source']} ({build['train_texts']} train, "
+        f"{build['unlabeled_texts']} unlabeled, {build['test_texts']} test texts).",
+        "",
+        "## Stages",
+        "",
+        "Accuracy, macro-F1 and agreement with the teacher's labels on the held-out test split; latency is the",
+        "median of single-text model calls (batch 1, 1 thread) on the build host, not the device.",
+        "",
+        "| model | accuracy | macro-F1 | agreement | bytes | gzip bytes | p50 ms | smaller | faster |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, m in stage_rows(manifest):
+        lines.append(
+            f"| {name} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | {m.get('agreement', 1.0):.4f} | "
+            f"{m['bytes']:,} | {m['gzip_bytes']:,} | {m['p50_ms']:.3f} | "
+            f"{_ratio(teacher['bytes'], m['bytes'])} | {_ratio(teacher['p50_ms'], m['p50_ms'])} |"
+        )
+    verdict = "within budget" if build["within_budget"] else "OVER BUDGET (kept with --allow-over-budget)"
+    lines += [
+        "",
+        f"## Budget ({profile['name']}): {verdict}",
+        "",
+        f"- size: at most {budget['max_model_mb']} MB per shipped model",
+        f"- accuracy: at most {budget['max_accuracy_drop']} below the teacher",
+        f"- latency target on the device: {budget['target_p50_ms']} ms (not measurable on the build host)",
+        f"- runtime RAM on the device: {budget['max_runtime_ram_mb']} MB (not measured by the build)",
+    ]
+    lines += [f"- problem: {p}" for p in build["budget_problems"]]
+    student = build["student"]
+    prune = build["prune"]
+    lines += [
+        "",
+        "## How it was made",
+        "",
+        f"- teacher: {teacher['kind']} (fingerprint {teacher['fingerprint'][:12]}), max {teacher['max_seq_len']} "
+        "tokens",
+        f"- student: {student['architecture']}, embedding {student['embedding_dim']}, hidden {student['hidden_dim']}, "
+        f"kernel {student['kernel_size']}, dense {student['dense_dim']}; vocabulary pruned to "
+        f"{student['vocabulary']:,} tokens; {student['parameters']:,} parameters",
+        f"- distillation: temperature {build['distill']['temperature']}, alpha {build['distill']['alpha']}, "
+        f"{build['distill']['epochs_run']} epochs (early stopping)",
+        "- pruning: none"
+        if prune is None
+        else f"- pruning: magnitude, {prune['overall_sparsity']:.1%} of prunable weights zero "
+        f"({', '.join(f'{k} {v:.0%}' for k, v in prune['sparsity'].items())})",
+        f"- quantization: {build['quantization']}, per-channel {build['per_channel']}, "
+        f"{build['calibration_samples']} calibration texts",
+        "",
+        "## Build timings",
+        "",
+        "| stage | seconds |",
+        "|---|---|",
+    ]
+    lines += [f"| {s['name']} | {s['seconds']:.1f} |" for s in stages]
+    lines += ["", "![accuracy vs size](report.png)", ""]
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def write_chart(manifest: dict[str, Any], path: Path) -> Path:
+    """Plot accuracy against size on disk for every stage, with the profile's size budget as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = stage_rows(manifest)
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    for name, m in rows:
+        ax.scatter(m["bytes"] / 1e6, m["accuracy"], s=60)
+        ax.annotate(name, (m["bytes"] / 1e6, m["accuracy"]), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    budget = manifest["profile"]["budget"]
+    ax.axvline(budget["max_model_mb"], color="grey", linestyle="--", linewidth=1)
+    ax.annotate("size budget", (budget["max_model_mb"], ax.get_ylim()[0]), rotation=90, fontsize=8, color="grey",
+                xytext=(3, 5), textcoords="offset points")
+    floor = manifest["teacher"]["accuracy"] - budget["max_accuracy_drop"]
+    ax.axhline(floor, color="grey", linestyle=":", linewidth=1)
+    ax.annotate("accuracy floor", (ax.get_xlim()[0], floor), fontsize=8, color="grey", xytext=(3, 3),
+                textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("size on disk (MB, log scale)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"{manifest['build']['task']} on {manifest['profile']['name']}: accuracy vs size by stage")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,49 @@
+"""edgeopt-runtime: verify an edgeopt bundle and classify text with ONNX Runtime or LiteRT.
+
+Importing this package is cheap: onnxruntime and LiteRT are imported only when a backend is loaded.
+
+Example:
+    >>> import edgeopt_runtime
+    >>> clf = edgeopt_runtime.load("bundles/spam")          # doctest: +SKIP
+    >>> clf.predict("WIN a FREE prize now").label           # doctest: +SKIP
+    'spam'
+"""
+
+from __future__ import annotations
+
+from edgeopt_runtime._version import __version__
+from edgeopt_runtime.backends import BackendName, OnnxBackend, TfliteBackend
+from edgeopt_runtime.cache import CacheStats, CacheWarning, ResultCache
+from edgeopt_runtime.errors import (
+    BackendUnavailable,
+    BundleInvalid,
+    CacheError,
+    EdgeoptRuntimeError,
+    InputError,
+)
+from edgeopt_runtime.manifest import Manifest, read_manifest, verify_bundle
+from edgeopt_runtime.model import Prediction, TextClassifier, load
+from edgeopt_runtime.tokenizer import Encoded, TextTokenizer
+
+__all__ = [
+    "__version__",
+    "load",
+    "TextClassifier",
+    "Prediction",
+    "BackendName",
+    "OnnxBackend",
+    "TfliteBackend",
+    "Manifest",
+    "read_manifest",
+    "verify_bundle",
+    "TextTokenizer",
+    "Encoded",
+    "ResultCache",
+    "CacheStats",
+    "CacheWarning",
+    "EdgeoptRuntimeError",
+    "BundleInvalid",
+    "BackendUnavailable",
+    "InputError",
+    "CacheError",
+]

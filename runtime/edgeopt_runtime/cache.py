@@ -1,0 +1,515 @@
+"""A persistent result cache in SQLite, shared safely by threads and processes.
+
+Design choices, and why:
+
+* **One SQLite file, WAL journal, ``BEGIN IMMEDIATE`` for every write.** WAL lets readers run beside a
+  writer; taking the write lock up front (instead of upgrading a read lock) avoids the ``SQLITE_BUSY``
+  deadlock two upgrading processes can hit. ``busy_timeout`` makes a second writer wait instead of failing.
+* **A hit is a write too**: it refreshes ``last_used`` (for LRU eviction) and the hit counter in the same
+  short transaction. That costs a lock per hit, which is cheap next to running a model and keeps counters
+  exact across processes.
+* **Values are JSON, never pickle**: a cache file is data another app (the Android client) may share, and
+  unpickling a file is running code.
+* **Texts are not stored** unless ``store_text=True``: the key is a SHA-256, so a copied cache file does not
+  leak what users typed.
+* **The cache must never break a prediction**: an unreadable or corrupt file is moved aside and rebuilt; a
+  location that cannot be written disables the cache with a :class:`CacheWarning`; an SQLite error later on
+  is warned about once and treated as a miss.
+
+The schema, the key and the value format are documented in ``runtime/README.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import sqlite3
+import threading
+import time
+import unicodedata
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgeopt_runtime.errors import CacheError
+
+__all__ = [
+    "CACHE_SCHEMA_VERSION",
+    "CACHE_FILE_NAME",
+    "CACHE_DIR_ENV",
+    "CacheWarning",
+    "CacheStats",
+    "ResultCache",
+    "default_cache_path",
+    "normalize_text",
+    "cache_key",
+    "migrate",
+]
+
+logger = logging.getLogger(__name__)
+
+CACHE_SCHEMA_VERSION = 1
+CACHE_FILE_NAME = "results.sqlite"
+CACHE_DIR_ENV = "EDGEOPT_CACHE_DIR"
+DEFAULT_MAX_ENTRIES = 10_000
+DEFAULT_MAX_BYTES = 16 * 1024 * 1024
+DEFAULT_TTL_S = 7 * 24 * 3600.0
+_BUSY_TIMEOUT_MS = 10_000
+_WHITESPACE = re.compile(r"\s+")
+_COUNTERS = ("hits", "misses", "evictions")
+
+
+class CacheWarning(UserWarning):
+    """The cache could not be used as asked (disabled, rebuilt, or an SQLite error); predictions go on."""
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """Counters and size of a cache file.
+
+    Attributes:
+        path: The database file.
+        enabled: False when the cache was disabled (see :class:`CacheWarning`).
+        hits: Lookups answered from the cache (all processes, since the last :meth:`ResultCache.clear`).
+        misses: Lookups not found or expired.
+        evictions: Entries removed to respect ``max_entries`` / ``max_bytes``.
+        entries: Entries stored now.
+        bytes: Payload bytes stored now (key + value + text), the quantity ``max_bytes`` bounds.
+        file_bytes: Size on disk of the database and its WAL file.
+        hit_latency_ms: Mean lookup time of hits in this process, None before the first hit.
+    """
+
+    path: str
+    enabled: bool
+    hits: int
+    misses: int
+    evictions: int
+    entries: int
+    bytes: int
+    file_bytes: int
+    hit_latency_ms: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return dict(self.__dict__)
+
+
+def default_cache_path() -> Path:
+    """Return ``$EDGEOPT_CACHE_DIR/results.sqlite``, else ``<user cache dir>/edgeopt/results.sqlite``."""
+    base = os.environ.get(CACHE_DIR_ENV)
+    if not base:
+        from platformdirs import user_cache_dir
+
+        base = user_cache_dir("edgeopt")
+    return Path(base) / CACHE_FILE_NAME
+
+
+def normalize_text(text: str) -> str:
+    """Return the text as the cache key sees it: NFC, stripped, each whitespace run collapsed to one space."""
+    return _WHITESPACE.sub(" ", unicodedata.normalize("NFC", text).strip())
+
+
+def cache_key(fingerprint: str, text: str, options: Mapping[str, str] | None = None) -> str:
+    r"""Return the cache key: SHA-256 hex of ``fingerprint \\n options \\n normalized text`` in UTF-8.
+
+    Args:
+        fingerprint: The bundle fingerprint.
+        text: The input text (normalized here with :func:`normalize_text`).
+        options: Settings that change the answer (backend, labels, sequence length); serialized as
+            ``k=v`` pairs sorted by key and joined with ``;``.
+
+    Returns:
+        64 lowercase hex characters.
+    """
+    opts = ";".join(f"{k}={v}" for k, v in sorted((options or {}).items()))
+    payload = f"{fingerprint}\n{opts}\n{normalize_text(text)}"
+    # surrogatepass: a lone surrogate must give a key, not an exception (the runtime replaces them earlier).
+    return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _create_v1(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        """CREATE TABLE results (
+            key TEXT PRIMARY KEY,
+            fingerprint TEXT NOT NULL,
+            value TEXT NOT NULL,
+            text TEXT,
+            size INTEGER NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL,
+            last_used REAL NOT NULL
+        )"""
+    )
+    conn.execute("CREATE INDEX results_last_used ON results(last_used)")
+    conn.execute("CREATE INDEX results_fingerprint ON results(fingerprint)")
+    conn.execute("CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+    conn.executemany("INSERT INTO counters(name, value) VALUES (?, 0)", [(c,) for c in _COUNTERS])
+
+
+# Step i turns schema version i into i + 1; a new schema appends a step and bumps CACHE_SCHEMA_VERSION.
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {0: _create_v1}
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring a cache database to :data:`CACHE_SCHEMA_VERSION` (``PRAGMA user_version``), in one transaction.
+
+    Args:
+        conn: A connection in autocommit mode (``isolation_level=None``).
+
+    Returns:
+        The schema version found before migrating (0 for a new file).
+
+    Raises:
+        CacheError: The file was written by a newer runtime (``user_version`` above this runtime's).
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        found = conn.execute("PRAGMA user_version").fetchone()[0]
+        if found > CACHE_SCHEMA_VERSION:
+            raise CacheError(
+                f"cache schema version {found} is newer than this edgeopt-runtime reads "
+                f"({CACHE_SCHEMA_VERSION}); "
+                "upgrade edgeopt-runtime or use another cache file"
+            )
+        for version in range(found, CACHE_SCHEMA_VERSION):
+            _MIGRATIONS[version](conn)
+        # PRAGMA takes no parameters; the value is our own integer constant.
+        conn.execute(f"PRAGMA user_version = {CACHE_SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return found
+
+
+class ResultCache:
+    """An SQLite cache of predictions keyed by (model fingerprint, normalized text, options).
+
+    Args:
+        path: Database file; None for :func:`default_cache_path`.
+        max_entries: Most entries kept; the least recently used go first.
+        max_bytes: Most payload bytes kept (key + value + text); the least recently used go first.
+        ttl_s: Seconds an entry stays valid; None for no expiry.
+        store_text: Also store the normalized text (off by default: keys are hashes).
+        clock: Time source in seconds (tests pass a fake one).
+
+    Raises:
+        CacheError: A bound is not a positive number.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        ttl_s: float | None = DEFAULT_TTL_S,
+        store_text: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        for name, value in (("max_entries", max_entries), ("max_bytes", max_bytes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise CacheError(f"{name} {value!r} must be a positive integer")
+        if ttl_s is not None and not ttl_s > 0:
+            raise CacheError(f"ttl_s {ttl_s!r} must be a positive number of seconds or None")
+        self.path = Path(path) if path is not None else default_cache_path()
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.ttl_s = ttl_s
+        self.store_text = store_text
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = -1
+        self._enabled = True
+        self._warned_runtime_error = False
+        self._hit_ms_total = 0.0
+        self._hit_count = 0
+        self._open()
+
+    # -- opening, corruption, permissions -------------------------------------------------------------------
+
+    @property
+    def enabled(self) -> bool:
+        """False when the cache was disabled because its location cannot be written."""
+        return self._enabled
+
+    def _disable(self, reason: str) -> None:
+        self._enabled = False
+        self._close()
+        warnings.warn(f"result cache disabled: {reason}", CacheWarning, stacklevel=3)
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except sqlite3.Error:
+                pass
+            self._conn = None
+
+    def _connect(self) -> sqlite3.Connection:
+        # Create the file ourselves with 0600, so it is never readable by others, not even for a moment.
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+        os.chmod(self.path, 0o600)
+        conn = sqlite3.connect(
+            self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            result = conn.execute("PRAGMA quick_check").fetchone()[0]
+            if result != "ok":
+                raise sqlite3.DatabaseError(f"quick_check: {result}")
+            migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _move_aside(self, error: Exception) -> None:
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{os.getpid()}"
+        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        try:
+            os.replace(self.path, target)
+        except FileNotFoundError:
+            pass  # another process moved it first
+        for suffix in ("-wal", "-shm"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        warnings.warn(
+            f"result cache {self.path} was unreadable ({error}); "
+            f"moved it to {target.name} and started a new one",
+            CacheWarning,
+            stacklevel=4,
+        )
+
+    def _open(self) -> None:
+        self._pid = os.getpid()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self._disable(f"cannot create {self.path.parent} ({exc.strerror or exc})")
+            return
+        try:
+            try:
+                self._conn = self._connect()
+            except sqlite3.OperationalError:
+                raise  # locked / cannot open: not evidence of corruption
+            except sqlite3.DatabaseError as exc:
+                self._move_aside(exc)
+                self._conn = self._connect()
+        except CacheError as exc:
+            self._disable(str(exc))
+        except (OSError, sqlite3.Error) as exc:
+            self._disable(f"cannot write {self.path} ({exc})")
+
+    def _connection(self) -> sqlite3.Connection | None:
+        if not self._enabled:
+            return None
+        if self._pid != os.getpid():
+            # A connection must not cross fork(); the child opens its own.
+            self._conn = None
+            self._open()
+        return self._conn
+
+    def _write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``fn`` in ``BEGIN IMMEDIATE`` ... ``COMMIT``; on an SQLite error warn once and return None."""
+        with self._lock:
+            conn = self._connection()
+            if conn is None:
+                return None
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                return result
+            except sqlite3.Error as exc:
+                if not self._warned_runtime_error:
+                    self._warned_runtime_error = True
+                    warnings.warn(
+                        f"result cache {self.path}: {exc}; continuing without it", CacheWarning, stacklevel=3
+                    )
+                return None
+
+    # -- reads and writes -----------------------------------------------------------------------------------
+
+    def key(self, fingerprint: str, text: str, options: Mapping[str, str] | None = None) -> str:
+        """Return :func:`cache_key` for these arguments."""
+        return cache_key(fingerprint, text, options)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """Return the stored value of ``key``, or None when absent, expired or the cache is off."""
+        return self.get_many([key]).get(key)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Return the stored values of the keys that are present and not expired (one transaction)."""
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return {}
+        start = time.perf_counter()
+
+        def run(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+            now = self._clock()
+            found: dict[str, dict[str, Any]] = {}
+            expired = []
+            for k in wanted:
+                row = conn.execute("SELECT value, expires_at FROM results WHERE key = ?", (k,)).fetchone()
+                if row is None:
+                    continue
+                if row[1] is not None and row[1] <= now:
+                    expired.append((k,))
+                    continue
+                found[k] = json.loads(row[0])
+            conn.executemany("DELETE FROM results WHERE key = ?", expired)
+            conn.executemany("UPDATE results SET last_used = ? WHERE key = ?", [(now, k) for k in found])
+            self._bump(conn, hits=len(found), misses=len(wanted) - len(found))
+            return found
+
+        found = self._write(run) or {}
+        if found:
+            elapsed_ms = (time.perf_counter() - start) * 1000.0
+            self._hit_ms_total += elapsed_ms
+            self._hit_count += len(found)
+        return found
+
+    def put(self, key: str, fingerprint: str, value: Mapping[str, Any], text: str | None = None) -> None:
+        """Store one value (see :meth:`put_many`)."""
+        self.put_many([(key, fingerprint, value, text)])
+
+    def put_many(self, items: Iterable[tuple[str, str, Mapping[str, Any], str | None]]) -> None:
+        """Store values in one transaction, then evict least recently used entries beyond the bounds.
+
+        Args:
+            items: ``(key, fingerprint, value, text)``; ``value`` must be JSON-serializable; ``text`` is
+                stored (normalized) only when the cache was made with ``store_text=True``. An entry larger
+                than ``max_bytes`` on its own is not stored.
+        """
+        rows = []
+        now = self._clock()
+        expires = None if self.ttl_s is None else now + self.ttl_s
+        for key, fingerprint, value, text in items:
+            payload = json.dumps(value, separators=(",", ":"), sort_keys=True, allow_nan=False)
+            stored_text = normalize_text(text) if (self.store_text and text is not None) else None
+            size = (
+                len(key)
+                + len(payload.encode())
+                + (len(stored_text.encode("utf-8", "surrogatepass")) if stored_text else 0)
+            )
+            if size <= self.max_bytes:
+                rows.append((key, fingerprint, payload, stored_text, size, now, expires, now))
+        if not rows:
+            return
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT OR REPLACE INTO results"
+                "(key, fingerprint, value, text, size, created_at, expires_at, last_used) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            self._evict(conn, now)
+
+        self._write(run)
+
+    def _evict(self, conn: sqlite3.Connection, now: float) -> None:
+        conn.execute("DELETE FROM results WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,))
+        count, total = conn.execute("SELECT count(*), coalesce(sum(size), 0) FROM results").fetchone()
+        if count <= self.max_entries and total <= self.max_bytes:
+            return
+        victims = []
+        for key, size in conn.execute("SELECT key, size FROM results ORDER BY last_used ASC, created_at ASC"):
+            if count <= self.max_entries and total <= self.max_bytes:
+                break
+            victims.append((key,))
+            count -= 1
+            total -= size
+        conn.executemany("DELETE FROM results WHERE key = ?", victims)
+        self._bump(conn, evictions=len(victims))
+
+    @staticmethod
+    def _bump(conn: sqlite3.Connection, **deltas: int) -> None:
+        conn.executemany(
+            "UPDATE counters SET value = value + ? WHERE name = ?",
+            [(d, name) for name, d in deltas.items() if d],
+        )
+
+    # -- maintenance ----------------------------------------------------------------------------------------
+
+    def clear(self) -> int:
+        """Delete every entry and reset the counters; return the number of entries deleted."""
+
+        def run(conn: sqlite3.Connection) -> int:
+            deleted = conn.execute("DELETE FROM results").rowcount
+            conn.execute("UPDATE counters SET value = 0")
+            return deleted
+
+        self._hit_ms_total, self._hit_count = 0.0, 0
+        return self._write(run) or 0
+
+    def invalidate(self, fingerprint: str | None = None) -> int:
+        """Delete the entries of one model fingerprint (all entries when None); return how many."""
+        if fingerprint is None:
+            return self._write(lambda c: c.execute("DELETE FROM results").rowcount) or 0
+        return (
+            self._write(
+                lambda c: c.execute("DELETE FROM results WHERE fingerprint = ?", (fingerprint,)).rowcount
+            )
+            or 0
+        )
+
+    def keep_only(self, fingerprint: str) -> int:
+        """Delete the entries of every other fingerprint (done when a bundle loads); return how many."""
+        return (
+            self._write(
+                lambda c: c.execute("DELETE FROM results WHERE fingerprint != ?", (fingerprint,)).rowcount
+            )
+            or 0
+        )
+
+    def stats(self) -> CacheStats:
+        """Return counters (shared by all processes) and sizes; zeros when the cache is disabled."""
+
+        def run(conn: sqlite3.Connection) -> tuple[dict[str, int], int, int]:
+            counters = dict(conn.execute("SELECT name, value FROM counters").fetchall())
+            count, total = conn.execute("SELECT count(*), coalesce(sum(size), 0) FROM results").fetchone()
+            return counters, count, total
+
+        got = self._write(run)
+        counters, count, total = got if got is not None else ({}, 0, 0)
+        file_bytes = sum(
+            os.path.getsize(p) for p in (self.path, Path(f"{self.path}-wal")) if self._enabled and p.exists()
+        )
+        return CacheStats(
+            path=str(self.path),
+            enabled=self._enabled,
+            hits=counters.get("hits", 0),
+            misses=counters.get("misses", 0),
+            evictions=counters.get("evictions", 0),
+            entries=count,
+            bytes=total,
+            file_bytes=file_bytes,
+            hit_latency_ms=(self._hit_ms_total / self._hit_count) if self._hit_count else None,
+        )
+
+    def close(self) -> None:
+        """Close the database connection; the object must not be used afterwards."""
+        with self._lock:
+            self._close()
+            self._enabled = False
+
+    def __enter__(self) -> ResultCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,296 @@
+"""Load a verified bundle and classify texts with it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeopt_runtime.backends import (
+    Backend,
+    BackendName,
+    OnnxBackend,
+    TfliteBackend,
+    litert_available,
+    onnxruntime_available,
+)
+from edgeopt_runtime.cache import ResultCache
+from edgeopt_runtime.errors import BackendUnavailable, BundleInvalid, InputError
+from edgeopt_runtime.manifest import TASK_TEXT_CLASSIFICATION, Manifest, safe_bundle_path, verify_bundle
+from edgeopt_runtime.tokenizer import Encoded, TextTokenizer, clean_text
+
+__all__ = ["Prediction", "TextClassifier", "load", "softmax"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The answer for one text.
+
+    Attributes:
+        label: The most likely label.
+        score: Its softmax probability.
+        scores: Softmax probability of every label.
+        cached: True when the answer came from the result cache.
+        latency_ms: Wall time of cache lookup + tokenize + inference (for a batch: divided by its size; for a
+            cache hit: the lookup time).
+        truncated: True when the text had more tokens than ``max_seq_len`` and the tail was dropped.
+    """
+
+    label: str
+    score: float
+    scores: dict[str, float]
+    cached: bool
+    latency_ms: float
+    truncated: bool
+
+    def to_dict(self) -> dict[str, object]:
+        """Return a JSON-ready dict."""
+        return {
+            "label": self.label,
+            "score": self.score,
+            "scores": dict(self.scores),
+            "cached": self.cached,
+            "latency_ms": self.latency_ms,
+            "truncated": self.truncated,
+        }
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Return row-wise softmax of ``[n, k]`` logits, computed in float64 for stability."""
+    z = logits.astype(np.float64)
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class TextClassifier:
+    """A bundle ready to classify texts; build it with :func:`load`.
+
+    Args:
+        manifest: The verified manifest.
+        tokenizer: The bundle's tokenizer.
+        backend: A loaded backend.
+        cache: Result cache, or None for none.
+    """
+
+    def __init__(
+        self, manifest: Manifest, tokenizer: TextTokenizer, backend: Backend, cache: ResultCache | None = None
+    ) -> None:
+        self._manifest = manifest
+        self._tokenizer = tokenizer
+        self._backend = backend
+        self._cache = cache
+        # Everything besides the text that changes the answer; part of every cache key.
+        self._key_options = {
+            "backend": backend.name,
+            "labels": json.dumps(list(manifest.labels), ensure_ascii=True),
+            "max_seq_len": str(manifest.max_seq_len),
+        }
+
+    @property
+    def manifest(self) -> Manifest:
+        """The bundle's verified manifest."""
+        return self._manifest
+
+    @property
+    def backend_name(self) -> str:
+        """``"onnx"`` or ``"tflite"``."""
+        return self._backend.name
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Class names in logit order."""
+        return self._manifest.labels
+
+    @property
+    def cache(self) -> ResultCache | None:
+        """The result cache, or None when caching is off."""
+        return self._cache
+
+    def predict(self, text: str) -> Prediction:
+        """Classify one text (from the cache when it holds the answer).
+
+        Raises:
+            InputError: ``text`` is not a str, or is empty or whitespace only.
+        """
+        return self._predict([clean_text(text)])[0]
+
+    def predict_batch(self, texts: Sequence[str]) -> list[Prediction]:
+        """Classify texts; cache misses go to the backend in one call (row by row for a batch-1 model).
+
+        Raises:
+            InputError: ``texts`` is empty or a plain str, or one text is invalid (named by its index).
+        """
+        if isinstance(texts, str | bytes):
+            raise InputError("expected a list of str, got a single str; use predict() or wrap it in a list")
+        cleaned = [clean_text(t, index=i) for i, t in enumerate(texts)]
+        if not cleaned:
+            raise InputError("texts is empty; pass at least one text")
+        return self._predict(cleaned)
+
+    def _predict(self, texts: list[str]) -> list[Prediction]:
+        start = time.perf_counter()
+        if self._cache is None:
+            return self._run(self._tokenizer.encode_batch(texts), start)
+        fingerprint = self._manifest.fingerprint
+        keys = [self._cache.key(fingerprint, t, self._key_options) for t in texts]
+        hits = self._cache.get_many(keys)
+        lookup_ms = (time.perf_counter() - start) * 1000.0 / len(texts)
+        results = [_from_cache(hits.get(k), self.labels, lookup_ms) for k in keys]
+        todo = [i for i, r in enumerate(results) if r is None]
+        if todo:
+            fresh = self._run(self._tokenizer.encode_batch([texts[i] for i in todo]), start)
+            items = []
+            for i, pred in zip(todo, fresh, strict=True):
+                results[i] = pred
+                value = {
+                    "label": pred.label,
+                    "score": pred.score,
+                    "scores": pred.scores,
+                    "truncated": pred.truncated,
+                }
+                items.append((keys[i], fingerprint, value, texts[i]))
+            self._cache.put_many(items)
+        return [r for r in results if r is not None]
+
+    def _run(self, encoded: Encoded, start: float) -> list[Prediction]:
+        logits = self._backend.run(encoded.input_ids, encoded.attention_mask)
+        n, k = len(encoded.input_ids), len(self.labels)
+        if logits.shape != (n, k):
+            raise BundleInvalid(
+                f"the {self.backend_name} model returned logits of shape {logits.shape}, expected ({n}, {k}) "
+                f"for labels {list(self.labels)}; rebuild the bundle"
+            )
+        probs = softmax(logits)
+        latency_ms = (time.perf_counter() - start) * 1000.0 / n
+        out = []
+        for row, truncated in zip(probs, encoded.truncated, strict=True):
+            best = int(np.argmax(row))
+            out.append(
+                Prediction(
+                    label=self.labels[best],
+                    score=float(row[best]),
+                    scores={label: float(p) for label, p in zip(self.labels, row, strict=True)},
+                    cached=False,
+                    latency_ms=latency_ms,
+                    truncated=truncated,
+                )
+            )
+        return out
+
+
+def _from_cache(
+    value: dict[str, object] | None, labels: tuple[str, ...], latency_ms: float
+) -> Prediction | None:
+    # The file may be shared with other clients; anything not shaped like our value counts as a miss.
+    if value is None:
+        return None
+    try:
+        label, score, scores, truncated = value["label"], value["score"], value["scores"], value["truncated"]
+    except (KeyError, TypeError):
+        return None
+    if label not in labels or not isinstance(scores, dict) or set(scores) != set(labels):
+        return None
+    return Prediction(
+        label=str(label),
+        score=float(score),  # type: ignore[arg-type]
+        scores={name: float(scores[name]) for name in labels},
+        cached=True,
+        latency_ms=latency_ms,
+        truncated=bool(truncated),
+    )
+
+
+def _pick_backend(manifest: Manifest, backend: BackendName) -> BackendName:
+    if backend is not BackendName.AUTO:
+        return backend
+    has_onnx = manifest.artifact_for("onnx") is not None
+    has_tflite = manifest.artifact_for("tflite") is not None
+    if has_onnx and onnxruntime_available():
+        return BackendName.ONNX
+    if has_tflite and litert_available():
+        return BackendName.TFLITE
+    # Neither usable: name the one the bundle has, so that its message gives the right pip command.
+    return BackendName.ONNX if has_onnx else BackendName.TFLITE
+
+
+def load(
+    bundle_dir: str | os.PathLike[str],
+    backend: BackendName | str = BackendName.AUTO,
+    threads: int | None = None,
+    cache: ResultCache | str | os.PathLike[str] | bool | None = None,
+) -> TextClassifier:
+    """Verify a bundle and load its tokenizer and model.
+
+    Args:
+        bundle_dir: The bundle directory (``manifest.json``, models, ``tokenizer.json``).
+        backend: ``"auto"`` (ONNX Runtime when installed, else LiteRT), ``"onnx"`` or ``"tflite"``.
+        threads: Inference threads; None lets the backend decide.
+        cache: Result cache: None or True for the default file
+            (:func:`~edgeopt_runtime.cache.default_cache_path`), False for none, a path for that file, or a
+            :class:`~edgeopt_runtime.cache.ResultCache`. Entries of other model fingerprints are purged from
+            it on load.
+
+    Returns:
+        A ready classifier.
+
+    Raises:
+        BundleInvalid: The bundle fails verification or its model does not match the manifest.
+        BackendUnavailable: The backend is not installed, or the bundle has no artifact for it.
+        InputError: ``backend`` or ``threads`` is not a valid choice.
+    """
+    try:
+        choice = BackendName(backend)
+    except ValueError:
+        choices = ", ".join(b.value for b in BackendName)
+        raise InputError(f"backend {backend!r} is not one of: {choices}") from None
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise InputError(f"threads {threads!r} must be a positive integer or None")
+    manifest = verify_bundle(bundle_dir)
+    if manifest.task != TASK_TEXT_CLASSIFICATION:
+        raise BundleInvalid(
+            f"bundle {bundle_dir} has task {manifest.task!r}; "
+            f"this runtime runs {TASK_TEXT_CLASSIFICATION!r} only"
+        )
+    choice = _pick_backend(manifest, choice)
+    found = manifest.artifact_for(choice.value)
+    if found is None:
+        have = ", ".join(sorted({a.format for a in manifest.artifacts.values()})) or "none"
+        raise BackendUnavailable(
+            f"bundle {bundle_dir} has no {choice.value} model (it has: {have}); choose another --backend"
+        )
+    name, artifact = found
+    path = safe_bundle_path(Path(bundle_dir), name)
+    model: Backend
+    if choice is BackendName.ONNX:
+        model = OnnxBackend(
+            path, threads, output_quantization=artifact.output_quantization, seq_len=manifest.max_seq_len
+        )
+    else:
+        model = TfliteBackend(path, threads, seq_len=manifest.max_seq_len)
+    tokenizer = TextTokenizer.from_bundle(manifest, bundle_dir)
+    result_cache = _open_cache(cache)
+    if result_cache is not None:
+        result_cache.keep_only(manifest.fingerprint)
+    logger.debug("loaded %s with %s (%s)", bundle_dir, choice.value, name)
+    return TextClassifier(manifest, tokenizer, model, result_cache)
+
+
+def _open_cache(cache: ResultCache | str | os.PathLike[str] | bool | None) -> ResultCache | None:
+    if cache is False:
+        return None
+    if isinstance(cache, ResultCache):
+        return cache
+    if cache is None or cache is True:
+        return ResultCache()
+    if isinstance(cache, str | os.PathLike):
+        return ResultCache(cache)
+    raise InputError(f"cache {cache!r} must be None, True, False, a path or a ResultCache")

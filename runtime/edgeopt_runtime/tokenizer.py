@@ -1,0 +1,144 @@
+r"""Turn texts into the fixed-length ``input_ids`` / ``attention_mask`` arrays the bundle's model takes.
+
+Texts with lone UTF-16 surrogates (``"\ud800"``: not valid Unicode, but a Python ``str`` can hold them, e.g.
+after ``surrogateescape`` decoding or a JSON ``"\ud800"`` escape) are not rejected: a valid surrogate pair is
+joined into its character and each lone surrogate becomes U+FFFD, so such text still gets an answer instead
+of a crash. (BERT's normalizer then drops U+FFFD like any invalid character.)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgeopt_runtime.errors import BundleInvalid, InputError
+from edgeopt_runtime.manifest import Manifest, safe_bundle_path
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+__all__ = ["Encoded", "TextTokenizer", "clean_text"]
+
+_PAD_TOKEN = "[PAD]"
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A tokenized batch.
+
+    Attributes:
+        input_ids: int64 array ``[n, max_seq_len]``.
+        attention_mask: int64 array ``[n, max_seq_len]``; 1 for real tokens, 0 for padding.
+        truncated: Per text, True when tokens beyond ``max_seq_len`` were dropped.
+    """
+
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+    truncated: tuple[bool, ...]
+
+
+def clean_text(text: Any, *, index: int | None = None) -> str:
+    """Validate one input text and repair invalid Unicode.
+
+    Args:
+        text: The value to check.
+        index: Position in a batch, named in the error message.
+
+    Returns:
+        The text, with each lone surrogate replaced by U+FFFD.
+
+    Raises:
+        InputError: ``text`` is not a ``str``, or is empty or whitespace only.
+    """
+    where = "" if index is None else f"texts[{index}]: "
+    if not isinstance(text, str):
+        raise InputError(f"{where}expected str, got {type(text).__name__}")
+    if not text.strip():
+        raise InputError(f"{where}text is empty or whitespace only; pass at least one word")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # Round-tripping through UTF-16 joins well-formed surrogate pairs and turns lone ones into U+FFFD.
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
+class TextTokenizer:
+    """A Hugging Face ``tokenizers`` tokenizer fixed to the bundle's sequence length.
+
+    Args:
+        tokenizer: A loaded ``tokenizers.Tokenizer``; its own padding/truncation settings are replaced.
+        max_seq_len: Length every encoding is truncated or padded to.
+        source: Where the tokenizer came from, for error messages.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, max_seq_len: int, source: str = "tokenizer") -> None:
+        pad_id = tokenizer.token_to_id(_PAD_TOKEN)
+        if pad_id is None:
+            raise BundleInvalid(
+                f"{source} has no {_PAD_TOKEN} token; rebuild the bundle with a BERT WordPiece tokenizer"
+            )
+        tokenizer.enable_truncation(max_length=max_seq_len)
+        tokenizer.enable_padding(length=max_seq_len, pad_id=pad_id, pad_token=_PAD_TOKEN)
+        self._tokenizer = tokenizer
+        self.max_seq_len = max_seq_len
+        self.pad_id = pad_id
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], max_seq_len: int) -> TextTokenizer:
+        """Load a ``tokenizer.json`` file.
+
+        Raises:
+            BundleInvalid: The file cannot be parsed by ``tokenizers``.
+        """
+        from tokenizers import Tokenizer
+
+        try:
+            tok = Tokenizer.from_file(str(path))
+        except Exception as exc:  # tokenizers raises a bare Exception for malformed files
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise BundleInvalid(
+                f"{path} is not a valid tokenizers file ({first}); rebuild the bundle"
+            ) from exc
+        return cls(tok, max_seq_len, source=str(path))
+
+    @classmethod
+    def from_bundle(cls, manifest: Manifest, bundle_dir: str | os.PathLike[str]) -> TextTokenizer:
+        """Load the tokenizer named by the manifest, with the manifest's ``max_seq_len``."""
+        return cls.from_file(
+            safe_bundle_path(Path(bundle_dir), manifest.tokenizer_file), manifest.max_seq_len
+        )
+
+    def encode(self, text: str) -> Encoded:
+        """Tokenize one text into arrays of shape ``[1, max_seq_len]``.
+
+        Raises:
+            InputError: See :func:`clean_text`.
+        """
+        return self._encode([clean_text(text)])
+
+    def encode_batch(self, texts: Sequence[str]) -> Encoded:
+        """Tokenize texts into arrays of shape ``[len(texts), max_seq_len]``.
+
+        Raises:
+            InputError: ``texts`` is a plain string or empty, or one text is invalid (named by its index).
+        """
+        if isinstance(texts, str | bytes):
+            raise InputError("expected a list of str, got a single str; use encode() or wrap it in a list")
+        cleaned = [clean_text(t, index=i) for i, t in enumerate(texts)]
+        if not cleaned:
+            raise InputError("texts is empty; pass at least one text")
+        return self._encode(cleaned)
+
+    def _encode(self, texts: list[str]) -> Encoded:
+        encodings = self._tokenizer.encode_batch(texts)
+        ids = np.asarray([e.ids for e in encodings], dtype=np.int64)
+        mask = np.asarray([e.attention_mask for e in encodings], dtype=np.int64)
+        # With truncation on, tokenizers keeps the dropped tokens in `overflowing`.
+        truncated = tuple(bool(e.overflowing) for e in encodings)
+        return Encoded(input_ids=ids, attention_mask=mask, truncated=truncated)

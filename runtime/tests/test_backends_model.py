@@ -1,0 +1,178 @@
+from __future__ import annotations
+
+import sys
+
+import edgeopt_runtime
+import numpy as np
+import pytest
+from edgeopt_runtime import BackendUnavailable, BundleInvalid, InputError, Prediction, load
+from edgeopt_runtime.backends import OnnxBackend, TfliteBackend
+from edgeopt_runtime.tokenizer import TextTokenizer
+from edgeopt_runtime_fixtures import LABELS, MAX_SEQ_LEN, make_texts, rewrite_manifest
+
+BACKENDS = ["onnx", "tflite"]
+
+
+@pytest.fixture(scope="module")
+def keras_labels(tiny_bundle):
+    tok = TextTokenizer.from_file(tiny_bundle.path / "tokenizer.json", MAX_SEQ_LEN)
+    enc = tok.encode_batch(list(tiny_bundle.texts))
+    logits = tiny_bundle.keras_model(
+        [enc.input_ids.astype(np.int32), enc.attention_mask.astype(np.int32)]
+    ).numpy()
+    return [LABELS[i] for i in logits.argmax(axis=1)], logits
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def clf(request, tiny_bundle):
+    return load(tiny_bundle.path, backend=request.param, threads=1, cache=False)
+
+
+def test_labels_match_keras(clf, tiny_bundle, keras_labels):
+    labels, _ = keras_labels
+    assert len(tiny_bundle.texts) == 30
+    assert {"ham", "spam"} == set(labels)
+    assert [p.label for p in clf.predict_batch(list(tiny_bundle.texts))] == labels
+
+
+def test_logits_close_to_keras(clf, tiny_bundle, keras_labels):
+    _, logits = keras_labels
+    enc = TextTokenizer.from_file(tiny_bundle.path / "tokenizer.json", MAX_SEQ_LEN).encode_batch(
+        list(tiny_bundle.texts)
+    )
+    got = clf._backend.run(enc.input_ids, enc.attention_mask)
+    assert got.dtype == np.float32 and got.shape == (30, 2)
+    tol = 1e-5 if clf.backend_name == "onnx" else 0.05  # int8 output steps are ~0.01
+    np.testing.assert_allclose(got, logits, atol=tol)
+
+
+def test_prediction_fields(clf):
+    p = clf.predict("WIN free CASH now!!")
+    assert isinstance(p, Prediction)
+    assert p.label == "spam" and p.score == max(p.scores.values())
+    assert list(p.scores) == list(LABELS) and sum(p.scores.values()) == pytest.approx(1.0)
+    assert p.cached is False and p.truncated is False and p.latency_ms > 0
+    assert clf.labels == LABELS and clf.manifest.max_seq_len == MAX_SEQ_LEN
+    assert clf.backend_name in BACKENDS
+
+
+def test_batch_equals_loop(clf):
+    texts = make_texts(9, seed=7) + [" ".join(["free"] * 40)]
+    batch = clf.predict_batch(texts)
+    loop = [clf.predict(t) for t in texts]
+    for b, s in zip(batch, loop, strict=True):
+        assert b.label == s.label and b.truncated == s.truncated
+        for label in LABELS:
+            assert b.scores[label] == pytest.approx(s.scores[label], abs=1e-6)
+    assert batch[-1].truncated is True
+
+
+def test_bad_inputs(clf):
+    with pytest.raises(InputError, match="^expected str, got int$"):
+        clf.predict(5)
+    with pytest.raises(InputError, match="empty or whitespace"):
+        clf.predict(" \n")
+    with pytest.raises(InputError, match=r"texts\[2\]"):
+        clf.predict_batch(["a", "b", ""])
+    assert clf.predict("free \ud800 cash").label == "spam"
+
+
+def test_auto_prefers_onnx(tiny_bundle):
+    assert load(tiny_bundle.path).backend_name == "onnx"
+
+
+def test_load_options_checked(tiny_bundle):
+    with pytest.raises(InputError, match=r"backend 'gpu' is not one of: auto, onnx, tflite"):
+        load(tiny_bundle.path, backend="gpu")
+    with pytest.raises(InputError, match="threads 0 must be a positive integer"):
+        load(tiny_bundle.path, threads=0)
+
+
+def test_load_verifies_first(bundle_copy):
+    (bundle_copy / "tokenizer.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(BundleInvalid, match="tokenizer.json has"):
+        load(bundle_copy)
+
+
+def test_missing_artifact_for_backend(bundle_copy):
+    def drop_tflite(d):
+        del d["artifacts"]["model.tflite"], d["files"]["model.tflite"]
+
+    rewrite_manifest(bundle_copy, drop_tflite)  # the fingerprint covers model.tflite, so fix it after
+    m = edgeopt_runtime.read_manifest(bundle_copy)
+    from edgeopt_runtime.manifest import compute_fingerprint
+
+    rewrite_manifest(bundle_copy, lambda d: d.update(fingerprint=compute_fingerprint(m.files)))
+    with pytest.raises(
+        BackendUnavailable, match=r"has no tflite model \(it has: onnx\); choose another --backend"
+    ):
+        load(bundle_copy, backend="tflite")
+    assert load(bundle_copy, backend="auto").backend_name == "onnx"
+
+
+def test_wrong_label_count(bundle_copy):
+    from edgeopt_runtime.manifest import read_manifest, write_manifest
+
+    rewrite_manifest(bundle_copy, lambda d: d.update(labels=["a", "b", "c"]))
+    write_manifest(bundle_copy, read_manifest(bundle_copy))
+    clf = load(bundle_copy, backend="onnx")
+    with pytest.raises(BundleInvalid, match=r"returned logits of shape \(1, 2\), expected \(1, 3\)"):
+        clf.predict("hello")
+
+
+def test_backend_dtype_casts_and_batch(tiny_bundle):
+    onnx = OnnxBackend(tiny_bundle.path / "model.onnx", 1, seq_len=MAX_SEQ_LEN)
+    lite = TfliteBackend(tiny_bundle.path / "model.tflite", 1, seq_len=MAX_SEQ_LEN)
+    ids = np.zeros((3, MAX_SEQ_LEN), np.int64)
+    ids[:, 0] = 2
+    mask = (ids > 0).astype(np.int32)
+    for backend in (onnx, lite):
+        out = backend.run(ids, mask)
+        assert out.shape == (3, 2) and out.dtype == np.float32
+        assert backend.run(ids[:1], mask[:1]).shape == (1, 2)  # resize down after a bigger batch
+    with pytest.raises(BundleInvalid, match="has length 16, manifest says 8"):
+        OnnxBackend(tiny_bundle.path / "model.onnx", seq_len=8)
+    with pytest.raises(BundleInvalid, match="has length 16, manifest says 8"):
+        TfliteBackend(tiny_bundle.path / "model.tflite", seq_len=8)
+    with pytest.raises(InputError, match="must be equal 2-D shapes"):
+        onnx.run(ids, mask[:, :4])
+
+
+def test_corrupt_model_file(tmp_path):
+    bad = tmp_path / "m.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(BundleInvalid, match="cannot be loaded by onnxruntime"):
+        OnnxBackend(bad)
+    bad = tmp_path / "m.tflite"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(BundleInvalid, match="cannot be loaded by LiteRT"):
+        TfliteBackend(bad)
+
+
+def test_missing_onnxruntime(tiny_bundle, monkeypatch):
+    # A None entry in sys.modules makes `import onnxruntime` fail as if the package were not installed.
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(
+        BackendUnavailable, match=r"pip install edgeopt-runtime\[onnx\] \(or use --backend tflite\)"
+    ):
+        load(tiny_bundle.path, backend="onnx", cache=False)
+    assert load(tiny_bundle.path, backend="auto", cache=False).backend_name == "tflite"
+
+
+def test_missing_litert(tiny_bundle, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
+    monkeypatch.setitem(sys.modules, "tflite_runtime", None)
+    monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", None)
+    with pytest.raises(BackendUnavailable, match=r"pip install edgeopt-runtime\[tflite\]"):
+        load(tiny_bundle.path, backend="tflite", cache=False)
+
+
+def test_import_is_light():
+    import subprocess
+    import sys
+
+    heavy = ("onnxruntime", "tensorflow", "torch", "transformers", "edgeopt", "ai_edge_litert", "tokenizers")
+    code = f"import sys, edgeopt_runtime; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -1,0 +1,385 @@
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import signal
+import sqlite3
+import stat
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+from edgeopt_runtime import load
+from edgeopt_runtime.cache import (
+    CACHE_SCHEMA_VERSION,
+    CacheWarning,
+    ResultCache,
+    cache_key,
+    default_cache_path,
+    migrate,
+    normalize_text,
+)
+from edgeopt_runtime.cli import main
+from edgeopt_runtime.errors import CacheError
+
+FP_A = "a" * 64
+FP_B = "b" * 64
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def value_for(key: str) -> dict:
+    return {"label": "spam", "check": hashlib.sha256(key.encode()).hexdigest()}
+
+
+def no_warnings(fn, *args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheWarning)
+        return fn(*args, **kwargs)
+
+
+# -- keys -------------------------------------------------------------------------------------------
+
+
+def test_normalize_and_key():
+    assert normalize_text("  Free\u00a0 cash\n\tnow ") == "Free cash now"
+    assert normalize_text("caf\u0065\u0301") == "caf\u00e9"
+    assert cache_key(FP_A, " Free  cash ") == cache_key(FP_A, "Free cash")
+    assert cache_key(FP_A, "free cash") != cache_key(FP_A, "Free cash")  # case is the tokenizer's business
+    assert cache_key(FP_A, "x") != cache_key(FP_B, "x")
+    assert cache_key(FP_A, "x", {"backend": "onnx"}) != cache_key(FP_A, "x", {"backend": "tflite"})
+    expected = hashlib.sha256(f"{FP_A}\na=1;b=2\nhello world".encode()).hexdigest()
+    assert cache_key(FP_A, "hello   world", {"b": "2", "a": "1"}) == expected
+    assert len(cache_key(FP_A, "a\ud800")) == 64
+
+
+def test_default_path_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("EDGEOPT_CACHE_DIR", str(tmp_path / "base"))
+    assert default_cache_path() == tmp_path / "base" / "results.sqlite"
+    monkeypatch.delenv("EDGEOPT_CACHE_DIR")
+    assert default_cache_path().parts[-2:] == ("edgeopt", "results.sqlite")
+
+
+def test_bad_bounds(tmp_path):
+    with pytest.raises(CacheError, match="max_entries 0 must be a positive integer"):
+        ResultCache(tmp_path / "c.sqlite", max_entries=0)
+    with pytest.raises(CacheError, match="ttl_s -1 must be a positive number"):
+        ResultCache(tmp_path / "c.sqlite", ttl_s=-1)
+
+
+# -- basic behaviour --------------------------------------------------------------------------------
+
+
+def test_put_get_stats_schema_mode(tmp_path):
+    path = tmp_path / "c.sqlite"
+    cache = no_warnings(ResultCache, path)
+    assert cache.get("k1") is None
+    cache.put("k1", FP_A, {"label": "ham", "score": 0.5}, text="secret words")
+    assert cache.get("k1") == {"label": "ham", "score": 0.5}
+    s = cache.stats()
+    assert (s.hits, s.misses, s.evictions, s.entries) == (1, 1, 0, 1)
+    assert s.bytes > 0 and s.file_bytes > 0 and s.hit_latency_ms is not None and s.hit_latency_ms > 0
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    cache.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == CACHE_SCHEMA_VERSION
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        value, text = conn.execute("SELECT value, text FROM results").fetchone()
+    assert json.loads(value) == {"label": "ham", "score": 0.5} and text is None
+    assert b"secret words" not in path.read_bytes()
+
+
+def test_store_text_opt_in(tmp_path):
+    cache = ResultCache(tmp_path / "c.sqlite", store_text=True)
+    cache.put("k", FP_A, {"x": 1}, text="  Secret\n words ")
+    with sqlite3.connect(tmp_path / "c.sqlite") as conn:
+        assert conn.execute("SELECT text FROM results").fetchone()[0] == "Secret words"
+
+
+def test_migrate_is_idempotent(tmp_path):
+    conn = sqlite3.connect(tmp_path / "m.sqlite", isolation_level=None)
+    assert migrate(conn) == 0
+    assert migrate(conn) == CACHE_SCHEMA_VERSION
+    conn.execute(f"PRAGMA user_version = {CACHE_SCHEMA_VERSION + 1}")
+    with pytest.raises(CacheError, match="newer than this edgeopt-runtime reads"):
+        migrate(conn)
+
+
+def test_newer_schema_disables(tmp_path):
+    path = tmp_path / "c.sqlite"
+    ResultCache(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    with pytest.warns(CacheWarning, match="result cache disabled: cache schema version 99 is newer"):
+        cache = ResultCache(path)
+    assert not cache.enabled
+    cache.put("k", FP_A, {"x": 1})
+    assert cache.get("k") is None
+
+
+# -- TTL and LRU ------------------------------------------------------------------------------------
+
+
+def test_ttl_expiry(tmp_path):
+    clock = FakeClock()
+    cache = ResultCache(tmp_path / "c.sqlite", ttl_s=60, clock=clock)
+    cache.put("k", FP_A, {"x": 1})
+    clock.now += 59
+    assert cache.get("k") == {"x": 1}
+    clock.now += 2
+    assert cache.get("k") is None
+    assert cache.stats().entries == 0  # an expired entry is deleted when seen
+
+
+def test_lru_eviction_by_count(tmp_path):
+    clock = FakeClock()
+    cache = ResultCache(tmp_path / "c.sqlite", max_entries=3, ttl_s=None, clock=clock)
+    for k in ("a", "b", "c"):
+        clock.now += 1
+        cache.put(k, FP_A, {"k": k})
+    clock.now += 1
+    assert cache.get("a") == {"k": "a"}  # a is now the most recently used
+    clock.now += 1
+    cache.put("d", FP_A, {"k": "d"})
+    assert cache.get("b") is None
+    assert [cache.get(k) is not None for k in ("a", "c", "d")] == [True, True, True]
+    assert cache.stats().evictions == 1 and cache.stats().entries == 3
+
+
+def test_lru_eviction_by_bytes(tmp_path):
+    clock = FakeClock()
+    one = len("k0") + len(json.dumps({"pad": "x" * 100}, separators=(",", ":")))
+    cache = ResultCache(tmp_path / "c.sqlite", max_bytes=one * 3, ttl_s=None, clock=clock)
+    for i in range(5):
+        clock.now += 1
+        cache.put(f"k{i}", FP_A, {"pad": "x" * 100})
+    s = cache.stats()
+    assert s.entries == 3 and s.bytes == one * 3 and s.evictions == 2
+    assert cache.get("k0") is None and cache.get("k1") is None and cache.get("k4") is not None
+    cache.put("huge", FP_A, {"pad": "x" * (one * 4)})  # larger than the whole budget: not stored
+    assert cache.get("huge") is None and cache.stats().entries == 3
+
+
+def test_fingerprint_invalidation(tmp_path):
+    cache = ResultCache(tmp_path / "c.sqlite")
+    cache.put_many([("a1", FP_A, {"v": 1}, None), ("a2", FP_A, {"v": 2}, None), ("b1", FP_B, {"v": 3}, None)])
+    assert cache.invalidate(FP_A) == 2
+    assert cache.get("a1") is None and cache.get("b1") == {"v": 3}
+    cache.put("a3", FP_A, {"v": 4})
+    assert cache.keep_only(FP_A) == 1
+    assert cache.get("b1") is None and cache.get("a3") == {"v": 4}
+    assert cache.invalidate() == 1
+    assert cache.clear() == 0 and cache.stats().hits == 0
+
+
+# -- damaged files and unwritable places ------------------------------------------------------------
+
+
+def _fill(path: Path, n: int = 400) -> None:
+    with ResultCache(path, ttl_s=None) as cache:
+        cache.put_many([(f"k{i}", FP_A, {"pad": "y" * 200, "i": i}, None) for i in range(n)])
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "header"])
+def test_corrupt_file_moved_aside(tmp_path, damage):
+    path = tmp_path / "c.sqlite"
+    if damage == "garbage":
+        path.write_bytes(os.urandom(8192))
+    else:
+        _fill(path)
+        data = path.read_bytes()
+        assert len(data) > 40_000
+        if damage == "truncated":
+            path.write_bytes(data[: len(data) // 2])
+        else:
+            path.write_bytes(b"X" * 100 + data[100:])
+    with pytest.warns(CacheWarning, match=r"was unreadable .*moved it to c\.sqlite\.corrupt-"):
+        cache = ResultCache(path)
+    assert cache.enabled
+    assert len(list(tmp_path.glob("c.sqlite.corrupt-*"))) == 1
+    cache.put("k", FP_A, {"ok": True})
+    assert cache.get("k") == {"ok": True}
+
+
+def test_parent_is_a_file_disables(tmp_path):
+    (tmp_path / "file").write_text("x", encoding="utf-8")
+    with pytest.warns(CacheWarning, match="result cache disabled: cannot create"):
+        cache = ResultCache(tmp_path / "file" / "c.sqlite")
+    assert not cache.enabled and cache.stats().entries == 0
+    cache.put("k", FP_A, {"x": 1})
+    assert cache.get("k") is None
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+def test_readonly_filesystem_disables():
+    with pytest.warns(CacheWarning, match=r"result cache disabled: cannot write /proc/edgeopt-test\.sqlite"):
+        cache = ResultCache("/proc/edgeopt-test.sqlite")
+    assert not cache.enabled
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_readonly_dir_disables(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        with pytest.warns(CacheWarning, match="result cache disabled"):
+            cache = ResultCache(ro / "c.sqlite")
+        assert not cache.enabled
+    finally:
+        ro.chmod(0o700)
+
+
+# -- threads and processes --------------------------------------------------------------------------
+
+N_KEYS = 150
+
+
+def _writer(path: str, seed: int) -> None:
+    import random
+
+    cache = ResultCache(path, ttl_s=None)
+    keys = [f"k{i}" for i in range(N_KEYS)]
+    random.Random(seed).shuffle(keys)
+    bad = 0
+    for key in keys:
+        cache.put(key, FP_A, value_for(key))
+        if cache.get(key) != value_for(key):
+            bad += 1
+    sys.exit(min(bad, 100))
+
+
+def test_four_processes_same_keys(tmp_path):
+    path = str(tmp_path / "c.sqlite")
+    ResultCache(path).close()  # create the schema once, so the four race on data, not on DDL
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(path, seed)) for seed in range(4)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheWarning)
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    cache = ResultCache(path)
+    got = cache.get_many([f"k{i}" for i in range(N_KEYS)])
+    assert len(got) == N_KEYS
+    assert all(v == value_for(k) for k, v in got.items())
+    s = cache.stats()
+    assert s.entries == N_KEYS and s.hits == 4 * N_KEYS + N_KEYS and s.misses == 0
+    assert not list(tmp_path.glob("*.corrupt-*"))
+
+
+def _endless_writer(path: str, ready) -> None:
+    cache = ResultCache(path, ttl_s=None, max_entries=500)
+    i = 0
+    while True:
+        cache.put(f"k{i}", FP_A, value_for(f"k{i}") | {"pad": "z" * 300})
+        i += 1
+        if i == 100:
+            ready.set()
+
+
+def test_killed_writer_leaves_readable_db(tmp_path):
+    path = str(tmp_path / "c.sqlite")
+    ctx = mp.get_context("spawn")
+    ready = ctx.Event()
+    proc = ctx.Process(target=_endless_writer, args=(path, ready))
+    proc.start()
+    try:
+        assert ready.wait(60), "writer did not start"
+        time.sleep(0.3)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.join(10)
+    assert proc.exitcode == -signal.SIGKILL
+    cache = no_warnings(ResultCache, path)  # no corruption warning: nothing moved aside
+    s = cache.stats()
+    assert 100 <= s.entries <= 500
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        for key, value in conn.execute("SELECT key, value FROM results"):
+            assert json.loads(value)["check"] == value_for(key)["check"]
+
+
+def test_threads_share_one_cache(tmp_path):
+    cache = ResultCache(tmp_path / "c.sqlite", ttl_s=None)
+    errors: list[str] = []
+
+    def work(t: int) -> None:
+        for i in range(100):
+            key = f"t{t % 4}-{i}"
+            cache.put(key, FP_A, value_for(key))
+            if cache.get(key) != value_for(key):
+                errors.append(key)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and cache.stats().entries == 400
+
+
+# -- the classifier and the CLI ---------------------------------------------------------------------
+
+
+def test_classifier_uses_cache(tiny_bundle, tmp_path):
+    path = tmp_path / "c.sqlite"
+    clf = load(tiny_bundle.path, backend="onnx", cache=path)
+    first = clf.predict("free cash prize")
+    assert first.cached is False
+    again = clf.predict("  free   cash prize ")
+    assert again.cached is True
+    assert (again.label, again.scores, again.truncated) == (first.label, first.scores, first.truncated)
+    batch = clf.predict_batch(["hello team", "free cash prize", "win money"])
+    assert [p.cached for p in batch] == [False, True, False]
+    assert [p.label for p in batch] == ["ham", "spam", "spam"]
+    # Another backend is another key: the TFLite answers differ slightly and must not be served for ONNX.
+    lite = load(tiny_bundle.path, backend="tflite", cache=path)
+    assert lite.predict("free cash prize").cached is False
+    assert lite.cache.stats().entries == 4
+
+
+def test_load_purges_other_fingerprints(tiny_bundle, tmp_path):
+    path = tmp_path / "c.sqlite"
+    ResultCache(path).put("old", FP_B, {"x": 1})
+    clf = load(tiny_bundle.path, cache=path)
+    assert clf.cache.get("old") is None
+
+
+def test_load_default_and_disabled_cache(tiny_bundle, private_cache_dir, tmp_path):
+    clf = load(tiny_bundle.path)
+    assert clf.cache is not None and clf.cache.path == private_cache_dir / "results.sqlite"
+    assert load(tiny_bundle.path, cache=False).cache is None
+    (tmp_path / "file").write_text("x", encoding="utf-8")
+    with pytest.warns(CacheWarning):
+        clf = load(tiny_bundle.path, cache=tmp_path / "file" / "c.sqlite")
+    assert clf.predict("free cash").label == "spam" and clf.predict("free cash").cached is False
+
+
+def test_cli_cache_stats_and_clear(tiny_bundle, tmp_path, capsys):
+    path = str(tmp_path / "c.sqlite")
+    assert main(["predict", str(tiny_bundle.path), "free cash", "--cache", path]) == 0
+    assert main(["predict", str(tiny_bundle.path), "free cash", "--cache", path, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.split("\n", 1)[1])[0]["cached"] is True
+    assert main(["cache", "stats", "--cache", path, "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert (stats["hits"], stats["misses"], stats["entries"]) == (1, 1, 1)
+    assert main(["cache", "clear", "--cache", path]) == 0
+    assert capsys.readouterr().out == f"cleared 1 entries from {path}\n"
+    assert main(["cache", "stats", "--cache", path]) == 0
+    assert "entries: 0" in capsys.readouterr().out.splitlines()
+    assert main(["predict", str(tiny_bundle.path), "free cash", "--no-cache", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["cached"] is False

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from edgeopt_runtime.cli import build_parser, main
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_predict_json_console_script(tiny_bundle):
+    exe = Path(sys.executable).parent / "edgeopt-runtime"
+    proc = subprocess.run(
+        [
+            str(exe),
+            "predict",
+            str(tiny_bundle.path),
+            "free cash prize",
+            "hello team lunch",
+            "--json",
+            "--backend",
+            "onnx",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert [r["text"] for r in rows] == ["free cash prize", "hello team lunch"]
+    assert [r["label"] for r in rows] == ["spam", "ham"]
+    assert set(rows[0]) == {"text", "label", "score", "scores", "cached", "latency_ms", "truncated"}
+    assert rows[0]["scores"]["spam"] == rows[0]["score"]
+
+
+def test_predict_plain(tiny_bundle, capsys):
+    assert (
+        main(["predict", str(tiny_bundle.path), "win money", " ".join(["hello"] * 30), "--backend", "tflite"])
+        == 0
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("spam\t0.")
+    assert lines[1].startswith("ham\t") and lines[1].endswith("\t(truncated)")
+
+
+def test_verify(tiny_bundle, capsys):
+    assert main(["verify", str(tiny_bundle.path)]) == 0
+    assert capsys.readouterr().out.startswith(f"OK {tiny_bundle.path}: 4 files verified, labels ham, spam")
+
+
+def test_errors_are_one_line_exit_2(bundle_copy, capsys):
+    (bundle_copy / "model.onnx").unlink()
+    assert main(["verify", str(bundle_copy)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert (
+        err.startswith("edgeopt-runtime: error: ")
+        and "model.onnx is listed in manifest.json but missing" in err
+    )
+    assert main(["predict", str(bundle_copy / "nope"), "hi"]) == 2
+    assert "does not exist or is not a directory" in capsys.readouterr().err
+
+
+def test_bad_text_exit_2(tiny_bundle, capsys):
+    assert main(["predict", str(tiny_bundle.path), "ok", "   "]) == 2
+    assert capsys.readouterr().err == (
+        "edgeopt-runtime: error: texts[1]: text is empty or whitespace only; pass at least one word\n"
+    )
+
+
+def test_usage_error_exit_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["predict"])
+    assert exc.value.code == 2
+
+
+def test_every_command_and_option_documented():
+    readme = README.read_text(encoding="utf-8")
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    for name, command in sub.choices.items():
+        assert f"edgeopt-runtime {name}" in readme, name
+        for action in command._actions:
+            for flag in action.option_strings:
+                if flag not in ("-h", "--help"):
+                    assert flag in readme, f"{name} {flag} is not in runtime/README.md"

@@ -1,0 +1,265 @@
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeopt.cache_dirs import cache_dir
+from edgeopt.data import TextDataset
+from edgeopt.errors import OutputExistsError, TeacherError
+from edgeopt.teacher import (
+    FinetuneConfig,
+    Teacher,
+    TeacherKind,
+    TeacherLogitCache,
+    detect_teacher_kind,
+    finetune,
+    load_teacher,
+)
+
+ARCHS = ("bert", "distilbert", "minilm")
+
+
+def _torch_logits(path: Path, texts: tuple[str, ...], max_seq_len: int) -> np.ndarray:
+    """Reference logits: the saved model and its own HF tokenizer, one text at a time (no padding)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    rows = []
+    with torch.no_grad():
+        for text in texts:
+            enc = tokenizer(text, truncation=True, max_length=max_seq_len, return_tensors="pt")
+            if model.config.model_type == "distilbert":
+                enc.pop("token_type_ids", None)
+            rows.append(model(**enc).logits[0].numpy())
+    return np.stack(rows)
+
+
+def _accuracy(teacher: Teacher, data: TextDataset) -> float:
+    return float(np.mean(teacher.logits(data.texts).argmax(1) == np.asarray(data.labels)))
+
+
+# --- cache_dir -------------------------------------------------------------------------------------------
+
+
+def test_cache_dir_follows_env_and_is_created(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "nested" / "cache"
+    monkeypatch.setenv("EDGEOPT_CACHE_DIR", str(target))
+    assert cache_dir() == target.resolve()
+    assert target.is_dir()
+
+
+# --- detect_teacher_kind ---------------------------------------------------------------------------------
+
+
+def test_detect_kinds(
+    make_classifier_dir: Callable[[str], Path], tiny_st_dir: Path, tiny_onnx_dir: Path
+) -> None:
+    for arch in ARCHS:
+        assert detect_teacher_kind(make_classifier_dir(arch)) is TeacherKind.HF_CLASSIFIER
+    assert detect_teacher_kind(tiny_st_dir) is TeacherKind.SENTENCE_TRANSFORMER
+    assert detect_teacher_kind(tiny_onnx_dir) is TeacherKind.ONNX
+    assert detect_teacher_kind(tiny_onnx_dir / "model.onnx") is TeacherKind.ONNX
+
+
+def test_detect_rejects_random_dir_text_file_and_missing_path(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(TeacherError, match=r"is not a model directory; expected a \.onnx file"):
+        detect_teacher_kind(tmp_path)
+    with pytest.raises(TeacherError, match=r"notes\.txt is a file but not a \.onnx model"):
+        detect_teacher_kind(tmp_path / "notes.txt")
+    with pytest.raises(TeacherError, match="does not exist"):
+        detect_teacher_kind(tmp_path / "nope")
+
+
+# --- load_teacher + logits -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_hf_teacher_logits_match_torch(
+    arch: str, make_classifier_dir: Callable[[str], Path], toy_texts: tuple[str, ...]
+) -> None:
+    path = make_classifier_dir(arch)
+    teacher = load_teacher(path, max_seq_len=16)
+    assert teacher.kind is TeacherKind.HF_CLASSIFIER
+    assert teacher.label_names == ("ham", "spam")
+    assert teacher.tokenizer_json == path.resolve() / "tokenizer.json"
+    # batch_size 3 mixes texts of different lengths in a padded batch, including a truncated one.
+    logits = teacher.logits(toy_texts, batch_size=3)
+    assert logits.shape == (len(toy_texts), 2)
+    assert logits.dtype == np.float32
+    np.testing.assert_allclose(logits, _torch_logits(path, toy_texts, 16), atol=1e-5)
+    assert teacher.logits([]).shape == (0, 2)
+    assert teacher.weights_bytes() == (path / "model.safetensors").stat().st_size
+
+
+def test_fingerprint_depends_on_weights_and_seq_len(make_classifier_dir: Callable[[str], Path]) -> None:
+    bert = load_teacher(make_classifier_dir("bert"), max_seq_len=16)
+    assert load_teacher(make_classifier_dir("bert"), max_seq_len=16).fingerprint == bert.fingerprint
+    assert load_teacher(make_classifier_dir("bert"), max_seq_len=32).fingerprint != bert.fingerprint
+    assert load_teacher(make_classifier_dir("minilm"), max_seq_len=16).fingerprint != bert.fingerprint
+
+
+def test_sentence_transformer_dir_must_be_finetuned(tiny_st_dir: Path) -> None:
+    with pytest.raises(TeacherError, match="without a classification head; fine-tune it first"):
+        load_teacher(tiny_st_dir)
+
+
+def test_seq_len_beyond_positions_is_refused(make_classifier_dir: Callable[[str], Path]) -> None:
+    with pytest.raises(TeacherError, match="max_seq_len=128 exceeds the 64 positions"):
+        load_teacher(make_classifier_dir("bert"), max_seq_len=128)
+
+
+def test_onnx_dir_teacher_matches_torch(
+    tiny_onnx_dir: Path, make_classifier_dir: Callable[[str], Path], toy_texts: tuple[str, ...]
+) -> None:
+    teacher = load_teacher(tiny_onnx_dir, max_seq_len=16)
+    assert teacher.kind is TeacherKind.ONNX
+    assert teacher.label_names == ("ham", "spam")
+    logits = teacher.logits(toy_texts, batch_size=4)
+    np.testing.assert_allclose(logits, _torch_logits(make_classifier_dir("bert"), toy_texts, 16), atol=1e-4)
+    assert teacher.weights_bytes() == (tiny_onnx_dir / "model.onnx").stat().st_size
+
+
+def test_onnx_file_without_config_gets_generic_labels(tiny_onnx_dir: Path, tmp_path: Path) -> None:
+    shutil.copy(tiny_onnx_dir / "model.onnx", tmp_path / "teacher.onnx")
+    with pytest.raises(TeacherError, match="needs the tokenizer.json it was trained with"):
+        load_teacher(tmp_path / "teacher.onnx")
+    shutil.copy(tiny_onnx_dir / "tokenizer.json", tmp_path / "tokenizer.json")
+    teacher = load_teacher(tmp_path / "teacher.onnx", max_seq_len=16)
+    assert teacher.label_names == ("LABEL_0", "LABEL_1")
+    assert teacher.logits(["free money now"]).shape == (1, 2)
+
+
+# --- finetune --------------------------------------------------------------------------------------------
+
+
+def test_finetune_sentence_transformer_base_learns_toy_task(
+    tiny_st_dir: Path, toy_train: TextDataset, tmp_path: Path
+) -> None:
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    config = FinetuneConfig(max_seq_len=32, epochs=6, batch_size=8, learning_rate=3e-3, warmup_ratio=0.1)
+    out = finetune(tiny_st_dir, toy_train, tmp_path / "teacher", config, progress=False)
+
+    assert out == tmp_path / "teacher"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".teacher")] == []  # temp sibling gone
+    assert (out / "tokenizer.json").is_file()
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["id2label"] == {"0": "ham", "1": "spam"}
+    assert detect_teacher_kind(out) is TeacherKind.HF_CLASSIFIER
+
+    # The same base with a freshly initialised head (same seed as finetune) is the "before" point.
+    torch.manual_seed(config.seed)
+    before_model = AutoModelForSequenceClassification.from_pretrained(tiny_st_dir, num_labels=2).eval()
+    before_dir = tmp_path / "before"
+    before_model.config.id2label = {0: "ham", 1: "spam"}
+    before_model.save_pretrained(before_dir)
+    shutil.copy(out / "tokenizer.json", before_dir / "tokenizer.json")
+    before = _accuracy(load_teacher(before_dir, max_seq_len=32), toy_train)
+    after = _accuracy(load_teacher(out, max_seq_len=32), toy_train)
+    assert after >= 0.95
+    assert after > before
+
+    with pytest.raises(OutputExistsError, match="already exists"):
+        finetune(tiny_st_dir, toy_train, out, config, progress=False)
+
+
+def test_finetune_refuses_onnx_base(tiny_onnx_dir: Path, toy_train: TextDataset, tmp_path: Path) -> None:
+    with pytest.raises(TeacherError, match="cannot fine-tune the ONNX model"):
+        finetune(tiny_onnx_dir, toy_train, tmp_path / "out", progress=False)
+
+
+def test_finetune_config_is_validated() -> None:
+    with pytest.raises(TeacherError, match=r"FinetuneConfig\.epochs=0 is invalid: use an integer >= 1"):
+        FinetuneConfig(epochs=0)
+    with pytest.raises(TeacherError, match=r"warmup_ratio=1\.0 is invalid"):
+        FinetuneConfig(warmup_ratio=1.0)
+
+
+# --- TeacherLogitCache -----------------------------------------------------------------------------------
+
+
+def test_logit_cache_hits_on_second_call_and_keys_by_teacher(
+    make_classifier_dir: Callable[[str], Path], toy_texts: tuple[str, ...], tmp_path: Path
+) -> None:
+    bert = load_teacher(make_classifier_dir("bert"), max_seq_len=16)
+    texts = [*toy_texts, toy_texts[0]]  # a duplicate is computed once
+    db = tmp_path / "logits.sqlite"
+    with TeacherLogitCache(db) as cache:
+        first = cache.get_or_compute(bert, texts)
+        assert (cache.hits, cache.misses, cache.computed) == (0, len(texts), len(toy_texts))
+        np.testing.assert_allclose(first, bert.logits(texts), atol=1e-6)
+
+        second = cache.get_or_compute(bert, list(reversed(texts)))
+        assert (cache.hits, cache.computed) == (len(texts), len(toy_texts))
+        np.testing.assert_array_equal(second, first[::-1])
+
+        distil = load_teacher(make_classifier_dir("distilbert"), max_seq_len=16)
+        other = cache.get_or_compute(distil, texts[:3])
+        assert cache.computed == len(toy_texts) + 3
+        assert not np.allclose(other, first[:3])
+
+    with TeacherLogitCache(db) as reopened:  # persisted on disk
+        reopened.get_or_compute(bert, ["a new text", *texts[:2]])
+        assert (reopened.hits, reopened.misses, reopened.computed) == (2, 1, 1)
+
+
+def test_logit_cache_defaults_to_cache_dir(
+    make_classifier_dir: Callable[[str], Path], _isolated_cache_dir: Path
+) -> None:
+    with TeacherLogitCache() as cache:
+        assert cache.path == _isolated_cache_dir.resolve() / "teacher_logits.sqlite"
+        cache.get_or_compute(load_teacher(make_classifier_dir("bert"), max_seq_len=16), ["free cash"])
+    assert cache.path.is_file()
+
+
+# --- export_onnx -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", ["bert", "distilbert"])
+def test_export_onnx_matches_torch(
+    arch: str, make_classifier_dir: Callable[[str], Path], toy_texts: tuple[str, ...], tmp_path: Path
+) -> None:
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    path = make_classifier_dir(arch)
+    teacher = load_teacher(path, max_seq_len=16)
+    out = teacher.export_onnx(tmp_path / "sub" / "teacher.onnx")
+    assert out.is_file()
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    assert names == (
+        ["input_ids", "attention_mask", "token_type_ids"]
+        if arch == "bert"
+        else ["input_ids", "attention_mask"]
+    )
+    assert [o.name for o in session.get_outputs()] == ["logits"]
+
+    tokenizer = Tokenizer.from_file(str(teacher.tokenizer_json))
+    tokenizer.enable_truncation(16)
+    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+    expected = _torch_logits(path, toy_texts, 16)
+    # Two batch sizes and padded lengths exercise both dynamic axes.
+    for chunk in (slice(0, 3), slice(3, None)):
+        encs = tokenizer.encode_batch(list(toy_texts[chunk]))
+        feeds = {
+            "input_ids": np.array([e.ids for e in encs], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in encs], dtype=np.int64),
+            "token_type_ids": np.array([e.type_ids for e in encs], dtype=np.int64),
+        }
+        got = session.run(["logits"], {n: feeds[n] for n in names})[0]
+        np.testing.assert_allclose(got, expected[chunk], atol=1e-4)
+
+
+def test_export_onnx_of_onnx_teacher_copies_the_file(tiny_onnx_dir: Path, tmp_path: Path) -> None:
+    out = load_teacher(tiny_onnx_dir).export_onnx(tmp_path / "copy.onnx")
+    assert out.read_bytes() == (tiny_onnx_dir / "model.onnx").read_bytes()
