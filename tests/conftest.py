@@ -69,7 +69,7 @@ def toy_train() -> TextDataset:
 
 @pytest.fixture(scope="session")
 def toy_texts() -> tuple[str, ...]:
-    """A few texts of different lengths (one longer than any test max_seq_len) to run teachers on."""
+    """A few texts of different lengths (one longer than 16 tokens) to run teachers on."""
     long_text = " ".join(["free money"] * 40)
     return (*_toy_texts(6, seed=2).texts, "unknownword xyz", long_text)
 
@@ -139,7 +139,7 @@ def make_classifier_dir(
                 num_hidden_layers=2,
                 num_attention_heads=2,
                 intermediate_size=32,
-                max_position_embeddings=64,
+                max_position_embeddings=128,
                 **labels,
             )
             model = BertForSequenceClassification(config)
@@ -151,7 +151,7 @@ def make_classifier_dir(
                 num_hidden_layers=3,
                 num_attention_heads=4,
                 intermediate_size=48,
-                max_position_embeddings=64,
+                max_position_embeddings=128,
                 **labels,
             )
             model = BertForSequenceClassification(config)
@@ -162,7 +162,7 @@ def make_classifier_dir(
                 n_layers=2,
                 n_heads=2,
                 hidden_dim=32,
-                max_position_embeddings=64,
+                max_position_embeddings=128,
                 **labels,
             )
             model = DistilBertForSequenceClassification(config)
@@ -187,7 +187,7 @@ def tiny_st_dir(tiny_tokenizer_dir: Path, tmp_path_factory: pytest.TempPathFacto
         num_hidden_layers=2,
         num_attention_heads=2,
         intermediate_size=32,
-        max_position_embeddings=64,
+        max_position_embeddings=128,
     )
     dest = _save_model(BertModel(config).eval(), tiny_tokenizer_dir, tmp_path_factory.mktemp("tiny-st"))
     modules = [
@@ -243,3 +243,20 @@ def tiny_onnx_dir(
     shutil.copy(source / "tokenizer.json", dest / "tokenizer.json")
     shutil.copy(source / "config.json", dest / "config.json")
     return dest
+
+
+@pytest.fixture(scope="session")
+def toy_teacher_dir(
+    tiny_st_dir: Path, toy_train: TextDataset, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A tiny BERT classifier fine-tuned on the toy spam/ham task (100% train accuracy, ~1 s to build).
+
+    Use it where a test needs a teacher whose logits carry the task; ``make_classifier_dir`` teachers are
+    random and only fit tests of shapes and numerics.
+    """
+    from edgeopt.teacher import FinetuneConfig, finetune
+
+    config = FinetuneConfig(max_seq_len=32, epochs=10, batch_size=4, learning_rate=1e-3)
+    return finetune(
+        tiny_st_dir, toy_train, tmp_path_factory.mktemp("toy-teacher") / "teacher", config, progress=False
+    )

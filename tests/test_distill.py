@@ -1,0 +1,177 @@
+"""Knowledge distillation: packed targets, the loss against a numpy reference, and training (edgeopt.distill)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from stage_fixtures import MAX_SEQ_LEN, NUM_LABELS, ToyTask, encode, keras_logits, make_toy_task, tiny_spec, toy_corpus
+
+from edgeopt._tf import import_tf
+from edgeopt.distill import DistillConfig, distill, distillation_loss, pack_targets
+from edgeopt.errors import StageError
+from edgeopt.student import build_student
+
+
+def _teacher_logits(labels: np.ndarray, margin: float = 3.0) -> np.ndarray:
+    return np.where(np.eye(NUM_LABELS)[labels] > 0, margin, -margin).astype(np.float32)
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def _reference_loss(
+    teacher: np.ndarray, student: np.ndarray, labels: np.ndarray, temperature: float, alpha: float
+) -> np.ndarray:
+    """Hinton et al.: alpha * CE(labels, student) + (1 - alpha) * T^2 * KL(p_teacher^T || p_student^T)."""
+    log_p = _log_softmax(teacher / temperature)
+    log_q = _log_softmax(student / temperature)
+    kl = (np.exp(log_p) * (log_p - log_q)).sum(axis=-1)
+    labeled = labels >= 0
+    ce = np.zeros(len(labels))
+    ce[labeled] = -_log_softmax(student)[np.flatnonzero(labeled), labels[labeled]]
+    return alpha * ce + (1.0 - alpha) * temperature**2 * kl
+
+
+def _loss_values(packed: np.ndarray, student: np.ndarray, num_labels: int, temperature: float, alpha: float):
+    tf, _ = import_tf()
+    loss = distillation_loss(num_labels, temperature, alpha)
+    return loss(tf.constant(packed), tf.constant(student)).numpy()
+
+
+# --- pack_targets ------------------------------------------------------------------------------------------------
+
+
+def test_pack_targets_layout_with_unlabeled_rows() -> None:
+    teacher = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]], dtype=np.float64)
+    packed = pack_targets(teacher, np.array([2, -1, 0]), num_labels=3)
+    assert packed.dtype == np.float32
+    assert packed.shape == (3, 7)
+    np.testing.assert_array_equal(packed[:, :3], teacher)
+    np.testing.assert_array_equal(packed[:, 3:6], [[0, 0, 1], [0, 0, 0], [1, 0, 0]])
+    np.testing.assert_array_equal(packed[:, 6], [1, 0, 1])
+
+
+# --- the loss ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("temperature", "alpha"), [(1.0, 0.5), (2.0, 0.5), (4.0, 0.0), (3.0, 1.0), (0.5, 0.3), (2.0, 0.9)]
+)
+def test_loss_equals_numpy_reference(temperature: float, alpha: float) -> None:
+    rng = np.random.default_rng(int(temperature * 10 + alpha * 100))
+    num_labels = 3
+    teacher = rng.normal(0, 3, (12, num_labels)).astype(np.float32)
+    student = rng.normal(0, 3, (12, num_labels)).astype(np.float32)
+    labels = rng.integers(0, num_labels, 12)
+    labels[[1, 5, 6]] = -1
+    got = _loss_values(pack_targets(teacher, labels, num_labels), student, num_labels, temperature, alpha)
+    np.testing.assert_allclose(got, _reference_loss(teacher, student, labels, temperature, alpha), rtol=1e-4, atol=1e-5)
+
+
+def test_alpha_one_is_cross_entropy_and_zero_on_unlabeled_rows() -> None:
+    rng = np.random.default_rng(1)
+    teacher = rng.normal(0, 2, (6, 2)).astype(np.float32)
+    student = rng.normal(0, 2, (6, 2)).astype(np.float32)
+    labels = np.array([0, 1, -1, 1, -1, 0])
+    got = _loss_values(pack_targets(teacher, labels, 2), student, 2, temperature=2.0, alpha=1.0)
+    ce = -_log_softmax(student)[np.arange(6), np.maximum(labels, 0)]
+    np.testing.assert_allclose(got, np.where(labels >= 0, ce, 0.0), rtol=1e-5, atol=1e-6)
+
+
+def test_unlabeled_rows_get_only_the_soft_term() -> None:
+    rng = np.random.default_rng(2)
+    teacher = rng.normal(0, 2, (4, 2)).astype(np.float32)
+    student = rng.normal(0, 2, (4, 2)).astype(np.float32)
+    unlabeled = _loss_values(pack_targets(teacher, np.full(4, -1), 2), student, 2, temperature=2.0, alpha=0.5)
+    soft_only = _loss_values(pack_targets(teacher, np.array([0, 1, 0, 1]), 2), student, 2, temperature=2.0, alpha=0.0)
+    np.testing.assert_allclose(unlabeled, 0.5 * soft_only, rtol=1e-5)
+
+
+def test_soft_term_is_zero_when_student_matches_teacher() -> None:
+    logits = np.array([[2.0, -1.0], [0.5, 0.25]], dtype=np.float32)
+    got = _loss_values(pack_targets(logits, np.full(2, -1), 2), logits, 2, temperature=3.0, alpha=0.0)
+    np.testing.assert_allclose(got, 0.0, atol=1e-5)
+
+
+# --- DistillConfig -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"temperature": 0.0}, "distillation temperature must be > 0, got 0.0"),
+        ({"temperature": -1.0}, "distillation temperature must be > 0, got -1.0"),
+        ({"temperature": float("nan")}, "distillation temperature must be > 0, got nan"),
+        ({"alpha": -0.1}, r"distillation alpha must be in \[0, 1\], got -0.1"),
+        ({"alpha": 1.5}, r"distillation alpha must be in \[0, 1\], got 1.5"),
+        ({"epochs": 0}, "epochs and batch size must be >= 1, got 0 and 32"),
+        ({"batch_size": 0}, "epochs and batch size must be >= 1, got 20 and 0"),
+        ({"validation_fraction": 0.0}, r"validation fraction must be in \(0, 0.5\), got 0.0"),
+        ({"validation_fraction": 0.5}, r"validation fraction must be in \(0, 0.5\), got 0.5"),
+    ],
+)
+def test_distill_config_rejects_bad_values(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(StageError, match=f"^{message}$"):
+        DistillConfig(**kwargs)
+
+
+def test_distill_config_accepts_edges() -> None:
+    DistillConfig(alpha=0.0)
+    DistillConfig(alpha=1.0, temperature=0.1, epochs=1, batch_size=1, validation_fraction=0.49)
+
+
+# --- training ----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def task(tmp_path_factory: pytest.TempPathFactory) -> ToyTask:
+    return make_toy_task(tmp_path_factory.mktemp("distill"), n=80)
+
+
+@pytest.fixture(scope="module")
+def validation(task: ToyTask) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
+    texts, labels = toy_corpus(20, seed=11)
+    return encode(task.tokenizer_json, texts), labels
+
+
+def test_distill_learns_a_separable_task(task: ToyTask, validation: tuple[Any, np.ndarray]) -> None:
+    labels = task.labels.copy()
+    labels[::4] = -1  # a transfer set: some texts carry only the teacher's soft targets
+    targets = pack_targets(_teacher_logits(task.labels), labels, NUM_LABELS)
+    val_encoded, val_labels = validation
+    val_targets = pack_targets(_teacher_logits(val_labels), val_labels, NUM_LABELS)
+    model = build_student(tiny_spec(), task.vocab_size, NUM_LABELS, MAX_SEQ_LEN)
+    config = DistillConfig(epochs=25, batch_size=16, learning_rate=1e-2, patience=3)
+
+    result = distill(model, task.encoded, targets, (val_encoded, val_targets), NUM_LABELS, config)
+
+    train_accuracy = np.mean(keras_logits(model, task.encoded).argmax(-1) == task.labels)
+    assert train_accuracy >= 0.95
+    assert result.best_val_accuracy >= 0.9
+    assert 1 <= result.epochs_run <= config.epochs
+    assert {"loss", "label_accuracy", "val_loss", "val_label_accuracy"} <= set(result.history)
+    assert all(len(values) == result.epochs_run for values in result.history.values())
+    assert result.best_val_accuracy == max(result.history["val_label_accuracy"])
+
+
+def test_early_stopping_restores_the_best_weights(task: ToyTask, validation: tuple[Any, np.ndarray]) -> None:
+    # Validation labels are the opposite of the training labels, so validation accuracy falls as training
+    # succeeds: the best epoch is an early one and the last weights are the worst.
+    targets = pack_targets(_teacher_logits(task.labels), task.labels, NUM_LABELS)
+    val_encoded, val_labels = validation
+    flipped = 1 - val_labels
+    val_targets = pack_targets(_teacher_logits(flipped), flipped, NUM_LABELS)
+    model = build_student(tiny_spec(), task.vocab_size, NUM_LABELS, MAX_SEQ_LEN)
+    config = DistillConfig(epochs=15, batch_size=16, learning_rate=1e-2, patience=2)
+
+    result = distill(model, task.encoded, targets, (val_encoded, val_targets), NUM_LABELS, config)
+
+    history = result.history["val_label_accuracy"]
+    assert result.epochs_run < config.epochs  # it did stop early
+    assert history[-1] < max(history)  # guards the test: the last epoch is not the best one
+    returned_accuracy = np.mean(keras_logits(model, val_encoded).argmax(-1) == flipped)
+    assert returned_accuracy == pytest.approx(result.best_val_accuracy, abs=1e-6)

@@ -1,0 +1,142 @@
+"""A whole build on tiny real inputs: tiny BERT teacher, a few dozen rows, a 16-token profile."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from build_fixtures import tiny_profile, toy_rows, write_csv
+from edgeopt.cli import cli
+from edgeopt.pipeline import BuildConfig, BuildResult, build
+
+
+@pytest.fixture(scope="module")
+def built(
+    toy_teacher_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[BuildResult, Path]]:
+    root = tmp_path_factory.mktemp("build")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EDGEOPT_CACHE_DIR", str(root / "cache"))
+        config = BuildConfig(
+            profile=str(tiny_profile(root)),
+            out=root / "bundle",
+            teacher=toy_teacher_dir,
+            train=write_csv(root / "train.csv", toy_rows(60, seed=1)),
+            test=write_csv(root / "test.csv", toy_rows(20, seed=2)),
+        )
+        result = build(config, quiet=True)
+        yield result, root
+
+
+def test_bundle_holds_every_file_and_verifies(built: tuple[BuildResult, Path]) -> None:
+    import edgeopt_runtime
+
+    result, root = built
+    names = {p.name for p in result.out.iterdir()}
+    assert names == {"model.onnx", "model.tflite", "tokenizer.json", "manifest.json", "report.md", "report.png"}
+    manifest = edgeopt_runtime.verify_bundle(result.out)
+    assert set(manifest.files) == names - {"manifest.json"}
+    assert not [p for p in root.iterdir() if ".staging-" in p.name or ".old-" in p.name]
+
+
+def test_manifest_has_the_documented_fields(built: tuple[BuildResult, Path]) -> None:
+    result, _ = built
+    manifest = json.loads((result.out / "manifest.json").read_text())
+    for key in ("schema_version", "task", "labels", "max_seq_len", "inputs", "outputs", "files", "profile",
+                "teacher", "metrics", "versions", "created_at", "fingerprint", "build"):
+        assert key in manifest, key
+    assert manifest["labels"] == ["ham", "spam"]
+    assert manifest["max_seq_len"] == 16
+    assert [i["name"] for i in manifest["inputs"]] == ["input_ids", "attention_mask"]
+    assert manifest["outputs"][0]["name"] == "logits"
+    for key in ("fingerprint", "accuracy", "bytes", "p50_ms"):
+        assert key in manifest["teacher"], key
+    for artifact in ("model.onnx", "model.tflite"):
+        metrics = manifest["metrics"][artifact]
+        assert metrics["shipped"] is True
+        assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["bytes"] > 0 and metrics["p50_ms"] > 0
+        assert metrics["bytes"] == manifest["files"][artifact]["bytes"]
+    tflite = manifest["artifacts"]["model.tflite"]
+    assert tflite["output_dtype"] == "int8" and "scale" in tflite["output_quantization"]
+    assert manifest["profile"]["name"] == "tiny"
+
+
+def test_students_learn_the_separable_task(built: tuple[BuildResult, Path]) -> None:
+    result, _ = built
+    for artifact in ("model.onnx", "model.tflite"):
+        assert result.manifest["metrics"][artifact]["accuracy"] >= 0.9, artifact
+
+
+def test_both_runtimes_answer_the_same_labels(built: tuple[BuildResult, Path]) -> None:
+    import edgeopt_runtime
+
+    result, _ = built
+    texts = [text for text, _ in toy_rows(12, seed=3)]
+    labels = {
+        backend: [p.label for p in edgeopt_runtime.load(result.out, backend=backend, cache=False).predict_batch(texts)]
+        for backend in ("onnx", "tflite")
+    }
+    assert labels["onnx"] == labels["tflite"]
+
+
+def test_report_names_every_stage(built: tuple[BuildResult, Path]) -> None:
+    result, _ = built
+    report = (result.out / "report.md").read_text()
+    for stage in ("teacher (fp32)", "distilled student", "pruned student", "shipped TFLite", "shipped ONNX"):
+        assert stage in report
+    assert (result.out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [s.name for s in result.stages][:3] == ["data", "teacher", "teacher outputs"]
+
+
+def test_rebuild_reuses_cached_teacher_outputs(
+    built: tuple[BuildResult, Path], toy_teacher_dir: Path
+) -> None:
+    result, root = built
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EDGEOPT_CACHE_DIR", str(root / "cache"))
+        again = build(
+            BuildConfig(
+                profile=str(root / "tiny.toml"),
+                out=root / "bundle",
+                teacher=toy_teacher_dir,
+                train=root / "train.csv",
+                test=root / "test.csv",
+                force=True,
+            ),
+            quiet=True,
+        )
+    outputs = next(s for s in again.stages if s.name == "teacher outputs")
+    assert outputs.details["computed"] == 0
+    assert outputs.details["cached"] == outputs.details["texts"] == 80
+
+
+def test_cli_predict_and_inspect(built: tuple[BuildResult, Path]) -> None:
+    result, _ = built
+    runner = CliRunner()
+    answer = runner.invoke(cli, ["predict", str(result.out), "free money win now", "--json"])
+    assert answer.exit_code == 0, answer.output
+    assert json.loads(answer.output.splitlines()[0])["label"] in ("ham", "spam")
+    shown = runner.invoke(cli, ["inspect", str(result.out)])
+    assert shown.exit_code == 0, shown.output
+    assert "verified" in shown.output and "model.tflite" in shown.output
+    as_json = runner.invoke(cli, ["inspect", str(result.out), "--json"])
+    assert json.loads(as_json.output)["schema_version"] == 1
+
+
+def test_cli_rejects_a_tampered_bundle(built: tuple[BuildResult, Path], tmp_path: Path) -> None:
+    import shutil
+
+    result, _ = built
+    copy = tmp_path / "copy"
+    shutil.copytree(result.out, copy)
+    data = bytearray((copy / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (copy / "model.onnx").write_bytes(bytes(data))
+    answer = CliRunner().invoke(cli, ["inspect", str(copy)])
+    assert answer.exit_code != 0
+    assert "model.onnx" in answer.output and "sha256" in answer.output
+    assert "Traceback" not in answer.output
