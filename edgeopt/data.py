@@ -62,8 +62,7 @@ class TextDataset:
     def __post_init__(self) -> None:
         if len(self.texts) != len(self.labels):
             raise DataError(
-                f"TextDataset has {len(self.texts)} texts but {len(self.labels)} labels; "
-                "give one label per text"
+                f"TextDataset has {len(self.texts)} texts but {len(self.labels)} labels; give one label per text"
             )
         bad = sorted({label for label in self.labels if not 0 <= label < len(self.label_names)})
         if bad:
@@ -115,9 +114,7 @@ class TaskData:
 
         def feed(value: object) -> None:
             # Length-prefixed JSON keeps the encoding unambiguous whatever characters the texts contain.
-            blob = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode(
-                "utf-8", "surrogatepass"
-            )
+            blob = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
             digest.update(len(blob).to_bytes(8, "big"))
             digest.update(blob)
 
@@ -185,16 +182,12 @@ def _read_bytes(path: Path) -> bytes:
     try:
         raw = path.read_bytes()
     except OSError as error:
-        raise DataError(
-            f"{path}: cannot be read ({error.strerror or error}); check its permissions"
-        ) from None
+        raise DataError(f"{path}: cannot be read ({error.strerror or error}); check its permissions") from None
     if path.name.lower().endswith(".gz"):
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as error:
-            raise DataError(
-                f"{path}: is not a valid gzip file ({error}); re-compress it or drop the .gz"
-            ) from None
+            raise DataError(f"{path}: is not a valid gzip file ({error}); re-compress it or drop the .gz") from None
     return raw
 
 
@@ -304,9 +297,7 @@ def _read_json(path: Path, content: str, text_column: str, label_column: str) ->
         try:
             items = json.loads(content)
         except json.JSONDecodeError as error:
-            raise DataError(
-                f"{path}: line {error.lineno}: bad JSON ({error.msg}); fix the JSON array"
-            ) from None
+            raise DataError(f"{path}: line {error.lineno}: bad JSON ({error.msg}); fix the JSON array") from None
         except RecursionError:
             raise DataError(f"{path}: JSON nested too deeply; give a flat array of objects") from None
         except ValueError as error:
@@ -330,13 +321,9 @@ def _read_json(path: Path, content: str, text_column: str, label_column: str) ->
                 f"{path}: line {number}: bad JSON ({error.msg}); write one JSON object per line (JSON Lines)"
             ) from None
         except RecursionError:
-            raise DataError(
-                f"{path}: line {number}: JSON nested too deeply; write one flat object per line"
-            ) from None
+            raise DataError(f"{path}: line {number}: JSON nested too deeply; write one flat object per line") from None
         except ValueError as error:
-            raise DataError(
-                f"{path}: line {number}: bad JSON ({error}); fix the value on that line"
-            ) from None
+            raise DataError(f"{path}: line {number}: bad JSON ({error}); fix the value on that line") from None
         rows.append(_json_row(path, f"line {number}", entry, text_column, label_column))
     return rows
 
@@ -519,9 +506,7 @@ def load_default() -> TaskData:
             item = json.loads(line)
             splits[item["split"]].append((item["text"], item["label"]))
         except (json.JSONDecodeError, KeyError, TypeError) as error:
-            raise DataError(
-                f"{resource}: line {number}: damaged record ({error}); reinstall edgeopt"
-            ) from None
+            raise DataError(f"{resource}: line {number}: damaged record ({error}); reinstall edgeopt") from None
     return TaskData(
         name="spamassassin",
         train=_to_dataset(splits["train"], label_names),

@@ -18,7 +18,14 @@ import numpy as np
 from edgeopt._tf import import_tf
 from edgeopt.errors import StageError
 
-__all__ = ["DistillConfig", "DistillResult", "pack_targets", "distillation_loss", "distill", "compile_for_distillation"]
+__all__ = [
+    "DistillConfig",
+    "DistillResult",
+    "pack_targets",
+    "distillation_loss",
+    "distill",
+    "compile_for_distillation",
+]
 
 
 @dataclass(frozen=True)
@@ -81,9 +88,7 @@ def pack_targets(teacher_logits: np.ndarray, labels: np.ndarray, num_labels: int
     has_label = labels >= 0
     one_hot = np.zeros((len(labels), num_labels), dtype=np.float32)
     one_hot[np.flatnonzero(has_label), labels[has_label]] = 1.0
-    return np.concatenate(
-        [teacher_logits.astype(np.float32), one_hot, has_label.astype(np.float32)[:, None]], axis=1
-    )
+    return np.concatenate([teacher_logits.astype(np.float32), one_hot, has_label.astype(np.float32)[:, None]], axis=1)
 
 
 def distillation_loss(num_labels: int, temperature: float, alpha: float) -> Any:

@@ -223,7 +223,6 @@ def build(config: BuildConfig, quiet: bool = False) -> BuildResult:
         data = _load_data(config)
         info.update(task=data.name, train=len(data.train), test=len(data.test), unlabeled=len(data.unlabeled))
     labels = data.label_names
-    num_labels = len(labels)
     with reporter.stage("teacher") as info:
         teacher = _resolve_teacher(config, data, progress=not quiet)
         column_order = _teacher_label_order(teacher, labels)
@@ -336,7 +335,12 @@ def _build_student_and_bundle(
         with reporter.stage("prune") as info:
             prune_config = PruneConfig(target_sparsity=profile.student.target_sparsity, epochs=config.prune_epochs)
             pruned_model, prune_result = prune(
-                student, rows(transfer_ids, fit_rows), targets[fit_rows], num_labels, distill_config, prune_config
+                student,
+                rows(transfer_ids, fit_rows),
+                targets[fit_rows],
+                num_labels,
+                distill_config,
+                prune_config,
             )
             info.update(target=prune_config.target_sparsity, reached=prune_result.overall_sparsity)
 
@@ -344,7 +348,8 @@ def _build_student_and_bundle(
     scheme = profile.export.quantization
     formats = set(profile.export.formats)
     artifacts: dict[str, Any] = {}
-    from edgeopt_runtime.manifest import Artifact, Quantization as OutputQuant
+    from edgeopt_runtime.manifest import Artifact
+    from edgeopt_runtime.manifest import Quantization as OutputQuant
 
     with reporter.stage("export + quantize") as info:
         float_onnx = export.to_onnx(pruned_model, work / "student-fp32.onnx", max_seq_len)
@@ -429,9 +434,7 @@ def _build_student_and_bundle(
             "max_seq_len": teacher.max_seq_len,
             **{k: teacher_metrics.to_dict()[k] for k in ("accuracy", "macro_f1", "bytes", "gzip_bytes", "p50_ms")},
         },
-        "metrics": {
-            name: {**m.to_dict(), "shipped": name in artifacts} for name, m in metrics.items()
-        },
+        "metrics": {name: {**m.to_dict(), "shipped": name in artifacts} for name, m in metrics.items()},
         "versions": _versions(edgeopt_runtime.__version__),
         "build": {
             "task": data.name,
@@ -442,7 +445,11 @@ def _build_student_and_bundle(
             "test_texts": len(data.test),
             "seed": config.seed,
             "distill": {**asdict(distill_config), "epochs_run": distilled.epochs_run},
-            "student": {**asdict(profile.student), "vocabulary": vocab.size, "parameters": count_parameters(student)},
+            "student": {
+                **asdict(profile.student),
+                "vocabulary": vocab.size,
+                "parameters": count_parameters(student),
+            },
             "prune": None if prune_result is None else asdict(prune_result),
             "quantization": scheme.value,
             "per_channel": profile.export.per_channel,
@@ -473,8 +480,18 @@ def _versions(runtime_version: str) -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {"edgeopt": __version__, "edgeopt-runtime": runtime_version, "python": platform.python_version()}
-    for package in ("tensorflow", "tf-keras", "tensorflow-model-optimization", "tf2onnx", "onnx", "onnxruntime",
-                    "ai-edge-litert", "torch", "transformers", "tokenizers"):
+    for package in (
+        "tensorflow",
+        "tf-keras",
+        "tensorflow-model-optimization",
+        "tf2onnx",
+        "onnx",
+        "onnxruntime",
+        "ai-edge-litert",
+        "torch",
+        "transformers",
+        "tokenizers",
+    ):
         try:
             found[package] = version(package)
         except PackageNotFoundError:

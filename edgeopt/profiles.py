@@ -63,9 +63,7 @@ def _spec(
     nonempty: bool = False,
 ) -> Any:
     """A dataclass field with the checks the validator applies: inclusive bounds, > 0, choices, non-empty."""
-    return field(
-        metadata={"lo": lo, "hi": hi, "positive": positive, "choices": choices, "nonempty": nonempty}
-    )
+    return field(metadata={"lo": lo, "hi": hi, "positive": positive, "choices": choices, "nonempty": nonempty})
 
 
 def _fmt(number: float) -> str:
@@ -208,9 +206,7 @@ class Profile(_Validated):
             )
         for table, cls in _TABLES.items():
             if not isinstance(getattr(self, table), cls):
-                raise ProfileError(
-                    f"{table} must be a {cls.__name__}; got {type(getattr(self, table)).__name__}"
-                )
+                raise ProfileError(f"{table} must be a {cls.__name__}; got {type(getattr(self, table)).__name__}")
         budget = self.budget
         if budget.max_runtime_ram_mb >= self.device.ram_mb:
             raise ProfileError(
@@ -260,9 +256,7 @@ class Profile(_Validated):
             value = top[table]
             if not isinstance(value, Mapping):
                 raise ProfileError(f"{table} must be a table ([{table}]); got {value!r}")
-            top[table] = table_cls(
-                **_check_keys(value, [f.name for f in dataclasses.fields(table_cls)], table)
-            )
+            top[table] = table_cls(**_check_keys(value, [f.name for f in dataclasses.fields(table_cls)], table))
         return cls(**top, path=resolved)
 
 
@@ -328,9 +322,7 @@ def load_profile(name_or_path: str | Path) -> Profile:
     if is_path:
         path = Path(name_or_path)
         if not path.is_file():
-            raise ProfileError(
-                f"profile file not found: {path}; give an existing .toml file or a profile name"
-            )
+            raise ProfileError(f"profile file not found: {path}; give an existing .toml file or a profile name")
     else:
         known = list_profiles()
         if text not in known:
@@ -346,9 +338,7 @@ def load_profile(name_or_path: str | Path) -> Profile:
     except OSError as err:
         raise ProfileError(f"cannot read profile {path}: {err.strerror}") from err
     except UnicodeDecodeError as err:
-        raise ProfileError(
-            f"{path} is not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8"
-        ) from err
+        raise ProfileError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8") from err
     try:
         return Profile.from_dict(data, path=path.resolve())
     except ProfileError as err:

@@ -89,9 +89,17 @@ def prune(
 
     keras.utils.set_random_seed(distill_config.seed)
     steps_per_epoch = int(np.ceil(len(targets) / distill_config.batch_size))
+    # Sparsity ramps up over all epochs but the last, which fine-tunes at the final sparsity. tfmot updates the masks
+    # only every `frequency` steps up to `end_step`, so end_step must be a multiple of it or the target is missed.
     end_step = max(1, steps_per_epoch * max(1, config.epochs - 1))
+    frequency = min(10, end_step)
+    end_step -= end_step % frequency
     schedule = tfmot.sparsity.keras.PolynomialDecay(
-        initial_sparsity=0.0, final_sparsity=config.target_sparsity, begin_step=0, end_step=end_step, frequency=10
+        initial_sparsity=0.0,
+        final_sparsity=config.target_sparsity,
+        begin_step=0,
+        end_step=end_step,
+        frequency=frequency,
     )
 
     def wrap(layer: Any) -> Any:

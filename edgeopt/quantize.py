@@ -17,7 +17,7 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-class CalibrationMethod(str, Enum):
+class CalibrationMethod(StrEnum):
     """How ONNX static quantization turns observed activations into ranges."""
 
     MINMAX = "minmax"
@@ -74,7 +74,10 @@ def _representative(calibration: tuple[np.ndarray, np.ndarray]) -> Any:
     def generate() -> Iterator[dict[str, np.ndarray]]:
         # By name: the converter orders signature inputs alphabetically, not as the Keras model lists them.
         for i in range(len(ids)):
-            yield {"input_ids": ids[i : i + 1].astype(np.int32), "attention_mask": mask[i : i + 1].astype(np.int32)}
+            yield {
+                "input_ids": ids[i : i + 1].astype(np.int32),
+                "attention_mask": mask[i : i + 1].astype(np.int32),
+            }
 
     return generate
 
@@ -139,7 +142,10 @@ class _CalibrationReader:
         ids, mask = calibration
         self._batches = iter(
             [
-                {"input_ids": ids[i : i + batch_size].astype(np.int32), "attention_mask": mask[i : i + batch_size].astype(np.int32)}
+                {
+                    "input_ids": ids[i : i + batch_size].astype(np.int32),
+                    "attention_mask": mask[i : i + batch_size].astype(np.int32),
+                }
                 for i in range(0, len(ids), batch_size)
             ]
         )

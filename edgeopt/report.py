@@ -117,12 +117,25 @@ def write_chart(manifest: dict[str, Any], path: Path) -> Path:
         ax.annotate(name, (m["bytes"] / 1e6, m["accuracy"]), textcoords="offset points", xytext=(6, 4), fontsize=8)
     budget = manifest["profile"]["budget"]
     ax.axvline(budget["max_model_mb"], color="grey", linestyle="--", linewidth=1)
-    ax.annotate("size budget", (budget["max_model_mb"], ax.get_ylim()[0]), rotation=90, fontsize=8, color="grey",
-                xytext=(3, 5), textcoords="offset points")
+    ax.annotate(
+        "size budget",
+        (budget["max_model_mb"], ax.get_ylim()[0]),
+        rotation=90,
+        fontsize=8,
+        color="grey",
+        xytext=(3, 5),
+        textcoords="offset points",
+    )
     floor = manifest["teacher"]["accuracy"] - budget["max_accuracy_drop"]
     ax.axhline(floor, color="grey", linestyle=":", linewidth=1)
-    ax.annotate("accuracy floor", (ax.get_xlim()[0], floor), fontsize=8, color="grey", xytext=(3, 3),
-                textcoords="offset points")
+    ax.annotate(
+        "accuracy floor",
+        (ax.get_xlim()[0], floor),
+        fontsize=8,
+        color="grey",
+        xytext=(3, 3),
+        textcoords="offset points",
+    )
     ax.set_xscale("log")
     ax.set_xlabel("size on disk (MB, log scale)")
     ax.set_ylabel("test accuracy")

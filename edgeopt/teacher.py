@@ -65,8 +65,9 @@ class FinetuneConfig:
     """How :func:`finetune` trains a teacher end to end.
 
     Cost grows with ``epochs x texts x max_seq_len``: on a 2-core CPU one step of all-MiniLM-L6-v2 at
-    batch 16 takes ~0.97 s at 128 tokens and ~0.45 s at 64, so 2 epochs over ~4.7k emails at 128 tokens
-    take ~9.5 min (``bench/teacher_finetune_timing.py``).
+    batch 16 takes ~0.97 s at 128 tokens and ~0.45 s at 64, so one epoch over ~4.7k emails at 128 tokens
+    takes ~5 min (``bench/teacher_finetune_timing.py``). One epoch is the default so that the whole default
+    build, fine-tuning included, stays within 15 minutes on such a machine.
 
     Attributes:
         max_seq_len: Tokens per text (longer texts are truncated), 8..512.
@@ -79,7 +80,7 @@ class FinetuneConfig:
     """
 
     max_seq_len: int = 128
-    epochs: int = 2
+    epochs: int = 1
     batch_size: int = 16
     learning_rate: float = 5e-5
     weight_decay: float = 0.01
@@ -97,9 +98,7 @@ class FinetuneConfig:
         )
         for name, ok, expected in checks:
             if not ok:
-                raise TeacherError(
-                    f"FinetuneConfig.{name}={getattr(self, name)!r} is invalid: use {expected}"
-                )
+                raise TeacherError(f"FinetuneConfig.{name}={getattr(self, name)!r} is invalid: use {expected}")
 
 
 class TeacherKind(StrEnum):
@@ -232,9 +231,7 @@ def finetune(
         {"params": [p for n, p in params if n.endswith(no_decay)], "weight_decay": 0.0},
     ]
     optimizer = torch.optim.AdamW(groups, lr=config.learning_rate)
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, round(config.warmup_ratio * total_steps), total_steps
-    )
+    scheduler = get_linear_schedule_with_warmup(optimizer, round(config.warmup_ratio * total_steps), total_steps)
     generator = torch.Generator().manual_seed(config.seed)
 
     from tqdm.auto import tqdm
@@ -281,9 +278,7 @@ def finetune(
         }
         (tmp / _FINETUNE_META).write_text(json.dumps(meta, indent=2) + "\n")
         if out.exists():
-            raise OutputExistsError(
-                f"fine-tune output {out} appeared while training; delete it or choose another path"
-            )
+            raise OutputExistsError(f"fine-tune output {out} appeared while training; delete it or choose another path")
         tmp.rename(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -407,9 +402,7 @@ class Teacher:
         pad_id = _pad_id(tokenizer)
         from tqdm.auto import tqdm
 
-        for start in tqdm(
-            range(0, len(order), batch_size), desc="teacher logits", unit="batch", disable=not progress
-        ):
+        for start in tqdm(range(0, len(order), batch_size), desc="teacher logits", unit="batch", disable=not progress):
             idx = order[start : start + batch_size]
             width = max(len(encodings[i].ids) for i in idx)
             ids = np.full((len(idx), width), pad_id, dtype=np.int64)
@@ -729,9 +722,7 @@ def _check_dataset(train: TextDataset) -> None:
             f"the training set has {len(train.texts)} texts but {len(train.labels)} labels; they must match"
         )
     if len(train.label_names) < 2:
-        raise DataError(
-            f"the training set has {len(train.label_names)} label name(s); a classifier needs >= 2"
-        )
+        raise DataError(f"the training set has {len(train.label_names)} label name(s); a classifier needs >= 2")
     bad = sorted({label for label in train.labels if not 0 <= label < len(train.label_names)})
     if bad:
         raise DataError(
@@ -770,9 +761,7 @@ def _load_hf_teacher(path: Path, max_seq_len: int) -> Teacher:
     label_names = _label_names_from_config(config, config_path)
     positions = config.get("max_position_embeddings")
     if isinstance(positions, int) and max_seq_len > positions:
-        raise TeacherError(
-            f"max_seq_len={max_seq_len} exceeds the {positions} positions of {path}; use <= {positions}"
-        )
+        raise TeacherError(f"max_seq_len={max_seq_len} exceeds the {positions} positions of {path}; use <= {positions}")
     tokenizer_json = path / "tokenizer.json"
     if not tokenizer_json.is_file():
         tokenizer_json = _convert_tokenizer(path)
@@ -811,9 +800,7 @@ def _load_onnx_teacher(path: Path, max_seq_len: int) -> Teacher:
     folder = model.parent
     tokenizer_json = folder / "tokenizer.json"
     if not tokenizer_json.is_file():
-        raise TeacherError(
-            f"ONNX teacher {model} needs the tokenizer.json it was trained with beside it in {folder}"
-        )
+        raise TeacherError(f"ONNX teacher {model} needs the tokenizer.json it was trained with beside it in {folder}")
     session = _onnx_session(model)
     if "input_ids" not in {node.name for node in session.get_inputs()}:
         raise TeacherError(
@@ -829,8 +816,7 @@ def _load_onnx_teacher(path: Path, max_seq_len: int) -> Teacher:
         files.append(config_path)
         if isinstance(num_labels, int) and num_labels != len(label_names):
             raise TeacherError(
-                f"{config_path} names {len(label_names)} labels but {model} outputs {num_labels}; "
-                "make them agree"
+                f"{config_path} names {len(label_names)} labels but {model} outputs {num_labels}; make them agree"
             )
     elif isinstance(num_labels, int) and num_labels >= 2:
         label_names = tuple(f"LABEL_{i}" for i in range(num_labels))

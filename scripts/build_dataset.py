@@ -268,9 +268,7 @@ def summarize(records: Sequence[Record]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--package-dir", type=Path, help="an unpacked copy of the npm package (holds data/)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where to write the .jsonl.gz")
     args = parser.parse_args(argv)

@@ -112,9 +112,7 @@ def _save_model(model: object, tokenizer_dir: Path, dest: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def make_classifier_dir(
-    tiny_tokenizer_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Callable[[str], Path]:
+def make_classifier_dir(tiny_tokenizer_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
     """Build a tiny random *ForSequenceClassification directory: arch is "bert", "distilbert" or "minilm"."""
     import torch
     from transformers import (
@@ -201,9 +199,7 @@ def tiny_st_dir(tiny_tokenizer_dir: Path, tmp_path_factory: pytest.TempPathFacto
 
 
 @pytest.fixture(scope="session")
-def tiny_onnx_dir(
-    make_classifier_dir: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory
-) -> Path:
+def tiny_onnx_dir(make_classifier_dir: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny ONNX teacher dir (model.onnx + tokenizer.json + config.json) exported from the tiny BERT."""
     import shutil
 
@@ -246,9 +242,7 @@ def tiny_onnx_dir(
 
 
 @pytest.fixture(scope="session")
-def toy_teacher_dir(
-    tiny_st_dir: Path, toy_train: TextDataset, tmp_path_factory: pytest.TempPathFactory
-) -> Path:
+def toy_teacher_dir(tiny_st_dir: Path, toy_train: TextDataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny BERT classifier fine-tuned on the toy spam/ham task (100% train accuracy, ~1 s to build).
 
     Use it where a test needs a teacher whose logits carry the task; ``make_classifier_dir`` teachers are
@@ -257,6 +251,4 @@ def toy_teacher_dir(
     from edgeopt.teacher import FinetuneConfig, finetune
 
     config = FinetuneConfig(max_seq_len=32, epochs=10, batch_size=4, learning_rate=1e-3)
-    return finetune(
-        tiny_st_dir, toy_train, tmp_path_factory.mktemp("toy-teacher") / "teacher", config, progress=False
-    )
+    return finetune(tiny_st_dir, toy_train, tmp_path_factory.mktemp("toy-teacher") / "teacher", config, progress=False)

@@ -1,7 +1,7 @@
 """Tiny real things for the pipeline-stage tests: a WordPiece tokenizer, a toy corpus, a trained toy student.
 
-A plain module (not a conftest): the stage tests import what they need and build it in module-scoped fixtures, so
-TensorFlow models are built once per test module.
+A plain module (not a conftest): the stage tests import what they need and build it in module-scoped
+fixtures, so TensorFlow models are built once per test module.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ __all__ = [
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 SPAM_WORDS = ("free", "money", "win", "prize", "cash", "offer", "click", "now")
-# "meeting" and "reviewing" split into "meet ##ing" / "review ##ing", so the corpus uses multi-character subword pieces.
+# "meeting" and "reviewing" split into "meet ##ing" / "review ##ing": the corpus uses multi-character pieces.
 HAM_WORDS = ("meeting", "agenda", "project", "notes", "report", "team", "reviewing", "lunch")
 FILLER_WORDS = ("the", "a", "to", "for", "you", "we", "is", "on")
 # In the vocabulary, never produced by the corpus: vocabulary pruning must drop them.
@@ -147,6 +147,7 @@ class ToyTask:
         teacher_tokenizer: The teacher's ``tokenizer.json``.
         tokenizer_json: The pruned student ``tokenizer.json``.
         vocab_size: Size of the pruned vocabulary.
+        teacher_ids: For each student id, the teacher's id (from :func:`edgeopt.student.prune_vocabulary`).
         encoded: ``(input_ids, attention_mask)`` of ``texts``.
     """
 
@@ -155,11 +156,12 @@ class ToyTask:
     teacher_tokenizer: Path
     tokenizer_json: Path
     vocab_size: int
+    teacher_ids: tuple[int, ...]
     encoded: tuple[np.ndarray, np.ndarray]
 
 
 def make_toy_task(directory: Path, n: int = 64, seed: int = 0) -> ToyTask:
-    """Write the teacher tokenizer into ``directory``, prune it to a toy corpus of ``n`` texts and encode them."""
+    """Write the teacher tokenizer into ``directory``, prune it to ``n`` toy texts and encode them."""
     from edgeopt.student import prune_vocabulary
 
     texts, labels = toy_corpus(n, seed)
@@ -171,14 +173,19 @@ def make_toy_task(directory: Path, n: int = 64, seed: int = 0) -> ToyTask:
         teacher_tokenizer=teacher,
         tokenizer_json=pruned.tokenizer_json,
         vocab_size=pruned.size,
+        teacher_ids=pruned.teacher_ids,
         encoded=encode(pruned.tokenizer_json, texts),
     )
 
 
 def train_toy_student(
-    vocab_size: int, encoded: tuple[np.ndarray, np.ndarray], labels: np.ndarray, epochs: int = 40, seed: int = 0
+    vocab_size: int,
+    encoded: tuple[np.ndarray, np.ndarray],
+    labels: np.ndarray,
+    epochs: int = 40,
+    seed: int = 0,
 ) -> Any:
-    """Build the tiny student and fit it with plain cross-entropy (fast and deterministic enough for tests)."""
+    """Build the tiny student and fit it with plain cross-entropy: fast, and deterministic enough."""
     from edgeopt._tf import import_tf
     from edgeopt.student import build_student
 

@@ -28,7 +28,15 @@ def assert_one_line_error(result: Result, *fragments: str) -> None:
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["build"], ["teacher", "finetune"], ["profiles", "list"], ["profiles", "show"], ["inspect"], ["predict"]],
+    [
+        [],
+        ["build"],
+        ["teacher", "finetune"],
+        ["profiles", "list"],
+        ["profiles", "show"],
+        ["inspect"],
+        ["predict"],
+    ],
 )
 def test_every_command_has_help_with_an_example(command: list[str]) -> None:
     result = run(*command, "--help")
@@ -39,7 +47,14 @@ def test_every_command_has_help_with_an_example(command: list[str]) -> None:
 def test_profiles_list_and_show() -> None:
     listed = run("profiles", "list")
     assert listed.exit_code == 0
-    for name in ("pixel8", "galaxy-s24", "android-go", "raspberry-pi-5", "raspberry-pi-4", "jetson-orin-nano"):
+    for name in (
+        "pixel8",
+        "galaxy-s24",
+        "android-go",
+        "raspberry-pi-5",
+        "raspberry-pi-4",
+        "jetson-orin-nano",
+    ):
         assert name in listed.output
     shown = run("profiles", "show", "pixel8")
     assert shown.exit_code == 0 and '"max_model_mb"' in shown.output
@@ -109,8 +124,18 @@ def test_budget_that_cannot_be_met(make_classifier_dir: Callable[[str], Path], t
     profile = tiny_profile(tmp_path, max_model_mb=0.0001)
     train = write_csv(tmp_path / "train.csv", toy_rows(40, seed=1))
     out = tmp_path / "out"
-    args = ["build", "--profile", str(profile), "--teacher", str(make_classifier_dir("bert")), "--train", str(train),
-            "--out", str(out), "--quiet"]
+    args = [
+        "build",
+        "--profile",
+        str(profile),
+        "--teacher",
+        str(make_classifier_dir("bert")),
+        "--train",
+        str(train),
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     result = run(*args)
     assert_one_line_error(result, "budget", "MB", "--allow-over-budget")
     assert not out.exists()

@@ -336,10 +336,7 @@ def test_default_dataset():
 def test_provenance_counts_match_shipped_file():
     provenance = (ROOT / "edgeopt" / "datasets" / "PROVENANCE.md").read_text()
     task = load_default()
-    assert (
-        f"| train | {task.train.labels.count(0)} | {task.train.labels.count(1)} | {len(task.train)} |"
-        in provenance
-    )
+    assert f"| train | {task.train.labels.count(0)} | {task.train.labels.count(1)} | {len(task.train)} |" in provenance
     assert task.fingerprint() in provenance
 
 
@@ -357,9 +354,7 @@ FAKE_EMAILS = {
         "00003.cc": _email("Meeting", "See you at noon."),  # same text as 00001 once whitespace is normalized
         "00004.dd": _email("Shared", "identical text"),
     },
-    "easy-ham-2": {
-        "00001.ee": _email("Latin", "caf\udce9", "Content-Type: text/plain; charset=x-unknown-42")
-    },
+    "easy-ham-2": {"00001.ee": _email("Latin", "caf\udce9", "Content-Type: text/plain; charset=x-unknown-42")},
     "hard-ham-1": {
         "00001.ff": _email(
             "Newsletter",
@@ -453,9 +448,7 @@ fuzz = settings(max_examples=60, deadline=None, suppress_health_check=[HealthChe
 @fuzz
 @given(rows=st.lists(st.tuples(texts, labels), min_size=1, max_size=6), kind=st.sampled_from(["csv", "tsv"]))
 def test_delimited_round_trip(tmp_path, rows, kind):
-    path = write_csv(
-        tmp_path / f"f.{kind}", [["text", "label"], *map(list, rows)], "\t" if kind == "tsv" else ","
-    )
+    path = write_csv(tmp_path / f"f.{kind}", [["text", "label"], *map(list, rows)], "\t" if kind == "tsv" else ",")
     assert read_labeled_file(path) == [(text, label.strip()) for text, label in rows]
 
 

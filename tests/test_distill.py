@@ -1,4 +1,4 @@
-"""Knowledge distillation: packed targets, the loss against a numpy reference, and training (edgeopt.distill)."""
+"""Knowledge distillation: packed targets, the loss against a numpy reference, training (edgeopt.distill)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,21 @@ from typing import Any
 
 import numpy as np
 import pytest
-from stage_fixtures import MAX_SEQ_LEN, NUM_LABELS, ToyTask, encode, keras_logits, make_toy_task, tiny_spec, toy_corpus
 
 from edgeopt._tf import import_tf
 from edgeopt.distill import DistillConfig, distill, distillation_loss, pack_targets
 from edgeopt.errors import StageError
 from edgeopt.student import build_student
+from stage_fixtures import (
+    MAX_SEQ_LEN,
+    NUM_LABELS,
+    ToyTask,
+    encode,
+    keras_logits,
+    make_toy_task,
+    tiny_spec,
+    toy_corpus,
+)
 
 
 def _teacher_logits(labels: np.ndarray, margin: float = 3.0) -> np.ndarray:
@@ -42,7 +51,7 @@ def _loss_values(packed: np.ndarray, student: np.ndarray, num_labels: int, tempe
     return loss(tf.constant(packed), tf.constant(student)).numpy()
 
 
-# --- pack_targets ------------------------------------------------------------------------------------------------
+# --- pack_targets -------------------------------------------------------------------------------------------
 
 
 def test_pack_targets_layout_with_unlabeled_rows() -> None:
@@ -55,7 +64,7 @@ def test_pack_targets_layout_with_unlabeled_rows() -> None:
     np.testing.assert_array_equal(packed[:, 6], [1, 0, 1])
 
 
-# --- the loss ----------------------------------------------------------------------------------------------------
+# --- the loss -----------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -97,7 +106,7 @@ def test_soft_term_is_zero_when_student_matches_teacher() -> None:
     np.testing.assert_allclose(got, 0.0, atol=1e-5)
 
 
-# --- DistillConfig -----------------------------------------------------------------------------------------------
+# --- DistillConfig ------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -124,7 +133,7 @@ def test_distill_config_accepts_edges() -> None:
     DistillConfig(alpha=1.0, temperature=0.1, epochs=1, batch_size=1, validation_fraction=0.49)
 
 
-# --- training ----------------------------------------------------------------------------------------------------
+# --- training -----------------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")

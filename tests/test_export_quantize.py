@@ -1,4 +1,4 @@
-"""Float export (edgeopt.export) and post-training quantization (edgeopt.quantize), run in the real runtimes."""
+"""Float export (edgeopt.export) and post-training quantization (edgeopt.quantize) in the real runtimes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from stage_fixtures import MAX_SEQ_LEN, NUM_LABELS, ToyTask, keras_logits, make_toy_task, tiny_spec, train_toy_student
 
 from edgeopt.export import to_onnx, to_tflite
 from edgeopt.quantize import (
@@ -21,6 +20,15 @@ from edgeopt.quantize import (
     tflite_output_quantization,
 )
 from edgeopt.student import build_student
+from stage_fixtures import (
+    MAX_SEQ_LEN,
+    NUM_LABELS,
+    ToyTask,
+    keras_logits,
+    make_toy_task,
+    tiny_spec,
+    train_toy_student,
+)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +104,7 @@ def _agreement(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(a.argmax(-1) == b.argmax(-1)))
 
 
-# --- float export ------------------------------------------------------------------------------------------------
+# --- float export -------------------------------------------------------------------------------------------
 
 
 def test_onnx_contract_and_logits_match_keras(float_onnx: Path, float_logits: np.ndarray, task: ToyTask) -> None:
@@ -115,14 +123,18 @@ def test_onnx_contract_and_logits_match_keras(float_onnx: Path, float_logits: np
 
 
 def test_tflite_logits_match_keras(float_tflite: Path, float_logits: np.ndarray, task: ToyTask) -> None:
-    raw, output = _litert_raw(float_tflite, task.encoded)
+    from ai_edge_litert.interpreter import Interpreter
+
+    signature = Interpreter(model_path=str(float_tflite)).get_signature_list()["serving_default"]
+    assert sorted(signature["inputs"]) == ["attention_mask", "input_ids"]
+    assert signature["outputs"] == ["logits"]
+    raw, _ = _litert_raw(float_tflite, task.encoded)
     assert raw.dtype == np.float32
-    assert "logits" in output["name"]
     np.testing.assert_allclose(raw, float_logits, atol=1e-4)
     assert tflite_output_quantization(float_tflite) is None
 
 
-# --- TFLite full integer -----------------------------------------------------------------------------------------
+# --- TFLite full integer ------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -157,15 +169,19 @@ def test_tflite_int8_logits_are_close_to_float(
 def test_tflite_int8_calibration_feeds_inputs_by_name(
     int8_tflite: tuple[Path, OutputQuantization], float_logits: np.ndarray, task: ToyTask
 ) -> None:
-    # Regression: the converter orders signature inputs alphabetically (attention_mask first); a representative
-    # dataset fed by position once calibrated the ids with the 0/1 mask and wrecked the int8 model's accuracy.
+    # Regression: the converter orders signature inputs alphabetically (attention_mask first); a
+    # representative dataset fed by position once calibrated the ids with the 0/1 mask and wrecked the int8
+    # model's accuracy. The toy task's margins are wide enough for labels to survive that, so the logits are
+    # held to 2% of their range too: fed by position, the error measured 18%; fed by name, 0.3%.
     path, _ = int8_tflite
+    dequantized = _litert_logits(path, task.encoded)
     float_accuracy = np.mean(float_logits.argmax(-1) == task.labels)
-    int8_accuracy = np.mean(_litert_logits(path, task.encoded).argmax(-1) == task.labels)
+    int8_accuracy = np.mean(dequantized.argmax(-1) == task.labels)
     assert int8_accuracy == pytest.approx(float_accuracy, abs=0.05)
+    assert np.abs(dequantized - float_logits).max() <= 0.02 * float(float_logits.max() - float_logits.min())
 
 
-# --- ONNX static and dynamic int8 --------------------------------------------------------------------------------
+# --- ONNX static and dynamic int8 ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("per_channel", [True, False])
@@ -213,14 +229,14 @@ def test_tflite_dynamic_and_float16_agree_with_float(
     assert _agreement(logits, float_logits) >= 0.9
 
 
-# --- sizes -------------------------------------------------------------------------------------------------------
+# --- sizes --------------------------------------------------------------------------------------------------
 
 BIG_VOCAB = 2000
 
 
 @pytest.fixture(scope="module")
 def big_artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, int]:
-    """Sizes of every artifact kind for an untrained student whose 2000-row embedding dominates the weights."""
+    """Sizes of every artifact kind for an untrained student whose 2000-row embedding dominates its size."""
     rng = np.random.default_rng(0)
     ids = rng.integers(5, BIG_VOCAB, (32, MAX_SEQ_LEN)).astype(np.int32)
     mask = np.ones_like(ids)

@@ -15,9 +15,7 @@ from edgeopt.pipeline import BuildConfig, BuildResult, build
 
 
 @pytest.fixture(scope="module")
-def built(
-    toy_teacher_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[BuildResult, Path]]:
+def built(toy_teacher_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[BuildResult, Path]]:
     root = tmp_path_factory.mktemp("build")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("EDGEOPT_CACHE_DIR", str(root / "cache"))
@@ -37,7 +35,14 @@ def test_bundle_holds_every_file_and_verifies(built: tuple[BuildResult, Path]) -
 
     result, root = built
     names = {p.name for p in result.out.iterdir()}
-    assert names == {"model.onnx", "model.tflite", "tokenizer.json", "manifest.json", "report.md", "report.png"}
+    assert names == {
+        "model.onnx",
+        "model.tflite",
+        "tokenizer.json",
+        "manifest.json",
+        "report.md",
+        "report.png",
+    }
     manifest = edgeopt_runtime.verify_bundle(result.out)
     assert set(manifest.files) == names - {"manifest.json"}
     assert not [p for p in root.iterdir() if ".staging-" in p.name or ".old-" in p.name]
@@ -46,8 +51,22 @@ def test_bundle_holds_every_file_and_verifies(built: tuple[BuildResult, Path]) -
 def test_manifest_has_the_documented_fields(built: tuple[BuildResult, Path]) -> None:
     result, _ = built
     manifest = json.loads((result.out / "manifest.json").read_text())
-    for key in ("schema_version", "task", "labels", "max_seq_len", "inputs", "outputs", "files", "profile",
-                "teacher", "metrics", "versions", "created_at", "fingerprint", "build"):
+    for key in (
+        "schema_version",
+        "task",
+        "labels",
+        "max_seq_len",
+        "inputs",
+        "outputs",
+        "files",
+        "profile",
+        "teacher",
+        "metrics",
+        "versions",
+        "created_at",
+        "fingerprint",
+        "build",
+    ):
         assert key in manifest, key
     assert manifest["labels"] == ["ham", "spam"]
     assert manifest["max_seq_len"] == 16
@@ -92,9 +111,7 @@ def test_report_names_every_stage(built: tuple[BuildResult, Path]) -> None:
     assert [s.name for s in result.stages][:3] == ["data", "teacher", "teacher outputs"]
 
 
-def test_rebuild_reuses_cached_teacher_outputs(
-    built: tuple[BuildResult, Path], toy_teacher_dir: Path
-) -> None:
+def test_rebuild_reuses_cached_teacher_outputs(built: tuple[BuildResult, Path], toy_teacher_dir: Path) -> None:
     result, root = built
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("EDGEOPT_CACHE_DIR", str(root / "cache"))

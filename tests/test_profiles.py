@@ -131,9 +131,7 @@ def test_unknown_name_lists_known_and_mentions_path() -> None:
 
 def test_file_not_found(tmp_path: Path) -> None:
     missing = tmp_path / "phone.toml"
-    assert load_error(missing) == (
-        f"profile file not found: {missing}; give an existing .toml file or a profile name"
-    )
+    assert load_error(missing) == (f"profile file not found: {missing}; give an existing .toml file or a profile name")
 
 
 def test_directory_is_not_a_profile_file(tmp_path: Path) -> None:
@@ -283,8 +281,7 @@ def test_table_not_a_table() -> None:
         (
             "max_model_mb = 5.0",
             "max_model_mb = 65",
-            "budget.max_model_mb (65) must not exceed budget.max_runtime_ram_mb (64): "
-            "the model is loaded into RAM",
+            "budget.max_model_mb (65) must not exceed budget.max_runtime_ram_mb (64): the model is loaded into RAM",
         ),
         (
             'name = "pixel8"',
@@ -294,8 +291,7 @@ def test_table_not_a_table() -> None:
         (
             'name = "pixel8"',
             'name = "pixel9"',
-            "name 'pixel9' does not match the file name 'pixel8.toml'; "
-            "set name = 'pixel8' or rename the file",
+            "name 'pixel9' does not match the file name 'pixel8.toml'; set name = 'pixel8' or rename the file",
         ),
     ],
 )
@@ -318,15 +314,9 @@ def test_to_dict_round_trips_through_json(name: str) -> None:
 
 
 def test_dataclasses_normalize_and_validate_in_python() -> None:
-    budget = Budget(
-        max_model_mb=5, max_runtime_ram_mb=64, target_p50_ms=10, max_accuracy_drop=0, max_seq_len=128
-    )
+    budget = Budget(max_model_mb=5, max_runtime_ram_mb=64, target_p50_ms=10, max_accuracy_drop=0, max_seq_len=128)
     assert isinstance(budget.max_model_mb, float) and isinstance(budget.max_accuracy_drop, float)
-    export = ExportSpec(
-        formats=["onnx"], quantization="float16", per_channel=False, calibration_samples=1, threads=1
-    )
+    export = ExportSpec(formats=["onnx"], quantization="float16", per_channel=False, calibration_samples=1, threads=1)
     assert export.formats == (ExportFormat.ONNX,) and export.quantization is Quantization.FLOAT16
     with pytest.raises(ProfileError, match=re.escape("student.kernel_size must be >= 1; got 0")):
-        StudentSpec(
-            architecture="cnn", embedding_dim=8, hidden_dim=8, kernel_size=0, dense_dim=8, target_sparsity=0
-        )
+        StudentSpec(architecture="cnn", embedding_dim=8, hidden_dim=8, kernel_size=0, dense_dim=8, target_sparsity=0)

@@ -6,11 +6,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from stage_fixtures import NUM_LABELS, ToyTask, keras_logits, make_toy_task, train_toy_student
 
 from edgeopt.distill import DistillConfig, pack_targets
 from edgeopt.errors import StageError
 from edgeopt.prune import PRUNABLE_LAYERS, PruneConfig, PruneResult, prune, sparsity_of
+from stage_fixtures import NUM_LABELS, ToyTask, keras_logits, make_toy_task, train_toy_student
 
 TARGET = 0.5
 
@@ -58,7 +58,9 @@ def test_prune_reaches_target_sparsity_on_the_stripped_model(pruned: tuple[Any, 
     assert result.overall_sparsity == pytest.approx(TARGET, abs=0.02)
 
 
-def test_stripped_model_has_no_pruning_wrappers_and_a_dense_head(pruned: tuple[Any, Any, PruneResult]) -> None:
+def test_stripped_model_has_no_pruning_wrappers_and_a_dense_head(
+    pruned: tuple[Any, Any, PruneResult],
+) -> None:
     stripped, head_before, _ = pruned
     assert not [layer.name for layer in stripped.layers if "prune" in type(layer).__name__.lower()]
     assert [layer.name for layer in stripped.layers if layer.name in PRUNABLE_LAYERS] == list(PRUNABLE_LAYERS)
@@ -80,13 +82,6 @@ def test_sparsity_of_counts_exact_zeros(pruned: tuple[Any, Any, PruneResult]) ->
     assert sparsity_of(stripped, ("logits",)) == {"logits": float(np.mean(head == 0))} == {"logits": 0.0}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "edgeopt/prune.py: PolynomialDecay(frequency=10) only updates masks on steps that are multiples of 10 "
-        "up to end_step; with end_step < 10 (small transfer sets) no step after 0 prunes, so sparsity stays 0"
-    ),
-)
 def test_prune_reaches_target_sparsity_with_few_steps_per_epoch(task: ToyTask, targets: np.ndarray) -> None:
     # 80 texts in batches of 40: 2 steps an epoch, end_step 4.
     stripped, result = prune(

@@ -9,6 +9,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from tokenizers import Tokenizer
+
+from edgeopt.errors import StageError
+from edgeopt.student import build_student, count_parameters, encode_texts, prune_vocabulary
 from stage_fixtures import (
     MAX_SEQ_LEN,
     NUM_LABELS,
@@ -22,10 +26,6 @@ from stage_fixtures import (
     write_bpe_tokenizer,
     write_wordpiece_tokenizer,
 )
-from tokenizers import Tokenizer
-
-from edgeopt.errors import StageError
-from edgeopt.student import build_student, count_parameters, encode_texts, prune_vocabulary
 
 
 @pytest.fixture(scope="module")
@@ -51,15 +51,13 @@ def _is_single_piece(token: str) -> bool:
     return len(token) == 1 or (token.startswith("##") and len(token) == 3)
 
 
-# --- vocabulary pruning ------------------------------------------------------------------------------------------
+# --- vocabulary pruning -------------------------------------------------------------------------------------
 
 
 def test_prune_vocabulary_keeps_specials_single_pieces_and_used_tokens(task: ToyTask) -> None:
     teacher_vocab = _vocab(task.teacher_tokenizer)
     kept = set(_vocab(task.tokenizer_json))
-    expected = (
-        set(SPECIAL_TOKENS) | {t for t in teacher_vocab if _is_single_piece(t)} | _teacher_tokens(task)
-    )
+    expected = set(SPECIAL_TOKENS) | {t for t in teacher_vocab if _is_single_piece(t)} | _teacher_tokens(task)
     assert kept == expected
     assert not kept & set(UNUSED_TOKENS)
     assert "##ing" in kept  # a multi-character subword piece the corpus uses
@@ -84,12 +82,11 @@ def test_prune_vocabulary_result_maps_student_ids_to_teacher_ids(tmp_path: Path)
 def test_pruned_tokenizer_gives_the_teachers_tokens_on_the_corpus(task: ToyTask) -> None:
     teacher = Tokenizer.from_file(str(task.teacher_tokenizer))
     student = Tokenizer.from_file(str(task.tokenizer_json))
-    teacher_vocab = _vocab(task.teacher_tokenizer)
-    pruned_to_teacher = {new: teacher_vocab[tok] for tok, new in _vocab(task.tokenizer_json).items()}
     for text in task.texts:
         want, got = teacher.encode(text), student.encode(text)
         assert got.tokens == want.tokens, text
-        assert [pruned_to_teacher[i] for i in got.ids] == want.ids, text
+        assert [task.teacher_ids[i] for i in got.ids] == want.ids, text
+        assert max(got.ids) < task.vocab_size
 
 
 def test_unseen_word_splits_into_kept_single_pieces(task: ToyTask) -> None:
@@ -145,7 +142,7 @@ def test_non_wordpiece_tokenizer_is_a_stage_error(tmp_path: Path) -> None:
     assert not (tmp_path / "student.json").exists()
 
 
-# --- encoding ----------------------------------------------------------------------------------------------------
+# --- encoding -----------------------------------------------------------------------------------------------
 
 
 def test_encode_texts_pads_truncates_and_returns_int32(task: ToyTask) -> None:
@@ -158,7 +155,7 @@ def test_encode_texts_pads_truncates_and_returns_int32(task: ToyTask) -> None:
     assert mask[1].sum() == MAX_SEQ_LEN
 
 
-# --- the student model -------------------------------------------------------------------------------------------
+# --- the student model --------------------------------------------------------------------------------------
 
 
 def test_build_student_contract(student: Any, task: ToyTask) -> None:

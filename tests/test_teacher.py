@@ -58,9 +58,7 @@ def test_cache_dir_follows_env_and_is_created(tmp_path: Path, monkeypatch: pytes
 # --- detect_teacher_kind ---------------------------------------------------------------------------------
 
 
-def test_detect_kinds(
-    make_classifier_dir: Callable[[str], Path], tiny_st_dir: Path, tiny_onnx_dir: Path
-) -> None:
+def test_detect_kinds(make_classifier_dir: Callable[[str], Path], tiny_st_dir: Path, tiny_onnx_dir: Path) -> None:
     for arch in ARCHS:
         assert detect_teacher_kind(make_classifier_dir(arch)) is TeacherKind.HF_CLASSIFIER
     assert detect_teacher_kind(tiny_st_dir) is TeacherKind.SENTENCE_TRANSFORMER
@@ -239,9 +237,7 @@ def test_export_onnx_matches_torch(
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
     assert names == (
-        ["input_ids", "attention_mask", "token_type_ids"]
-        if arch == "bert"
-        else ["input_ids", "attention_mask"]
+        ["input_ids", "attention_mask", "token_type_ids"] if arch == "bert" else ["input_ids", "attention_mask"]
     )
     assert [o.name for o in session.get_outputs()] == ["logits"]
 

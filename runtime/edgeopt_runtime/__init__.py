@@ -22,7 +22,7 @@ from edgeopt_runtime.errors import (
     InputError,
 )
 from edgeopt_runtime.manifest import Manifest, read_manifest, verify_bundle
-from edgeopt_runtime.model import Prediction, TextClassifier, load
+from edgeopt_runtime.model import ClassifierStats, Prediction, TextClassifier, load
 from edgeopt_runtime.tokenizer import Encoded, TextTokenizer
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "load",
     "TextClassifier",
     "Prediction",
+    "ClassifierStats",
     "BackendName",
     "OnnxBackend",
     "TfliteBackend",

@@ -71,17 +71,14 @@ def litert_available() -> bool:
 def _check_inputs(input_ids: np.ndarray, attention_mask: np.ndarray) -> None:
     if input_ids.ndim != 2 or input_ids.shape != attention_mask.shape:
         raise InputError(
-            f"input_ids {input_ids.shape} and attention_mask {attention_mask.shape} "
-            "must be equal 2-D shapes [n, seq]"
+            f"input_ids {input_ids.shape} and attention_mask {attention_mask.shape} must be equal 2-D shapes [n, seq]"
         )
 
 
 def _dequantize(values: np.ndarray, quant: Quantization | None, source: str) -> np.ndarray:
     if values.dtype in (np.int8, np.uint8):
         if quant is None:
-            raise BundleInvalid(
-                f"{source} returns {values.dtype} logits without scale/zero point; rebuild the bundle"
-            )
+            raise BundleInvalid(f"{source} returns {values.dtype} logits without scale/zero point; rebuild the bundle")
         return (quant.scale * (values.astype(np.float32) - quant.zero_point)).astype(np.float32)
     return values.astype(np.float32, copy=False)
 
@@ -127,8 +124,7 @@ class OnnxBackend:
             import onnxruntime as ort
         except ImportError as exc:
             raise BackendUnavailable(
-                "the onnx backend needs onnxruntime; "
-                "pip install edgeopt-runtime[onnx] (or use --backend tflite)"
+                "the onnx backend needs onnxruntime; pip install edgeopt-runtime[onnx] (or use --backend tflite)"
             ) from exc
         self.path = Path(path)
         options = ort.SessionOptions()
@@ -140,9 +136,7 @@ class OnnxBackend:
             self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph/NoSuchFile types
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise BundleInvalid(
-                f"{path} cannot be loaded by onnxruntime ({first}); rebuild the bundle"
-            ) from exc
+            raise BundleInvalid(f"{path} cannot be loaded by onnxruntime ({first}); rebuild the bundle") from exc
         inputs = self._session.get_inputs()
         names = [i.name for i in inputs]
         self._inputs: dict[str, tuple[str, Any]] = {}
@@ -153,9 +147,7 @@ class OnnxBackend:
             if dtype is None:
                 raise BundleInvalid(f"{path}: input {meta.name!r} is {meta.type}, expected int32 or int64")
             if seq_len is not None and isinstance(meta.shape[1], int) and meta.shape[1] != seq_len:
-                raise BundleInvalid(
-                    f"{path}: input {meta.name!r} has length {meta.shape[1]}, manifest says {seq_len}"
-                )
+                raise BundleInvalid(f"{path}: input {meta.name!r} has length {meta.shape[1]}, manifest says {seq_len}")
             self._inputs[wanted] = (meta.name, dtype)
             batch_dims.add(meta.shape[0])
         self.fixed_batch_one = batch_dims == {1}
@@ -192,8 +184,7 @@ def _litert_interpreter_class() -> Any:
             )  # legacy; cannot run models from new converters
         except ImportError as exc:
             raise BackendUnavailable(
-                "the tflite backend needs ai-edge-litert; "
-                "pip install edgeopt-runtime[tflite] (or use --backend onnx)"
+                "the tflite backend needs ai-edge-litert; pip install edgeopt-runtime[tflite] (or use --backend onnx)"
             ) from exc
     return Interpreter
 
@@ -215,9 +206,7 @@ class TfliteBackend:
 
     name = BackendName.TFLITE.value
 
-    def __init__(
-        self, path: str | os.PathLike[str], threads: int | None = None, *, seq_len: int | None = None
-    ) -> None:
+    def __init__(self, path: str | os.PathLike[str], threads: int | None = None, *, seq_len: int | None = None) -> None:
         interpreter_cls = _litert_interpreter_class()
         self.path = Path(path)
         try:
@@ -231,13 +220,9 @@ class TfliteBackend:
         self._inputs = {wanted: details[_find_input(names, wanted, str(path))] for wanted in _INPUT_NAMES}
         for d in self._inputs.values():
             if d["dtype"] not in (np.int32, np.int64):
-                raise BundleInvalid(
-                    f"{path}: input {d['name']!r} is {d['dtype'].__name__}, expected int32 or int64"
-                )
+                raise BundleInvalid(f"{path}: input {d['name']!r} is {d['dtype'].__name__}, expected int32 or int64")
             if seq_len is not None and int(d["shape"][1]) != seq_len:
-                raise BundleInvalid(
-                    f"{path}: input {d['name']!r} has length {d['shape'][1]}, manifest says {seq_len}"
-                )
+                raise BundleInvalid(f"{path}: input {d['name']!r} has length {d['shape'][1]}, manifest says {seq_len}")
         signature = self._inputs["input_ids"].get("shape_signature", self._inputs["input_ids"]["shape"])
         self.fixed_batch_one = int(signature[0]) == 1
         outputs = self._interp.get_output_details()
@@ -252,9 +237,7 @@ class TfliteBackend:
         for d in self._inputs.values():
             self._interp.resize_tensor_input(d["index"], [n, int(d["shape"][1])], strict=True)
         self._interp.allocate_tensors()
-        self._output = next(
-            o for o in self._interp.get_output_details() if o["index"] == self._output["index"]
-        )
+        self._output = next(o for o in self._interp.get_output_details() if o["index"] == self._output["index"])
         self._batch = n
 
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
@@ -267,9 +250,7 @@ class TfliteBackend:
                 self._resize(min(step, len(input_ids) - start))
                 for arr, key in ((input_ids, "input_ids"), (attention_mask, "attention_mask")):
                     d = self._inputs[key]
-                    self._interp.set_tensor(
-                        d["index"], np.ascontiguousarray(arr[start : start + step], d["dtype"])
-                    )
+                    self._interp.set_tensor(d["index"], np.ascontiguousarray(arr[start : start + step], d["dtype"]))
                 self._interp.invoke()
                 parts.append(self._interp.get_tensor(self._output["index"]).copy())
         scale, zero_point = self._output["quantization"]

@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from edgeopt_runtime._version import __version__
 from edgeopt_runtime.backends import BackendName
@@ -21,15 +22,11 @@ PROG = "edgeopt-runtime"
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser (also used to document the CLI)."""
-    parser = argparse.ArgumentParser(
-        prog=PROG, description="Verify edgeopt bundles and classify text with them."
-    )
+    parser = argparse.ArgumentParser(prog=PROG, description="Verify edgeopt bundles and classify text with them.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    predict = sub.add_parser(
-        "predict", help="classify one or more texts", description="Classify texts with a bundle."
-    )
+    predict = sub.add_parser("predict", help="classify one or more texts", description="Classify texts with a bundle.")
     predict.add_argument("bundle", metavar="BUNDLE", help="bundle directory")
     predict.add_argument("texts", metavar="TEXT", nargs="+", help="text to classify (quote it)")
     predict.add_argument(
@@ -38,14 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=BackendName.AUTO.value,
         help="inference backend (default: auto = onnx when onnxruntime is installed, else tflite)",
     )
-    predict.add_argument(
-        "--threads", type=int, default=None, help="inference threads (default: backend decides)"
-    )
+    predict.add_argument("--threads", type=int, default=None, help="inference threads (default: backend decides)")
     predict.add_argument("--json", action="store_true", help="print a JSON array of predictions")
     where = predict.add_mutually_exclusive_group()
-    where.add_argument(
-        "--cache", metavar="PATH", default=None, help="result cache file (default: user cache dir)"
-    )
+    where.add_argument("--cache", metavar="PATH", default=None, help="result cache file (default: user cache dir)")
     where.add_argument("--no-cache", action="store_true", help="do not read or write the result cache")
 
     verify = sub.add_parser(
@@ -53,15 +46,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("bundle", metavar="BUNDLE", help="bundle directory")
 
-    cache = sub.add_parser(
-        "cache", help="inspect or empty the result cache", description="Manage the result cache."
+    bench = sub.add_parser(
+        "bench",
+        help="measure cold start, latency, cache hit/miss cost and throughput",
+        description="Benchmark a bundle on this machine, per backend (see runtime/README.md).",
     )
-    cache.add_argument(
-        "action", choices=["stats", "clear"], help="stats: print counters and size; clear: empty it"
+    bench.add_argument("bundle", metavar="BUNDLE", help="bundle directory")
+    bench.add_argument(
+        "--backend",
+        choices=["all", BackendName.ONNX.value, BackendName.TFLITE.value],
+        default="all",
+        help="backend to measure (default: all that the bundle has and that are installed)",
     )
-    cache.add_argument(
-        "--cache", metavar="PATH", default=None, help="result cache file (default: user cache dir)"
+    bench.add_argument("--threads", type=int, default=1, help="inference threads (default: 1)")
+    bench.add_argument("-n", "--n", type=int, default=200, help="timed calls per measurement (default: 200)")
+    bench.add_argument("--batch-size", type=int, default=32, help="predict_batch chunk size (default: 32)")
+    bench.add_argument("--cold-runs", type=int, default=5, help="fresh processes for the cold start (default: 5)")
+    bench.add_argument(
+        "--texts", metavar="FILE", default=None, help="UTF-8 file, one sample text per line (default: built in)"
     )
+    bench.add_argument("--json", action="store_true", help="print the results as JSON")
+
+    cache = sub.add_parser("cache", help="inspect or empty the result cache", description="Manage the result cache.")
+    cache.add_argument("action", choices=["stats", "clear"], help="stats: print counters and size; clear: empty it")
+    cache.add_argument("--cache", metavar="PATH", default=None, help="result cache file (default: user cache dir)")
     cache.add_argument("--json", action="store_true", help="print stats as JSON")
     return parser
 
@@ -70,8 +78,8 @@ def _predict(args: argparse.Namespace) -> int:
     from edgeopt_runtime.model import load
 
     cache = False if args.no_cache else args.cache
-    classifier = load(args.bundle, backend=args.backend, threads=args.threads, cache=cache)
-    predictions = classifier.predict_batch(args.texts)
+    with load(args.bundle, backend=args.backend, threads=args.threads, cache=cache) as classifier:
+        predictions = classifier.predict_batch(args.texts)
     if args.json:
         rows = [{"text": text, **p.to_dict()} for text, p in zip(args.texts, predictions, strict=True)]
         print(json.dumps(rows, indent=2))
@@ -89,6 +97,59 @@ def _verify(args: argparse.Namespace) -> int:
         f"OK {args.bundle}: {len(manifest.files)} files verified, labels {', '.join(manifest.labels)}, "
         f"max_seq_len {manifest.max_seq_len}, fingerprint {manifest.fingerprint[:12]}"
     )
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from edgeopt_runtime.bench import SAMPLE_TEXTS, available_backends, bench_backend
+    from edgeopt_runtime.errors import InputError
+
+    for name in ("threads", "n", "batch_size", "cold_runs"):
+        if getattr(args, name) < 1:
+            raise InputError(f"--{name.replace('_', '-')} {getattr(args, name)} must be a positive integer")
+    texts: tuple[str, ...] = SAMPLE_TEXTS
+    if args.texts is not None:
+        try:
+            lines = Path(args.texts).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"--texts {args.texts}: cannot read it ({exc}); pass a UTF-8 text file") from None
+        texts = tuple(line for line in lines if line.strip())
+        if not texts:
+            raise InputError(f"--texts {args.texts} has no non-empty line; put one sample text per line")
+    backends = available_backends(args.bundle) if args.backend == "all" else [args.backend]
+    reports = [
+        bench_backend(
+            args.bundle,
+            backend,
+            texts,
+            n=args.n,
+            threads=args.threads,
+            batch_size=args.batch_size,
+            cold_runs=args.cold_runs,
+        )
+        for backend in backends
+    ]
+    if args.json:
+        print(json.dumps([r.to_dict() for r in reports], indent=2))
+        return 0
+    print(f"{'backend':<8} {'metric':<26} {'p50 ms':>9} {'p95 ms':>9}")
+    for r in reports:
+        rows = [
+            ("import (fresh process)", r.cold.import_ms, None),
+            ("cold start: load+predict", r.cold.cold_start_ms, None),
+            ("direct: tokenize+run", r.direct.p50_ms, r.direct.p95_ms),
+            ("predict, cache off", r.uncached.p50_ms, r.uncached.p95_ms),
+            ("predict, cache miss", r.miss.p50_ms, r.miss.p95_ms),
+            ("predict, cache hit", r.hit.p50_ms, r.hit.p95_ms),
+        ]
+        for label, p50, p95 in rows:
+            tail = f"{p95:>9.3f}" if p95 is not None else f"{'':>9}"
+            print(f"{r.backend:<8} {label:<26} {p50:>9.3f} {tail}")
+        print(
+            f"{r.backend:<8} miss overhead {r.miss_overhead:+.1%} vs direct; "
+            f"throughput loop {r.loop_texts_per_s:.0f}/s, batch({r.batch_size}) {r.batch_texts_per_s:.0f}/s "
+            f"(x{r.batch_speedup:.2f})"
+        )
     return 0
 
 
@@ -111,7 +172,7 @@ def _cache(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit status (0 ok, 2 error)."""
     args = build_parser().parse_args(argv)
-    handlers = {"predict": _predict, "verify": _verify, "cache": _cache}
+    handlers = {"predict": _predict, "verify": _verify, "bench": _bench, "cache": _cache}
     try:
         return handlers[args.command](args)
     except EdgeoptRuntimeError as exc:

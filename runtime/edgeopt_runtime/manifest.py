@@ -257,18 +257,11 @@ def safe_bundle_path(bundle_dir: str | os.PathLike[str], name: str) -> Path:
     where = f"{Path(bundle_dir) / MANIFEST_NAME}"
     if not isinstance(name, str) or not name:
         raise BundleInvalid(f"{where}: file name {name!r} is empty or not a string; {_FIX}")
-    if (
-        PurePosixPath(name).is_absolute()
-        or PureWindowsPath(name).is_absolute()
-        or PureWindowsPath(name).drive
-    ):
-        raise BundleInvalid(
-            f"{where}: file name {name!r} is absolute; bundle file names must be relative; {_FIX}"
-        )
+    if PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() or PureWindowsPath(name).drive:
+        raise BundleInvalid(f"{where}: file name {name!r} is absolute; bundle file names must be relative; {_FIX}")
     if "\\" in name or ".." in PurePosixPath(name).parts:
         raise BundleInvalid(
-            f"{where}: file name {name!r} contains '..' or a backslash and could point outside the bundle; "
-            f"{_FIX}"
+            f"{where}: file name {name!r} contains '..' or a backslash and could point outside the bundle; {_FIX}"
         )
     root = Path(bundle_dir).resolve()
     path = Path(bundle_dir) / name
@@ -330,9 +323,7 @@ def build_manifest(
     for name in [*artifacts, tokenizer_file, *extra_files]:
         path = safe_bundle_path(bundle_dir, name)
         if not path.is_file():
-            raise BundleInvalid(
-                f"cannot write the manifest: {path} does not exist; write it into the bundle first"
-            )
+            raise BundleInvalid(f"cannot write the manifest: {path} does not exist; write it into the bundle first")
         entry = file_entry(path)
         files[name] = FileEntry(sha256=entry["sha256"], bytes=entry["bytes"])
     dtypes = tuple(input_dtypes)
@@ -389,9 +380,7 @@ class _Reader:
         shown = repr(got) if len(repr(got)) <= 60 else type(got).__name__
         return BundleInvalid(f"{self.path}: key {key!r} must be {want}, got {shown}; {_FIX}")
 
-    def get(
-        self, obj: Mapping[str, Any], key: str, kind: type | tuple[type, ...], want: str, where: str = ""
-    ) -> Any:
+    def get(self, obj: Mapping[str, Any], key: str, kind: type | tuple[type, ...], want: str, where: str = "") -> Any:
         full = f"{where}.{key}" if where else key
         if key not in obj:
             raise BundleInvalid(f"{self.path}: required key {full!r} is missing; {_FIX}")
@@ -432,9 +421,7 @@ class _Reader:
         if quant is not None:
             if not isinstance(quant, dict):
                 raise self.fail(f"{where}.output_quantization", "an object", quant)
-            scale = self.get(
-                quant, "scale", (int, float), "a positive number", f"{where}.output_quantization"
-            )
+            scale = self.get(quant, "scale", (int, float), "a positive number", f"{where}.output_quantization")
             zero = self.get(quant, "zero_point", int, "an integer", f"{where}.output_quantization")
             if not math.isfinite(scale) or scale <= 0:
                 raise self.fail(f"{where}.output_quantization.scale", "a positive number", scale)
@@ -479,9 +466,7 @@ def read_manifest(bundle_dir: str | os.PathLike[str]) -> Manifest:
         raise BundleInvalid(f"bundle directory {bundle} does not exist or is not a directory")
     path = bundle / MANIFEST_NAME
     if not path.is_file():
-        raise BundleInvalid(
-            f"{path} is missing; {bundle} is not an edgeopt bundle, or it was copied incompletely"
-        )
+        raise BundleInvalid(f"{path} is missing; {bundle} is not an edgeopt bundle, or it was copied incompletely")
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
@@ -559,9 +544,7 @@ def verify_bundle(bundle_dir: str | os.PathLike[str]) -> Manifest:
     for name in [manifest.tokenizer_file, *manifest.artifacts]:
         safe_bundle_path(bundle_dir, name)
         if name not in manifest.files:
-            raise BundleInvalid(
-                f"{where}: {name!r} is used by the bundle but not listed under 'files'; {_FIX}"
-            )
+            raise BundleInvalid(f"{where}: {name!r} is used by the bundle but not listed under 'files'; {_FIX}")
     for name, entry in manifest.files.items():
         path = safe_bundle_path(bundle_dir, name)
         if not path.is_file():
@@ -575,7 +558,6 @@ def verify_bundle(bundle_dir: str | os.PathLike[str]) -> Manifest:
     expected = compute_fingerprint(manifest.files)
     if manifest.fingerprint != expected:
         raise BundleInvalid(
-            f"{where}: fingerprint {manifest.fingerprint} does not match the listed files ({expected}); "
-            f"{_FIX}"
+            f"{where}: fingerprint {manifest.fingerprint} does not match the listed files ({expected}); {_FIX}"
         )
     return manifest

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +21,12 @@ from edgeopt_runtime.backends import (
     litert_available,
     onnxruntime_available,
 )
-from edgeopt_runtime.cache import ResultCache
+from edgeopt_runtime.cache import ResultCache, normalize_text
 from edgeopt_runtime.errors import BackendUnavailable, BundleInvalid, InputError
 from edgeopt_runtime.manifest import TASK_TEXT_CLASSIFICATION, Manifest, safe_bundle_path, verify_bundle
 from edgeopt_runtime.tokenizer import Encoded, TextTokenizer, clean_text
 
-__all__ = ["Prediction", "TextClassifier", "load", "softmax"]
+__all__ = ["Prediction", "ClassifierStats", "TextClassifier", "load", "softmax"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,30 @@ class Prediction:
         }
 
 
+@dataclass(frozen=True)
+class ClassifierStats:
+    """What one classifier did since it was loaded (this process only).
+
+    Attributes:
+        texts: Texts classified by :meth:`TextClassifier.predict` and :meth:`TextClassifier.predict_batch`.
+        cache_hits: Texts answered from the result cache.
+        deduplicated: Texts answered from an equal text earlier in the same batch (equal after
+            :func:`~edgeopt_runtime.cache.normalize_text`): not looked up, tokenized or run again.
+        model_rows: Texts tokenized and run through the model.
+        model_calls: Calls to the backend (one per batch of cache misses).
+    """
+
+    texts: int = 0
+    cache_hits: int = 0
+    deduplicated: int = 0
+    model_rows: int = 0
+    model_calls: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        """Return a JSON-ready dict."""
+        return dict(self.__dict__)
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Return row-wise softmax of ``[n, k]`` logits, computed in float64 for stability."""
     z = logits.astype(np.float64)
@@ -88,6 +113,9 @@ class TextClassifier:
         self._tokenizer = tokenizer
         self._backend = backend
         self._cache = cache
+        # texts, cache_hits, deduplicated, model_rows, model_calls: plain ints, cheaper than a dataclass
+        self._counts = [0, 0, 0, 0, 0]
+        self._counts_lock = threading.Lock()
         # Everything besides the text that changes the answer; part of every cache key.
         self._key_options = {
             "backend": backend.name,
@@ -111,6 +139,16 @@ class TextClassifier:
         return self._manifest.labels
 
     @property
+    def tokenizer(self) -> TextTokenizer:
+        """The bundle's tokenizer (fixed to ``max_seq_len``)."""
+        return self._tokenizer
+
+    @property
+    def backend(self) -> Backend:
+        """The loaded backend (:class:`~edgeopt_runtime.backends.OnnxBackend` or ``TfliteBackend``)."""
+        return self._backend
+
+    @property
     def cache(self) -> ResultCache | None:
         """The result cache, or None when caching is off."""
         return self._cache
@@ -121,10 +159,19 @@ class TextClassifier:
         Raises:
             InputError: ``text`` is not a str, or is empty or whitespace only.
         """
-        return self._predict([clean_text(text)])[0]
+        return self._predict([clean_text(text)], dedupe=False)[0]
 
-    def predict_batch(self, texts: Sequence[str]) -> list[Prediction]:
+    def predict_batch(self, texts: Sequence[str], *, dedupe: bool = True) -> list[Prediction]:
         """Classify texts; cache misses go to the backend in one call (row by row for a batch-1 model).
+
+        Args:
+            texts: The texts, in order.
+            dedupe: Look up, tokenize and run each distinct text once (texts are equal when
+                :func:`~edgeopt_runtime.cache.normalize_text` makes them equal, as for the cache key);
+                its repeats get a copy of its prediction. Counted in :meth:`stats` as ``deduplicated``.
+
+        Returns:
+            One prediction per text, in order; the same answers as calling :meth:`predict` on each.
 
         Raises:
             InputError: ``texts`` is empty or a plain str, or one text is invalid (named by its index).
@@ -134,32 +181,89 @@ class TextClassifier:
         cleaned = [clean_text(t, index=i) for i, t in enumerate(texts)]
         if not cleaned:
             raise InputError("texts is empty; pass at least one text")
-        return self._predict(cleaned)
+        return self._predict(cleaned, dedupe=dedupe)
 
-    def _predict(self, texts: list[str]) -> list[Prediction]:
+    def stats(self) -> ClassifierStats:
+        """Return what this classifier did since it was loaded (see :class:`ClassifierStats`)."""
+        with self._counts_lock:
+            return ClassifierStats(*self._counts)
+
+    def close(self) -> None:
+        """Close the result cache (writing its buffered counts); the classifier must not be used afterwards."""
+        if self._cache is not None:
+            self._cache.close()
+
+    def __enter__(self) -> TextClassifier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _count(self, *deltas: int) -> None:
+        with self._counts_lock:
+            for i, d in enumerate(deltas):
+                self._counts[i] += d
+
+    def _predict(self, texts: list[str], *, dedupe: bool) -> list[Prediction]:
         start = time.perf_counter()
-        if self._cache is None:
-            return self._run(self._tokenizer.encode_batch(texts), start)
+        cache = self._cache
         fingerprint = self._manifest.fingerprint
-        keys = [self._cache.key(fingerprint, t, self._key_options) for t in texts]
-        hits = self._cache.get_many(keys)
-        lookup_ms = (time.perf_counter() - start) * 1000.0 / len(texts)
-        results = [_from_cache(hits.get(k), self.labels, lookup_ms) for k in keys]
-        todo = [i for i, r in enumerate(results) if r is None]
+        keys = [cache.key(fingerprint, t, self._key_options) for t in texts] if cache is not None else None
+        # Texts are grouped by what the cache would key them on, so a repeat can never get a different
+        # answer from the batch than it would get from the cache.
+        distinct: list[int] = list(range(len(texts)))
+        first: dict[Hashable, int] = {}
+        ident: list[Hashable] = []
+        if dedupe and len(texts) > 1:
+            ident = list(keys) if keys is not None else [normalize_text(t) for t in texts]
+            for i, name in enumerate(ident):
+                first.setdefault(name, i)
+            distinct = sorted(first.values())
+        results: list[Prediction | None] = [None] * len(texts)
+        hits = 0
+        if cache is not None and keys is not None:
+            if len(distinct) == 1:
+                one = cache.get(keys[distinct[0]])
+                found = {keys[distinct[0]]: one} if one is not None else {}
+            else:
+                found = cache.get_many(keys[i] for i in distinct)
+            lookup_ms = (time.perf_counter() - start) * 1000.0 / len(texts)
+            for i in distinct:
+                results[i] = _from_cache(found.get(keys[i]), self.labels, lookup_ms)
+                hits += results[i] is not None
+        todo = [i for i in distinct if results[i] is None]
         if todo:
             fresh = self._run(self._tokenizer.encode_batch([texts[i] for i in todo]), start)
-            items = []
             for i, pred in zip(todo, fresh, strict=True):
                 results[i] = pred
-                value = {
-                    "label": pred.label,
-                    "score": pred.score,
-                    "scores": pred.scores,
-                    "truncated": pred.truncated,
-                }
-                items.append((keys[i], fingerprint, value, texts[i]))
-            self._cache.put_many(items)
-        return [r for r in results if r is not None]
+            if cache is not None and keys is not None:
+                cache.put_many(
+                    (
+                        (
+                            keys[i],
+                            fingerprint,
+                            {
+                                "label": pred.label,
+                                "score": pred.score,
+                                "scores": pred.scores,
+                                "truncated": pred.truncated,
+                            },
+                            texts[i],
+                        )
+                        for i, pred in zip(todo, fresh, strict=True)
+                    ),
+                    defer=True,
+                )
+        out: list[Prediction] = []
+        for i, pred in enumerate(results):
+            if pred is None:
+                source = results[first[ident[i]]]
+                if source is None:  # unreachable: every distinct text was answered above
+                    raise RuntimeError(f"texts[{i}] got no prediction")
+                pred = replace(source, scores=dict(source.scores))
+            out.append(pred)
+        self._count(len(texts), hits, len(texts) - len(distinct), len(todo), 1 if todo else 0)
+        return out
 
     def _run(self, encoded: Encoded, start: float) -> list[Prediction]:
         logits = self._backend.run(encoded.input_ids, encoded.attention_mask)
@@ -169,16 +273,18 @@ class TextClassifier:
                 f"the {self.backend_name} model returned logits of shape {logits.shape}, expected ({n}, {k}) "
                 f"for labels {list(self.labels)}; rebuild the bundle"
             )
-        probs = softmax(logits)
+        # Python lists, not numpy scalars: per-element numpy access costs more than the whole softmax here.
+        probs = softmax(logits).tolist()
+        best = logits.argmax(axis=1).tolist()
+        labels = self.labels
         latency_ms = (time.perf_counter() - start) * 1000.0 / n
         out = []
-        for row, truncated in zip(probs, encoded.truncated, strict=True):
-            best = int(np.argmax(row))
+        for row, b, truncated in zip(probs, best, encoded.truncated, strict=True):
             out.append(
                 Prediction(
-                    label=self.labels[best],
-                    score=float(row[best]),
-                    scores={label: float(p) for label, p in zip(self.labels, row, strict=True)},
+                    label=labels[b],
+                    score=row[b],
+                    scores=dict(zip(labels, row, strict=True)),
                     cached=False,
                     latency_ms=latency_ms,
                     truncated=truncated,
@@ -187,9 +293,7 @@ class TextClassifier:
         return out
 
 
-def _from_cache(
-    value: dict[str, object] | None, labels: tuple[str, ...], latency_ms: float
-) -> Prediction | None:
+def _from_cache(value: dict[str, object] | None, labels: tuple[str, ...], latency_ms: float) -> Prediction | None:
     # The file may be shared with other clients; anything not shaped like our value counts as a miss.
     if value is None:
         return None
@@ -257,8 +361,7 @@ def load(
     manifest = verify_bundle(bundle_dir)
     if manifest.task != TASK_TEXT_CLASSIFICATION:
         raise BundleInvalid(
-            f"bundle {bundle_dir} has task {manifest.task!r}; "
-            f"this runtime runs {TASK_TEXT_CLASSIFICATION!r} only"
+            f"bundle {bundle_dir} has task {manifest.task!r}; this runtime runs {TASK_TEXT_CLASSIFICATION!r} only"
         )
     choice = _pick_backend(manifest, choice)
     found = manifest.artifact_for(choice.value)

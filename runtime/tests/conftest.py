@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from edgeopt_runtime_fixtures import TinyBundle, build_bundle
 
 

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import sys
 
-import edgeopt_runtime
 import numpy as np
 import pytest
+
+import edgeopt_runtime
 from edgeopt_runtime import BackendUnavailable, BundleInvalid, InputError, Prediction, load
 from edgeopt_runtime.backends import OnnxBackend, TfliteBackend
 from edgeopt_runtime.tokenizer import TextTokenizer
@@ -17,9 +18,7 @@ BACKENDS = ["onnx", "tflite"]
 def keras_labels(tiny_bundle):
     tok = TextTokenizer.from_file(tiny_bundle.path / "tokenizer.json", MAX_SEQ_LEN)
     enc = tok.encode_batch(list(tiny_bundle.texts))
-    logits = tiny_bundle.keras_model(
-        [enc.input_ids.astype(np.int32), enc.attention_mask.astype(np.int32)]
-    ).numpy()
+    logits = tiny_bundle.keras_model([enc.input_ids.astype(np.int32), enc.attention_mask.astype(np.int32)]).numpy()
     return [LABELS[i] for i in logits.argmax(axis=1)], logits
 
 
@@ -103,9 +102,7 @@ def test_missing_artifact_for_backend(bundle_copy):
     from edgeopt_runtime.manifest import compute_fingerprint
 
     rewrite_manifest(bundle_copy, lambda d: d.update(fingerprint=compute_fingerprint(m.files)))
-    with pytest.raises(
-        BackendUnavailable, match=r"has no tflite model \(it has: onnx\); choose another --backend"
-    ):
+    with pytest.raises(BackendUnavailable, match=r"has no tflite model \(it has: onnx\); choose another --backend"):
         load(bundle_copy, backend="tflite")
     assert load(bundle_copy, backend="auto").backend_name == "onnx"
 
@@ -152,9 +149,7 @@ def test_corrupt_model_file(tmp_path):
 def test_missing_onnxruntime(tiny_bundle, monkeypatch):
     # A None entry in sys.modules makes `import onnxruntime` fail as if the package were not installed.
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
-    with pytest.raises(
-        BackendUnavailable, match=r"pip install edgeopt-runtime\[onnx\] \(or use --backend tflite\)"
-    ):
+    with pytest.raises(BackendUnavailable, match=r"pip install edgeopt-runtime\[onnx\] \(or use --backend tflite\)"):
         load(tiny_bundle.path, backend="onnx", cache=False)
     assert load(tiny_bundle.path, backend="auto", cache=False).backend_name == "tflite"
 
@@ -176,3 +171,29 @@ def test_import_is_light():
     code = f"import sys, edgeopt_runtime; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_batch_dedupe_runs_each_text_once(tiny_bundle, tmp_path):
+    texts = ["free cash prize", "hello team", " free  cash\nprize ", "free cash prize", "win money"]
+    clf = load(tiny_bundle.path, backend="onnx", cache=False)
+    batch = clf.predict_batch(texts)
+    s = clf.stats()
+    assert (s.texts, s.cache_hits, s.deduplicated, s.model_rows, s.model_calls) == (5, 0, 2, 3, 1)
+    singles = [clf.predict(t) for t in texts]
+    for b, one in zip(batch, singles, strict=True):
+        assert (b.label, b.truncated, b.cached) == (one.label, one.truncated, False)
+        assert b.scores == pytest.approx(one.scores, abs=1e-6)
+    batch[0].scores["spam"] = -1.0  # each prediction owns its dict
+    assert batch[3].scores["spam"] > 0
+    clf.predict_batch(texts, dedupe=False)
+    assert clf.stats().model_rows == 3 + 5 + 5 and clf.stats().deduplicated == 2
+
+    with load(tiny_bundle.path, backend="onnx", cache=tmp_path / "c.sqlite") as cached:
+        first = cached.predict_batch(texts)
+        assert [p.cached for p in first] == [False] * 5
+        again = cached.predict_batch(texts)
+        assert [p.cached for p in again] == [True] * 5
+        s = cached.stats()
+        assert (s.texts, s.cache_hits, s.deduplicated, s.model_rows, s.model_calls) == (10, 3, 4, 3, 1)
+        assert cached.cache.stats().entries == 3
+    assert not cached.cache.enabled  # closed with the classifier

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from edgeopt_runtime.errors import BundleInvalid
 from edgeopt_runtime.manifest import (
     SCHEMA_VERSION,
@@ -195,9 +196,7 @@ def test_tokenizer_path_escape_rejected(bundle_copy):
 
 def test_unlisted_artifact_and_fingerprint_mismatch(bundle_copy):
     rewrite_manifest(bundle_copy, lambda d: d["files"].pop("model.onnx"))
-    with pytest.raises(
-        BundleInvalid, match=r"'model\.onnx' is used by the bundle but not listed under 'files'"
-    ):
+    with pytest.raises(BundleInvalid, match=r"'model\.onnx' is used by the bundle but not listed under 'files'"):
         verify_bundle(bundle_copy)
 
 
@@ -214,11 +213,7 @@ def test_build_manifest_checks(bundle_copy):
     with pytest.raises(BundleInvalid, match=r"max_seq_len 1 must be an integer >= 2"):
         build_manifest(bundle_copy, labels=["a", "b"], max_seq_len=1, artifacts=art)
     with pytest.raises(BundleInvalid, match=r"nope\.png does not exist; write it into the bundle first"):
-        build_manifest(
-            bundle_copy, labels=["a", "b"], max_seq_len=16, artifacts=art, extra_files=["nope.png"]
-        )
-    m = build_manifest(
-        bundle_copy, labels=["a", "b"], max_seq_len=16, artifacts=art, versions={"edgeopt": "9"}
-    )
+        build_manifest(bundle_copy, labels=["a", "b"], max_seq_len=16, artifacts=art, extra_files=["nope.png"])
+    m = build_manifest(bundle_copy, labels=["a", "b"], max_seq_len=16, artifacts=art, versions={"edgeopt": "9"})
     assert m.versions == {"edgeopt-runtime": "0.1.0", "edgeopt": "9"}
     assert json.loads(json.dumps(m.to_dict()))["tokenizer"] == {"file": "tokenizer.json"}

@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+
 from edgeopt_runtime import load
 from edgeopt_runtime.cache import (
     CACHE_SCHEMA_VERSION,
@@ -62,6 +63,22 @@ def test_normalize_and_key():
     expected = hashlib.sha256(f"{FP_A}\na=1;b=2\nhello world".encode()).hexdigest()
     assert cache_key(FP_A, "hello   world", {"b": "2", "a": "1"}) == expected
     assert len(cache_key(FP_A, "a\ud800")) == 64
+
+
+def test_normalize_equals_documented_regex():
+    import random
+    import re
+    import unicodedata
+
+    # README: NFC, stripped, every run of whitespace (Unicode \s) replaced by one space. The Android demo
+    # implements that definition, so the fast implementation must equal it on every character.
+    rng = random.Random(0)
+    odd = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u2009\u200a\u200b\u2028\u2029\u202f\u205f\u3000\ufeff"
+    chars = [chr(c) for c in range(0x2100)] + list(odd) * 20 + ["e\u0301", "\U0001f600", "\ud800"]
+    for _ in range(5000):
+        text = "".join(rng.choice(chars) for _ in range(rng.randint(0, 40)))
+        expected = re.sub(r"\s+", " ", unicodedata.normalize("NFC", text).strip())
+        assert normalize_text(text) == expected, repr(text)
 
 
 def test_default_path_env(monkeypatch, tmp_path):
@@ -126,6 +143,89 @@ def test_newer_schema_disables(tmp_path):
     assert not cache.enabled
     cache.put("k", FP_A, {"x": 1})
     assert cache.get("k") is None
+
+
+def test_lookups_do_not_take_the_write_lock(tmp_path):
+    path = tmp_path / "c.sqlite"
+    cache = ResultCache(path)
+    cache.put("k", FP_A, {"x": 1})
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process in the middle of a write
+    try:
+        start = time.perf_counter()
+        assert no_warnings(cache.get, "k") == {"x": 1}
+        assert no_warnings(cache.get_many, ["k", "absent"]) == {"k": {"x": 1}}
+        assert time.perf_counter() - start < 1.0  # the busy timeout is 10 s
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+
+def test_lookup_effects_are_buffered_then_written(tmp_path):
+    path = tmp_path / "c.sqlite"
+    clock = FakeClock()
+    writer = ResultCache(path, clock=clock)
+    writer.put("k", FP_A, {"x": 1})
+    reader = ResultCache(path, clock=clock)
+    clock.now += 5
+    assert reader.get("k") == {"x": 1} and reader.get("absent") is None
+
+    def on_disk() -> tuple:
+        with sqlite3.connect(path) as conn:
+            counters = dict(conn.execute("SELECT name, value FROM counters"))
+            used = conn.execute("SELECT last_used FROM results WHERE key = 'k'").fetchone()[0]
+        return counters["hits"], counters["misses"], used
+
+    assert on_disk() == (0, 0, clock.now - 5)
+    reader.flush()
+    assert on_disk() == (1, 1, clock.now)
+    for _ in range(300):  # more than the buffer holds: written without an explicit flush
+        reader.get("k")
+    assert on_disk()[0] > 1
+    reader.close()
+    assert on_disk()[0] == 301
+
+
+def test_deferred_put(tmp_path):
+    path = tmp_path / "c.sqlite"
+    cache = ResultCache(path)
+    other = ResultCache(path)
+    cache.put_many([("k1", FP_A, {"v": 1}, None), ("k2", FP_A, {"v": 2}, None)], defer=True)
+    assert cache.get("k1") == {"v": 1} and cache.get_many(["k1", "k2"]) == {"k1": {"v": 1}, "k2": {"v": 2}}
+    assert other.get("k1") is None  # not written yet
+    cache.flush()
+    assert other.get("k1") == {"v": 1}
+    cache.put_many([(f"d{i}", FP_A, {"v": i}, None) for i in range(70)], defer=True)
+    cache.put("sync", FP_A, {"v": -1})  # any write carries the deferred rows with it
+    assert other.get_many([f"d{i}" for i in range(70)]) == {f"d{i}": {"v": i} for i in range(70)}
+    cache.put("late", FP_A, {"v": 0})
+    cache.put_many([("k3", FP_A, {"v": 3}, None)], defer=True)
+    cache.close()
+    assert other.get("k3") == {"v": 3}  # close() writes what was deferred
+
+
+def test_bounds_hold_with_two_writers(tmp_path):
+    # Each object keeps a running count of the rows; it must notice the other's writes (data_version).
+    path = tmp_path / "c.sqlite"
+    a = ResultCache(path, max_entries=50, ttl_s=None)
+    b = ResultCache(path, max_entries=50, ttl_s=None)
+    for i in range(100):
+        a.put(f"a{i}", FP_A, {"i": i})
+        b.put(f"b{i}", FP_A, {"i": i})
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("SELECT count(*) FROM results").fetchone()[0] <= 50, i
+    assert a.stats().entries == 50 and a.stats().evictions == 150
+
+
+def test_expired_rows_purged_by_later_writes(tmp_path):
+    clock = FakeClock()
+    path = tmp_path / "c.sqlite"
+    cache = ResultCache(path, ttl_s=10, clock=clock)
+    cache.put_many([(f"k{i}", FP_A, {"i": i}, None) for i in range(20)])
+    clock.now += 61
+    cache.put("fresh", FP_A, {"i": -1})
+    with sqlite3.connect(path) as conn:
+        assert [r[0] for r in conn.execute("SELECT key FROM results")] == ["fresh"]
 
 
 # -- TTL and LRU ------------------------------------------------------------------------------------
@@ -257,6 +357,7 @@ def _writer(path: str, seed: int) -> None:
         cache.put(key, FP_A, value_for(key))
         if cache.get(key) != value_for(key):
             bad += 1
+    cache.close()  # writes this process's buffered hit counts
     sys.exit(min(bad, 100))
 
 
@@ -289,6 +390,34 @@ def _endless_writer(path: str, ready) -> None:
         i += 1
         if i == 100:
             ready.set()
+
+
+def _bounded_writer(path: str, prefix: str) -> None:
+    cache = ResultCache(path, ttl_s=None, max_entries=60)
+    bad = 0
+    for i in range(200):
+        key = f"{prefix}{i}"
+        cache.put(key, FP_A, value_for(key))
+        got = cache.get(key)
+        bad += got is not None and got != value_for(key)
+    cache.close()
+    sys.exit(min(bad, 100))
+
+
+def test_processes_respect_bounds(tmp_path):
+    path = str(tmp_path / "c.sqlite")
+    ResultCache(path).close()
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_bounded_writer, args=(path, p)) for p in ("x", "y", "z")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT key, value FROM results").fetchall()
+    assert 0 < len(rows) <= 60
+    assert all(json.loads(v) == value_for(k) for k, v in rows)
 
 
 def test_killed_writer_leaves_readable_db(tmp_path):
@@ -346,6 +475,7 @@ def test_classifier_uses_cache(tiny_bundle, tmp_path):
     batch = clf.predict_batch(["hello team", "free cash prize", "win money"])
     assert [p.cached for p in batch] == [False, True, False]
     assert [p.label for p in batch] == ["ham", "spam", "spam"]
+    clf.cache.flush()  # the classifier defers its writes; another connection sees them after a flush
     # Another backend is another key: the TFLite answers differ slightly and must not be served for ONNX.
     lite = load(tiny_bundle.path, backend="tflite", cache=path)
     assert lite.predict("free cash prize").cached is False

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from edgeopt_runtime.cli import build_parser, main
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -36,10 +37,7 @@ def test_predict_json_console_script(tiny_bundle):
 
 
 def test_predict_plain(tiny_bundle, capsys):
-    assert (
-        main(["predict", str(tiny_bundle.path), "win money", " ".join(["hello"] * 30), "--backend", "tflite"])
-        == 0
-    )
+    assert main(["predict", str(tiny_bundle.path), "win money", " ".join(["hello"] * 30), "--backend", "tflite"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("spam\t0.")
     assert lines[1].startswith("ham\t") and lines[1].endswith("\t(truncated)")
@@ -55,10 +53,7 @@ def test_errors_are_one_line_exit_2(bundle_copy, capsys):
     assert main(["verify", str(bundle_copy)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert (
-        err.startswith("edgeopt-runtime: error: ")
-        and "model.onnx is listed in manifest.json but missing" in err
-    )
+    assert err.startswith("edgeopt-runtime: error: ") and "model.onnx is listed in manifest.json but missing" in err
     assert main(["predict", str(bundle_copy / "nope"), "hi"]) == 2
     assert "does not exist or is not a directory" in capsys.readouterr().err
 
@@ -86,3 +81,30 @@ def test_every_command_and_option_documented():
             for flag in action.option_strings:
                 if flag not in ("-h", "--help"):
                     assert flag in readme, f"{name} {flag} is not in runtime/README.md"
+
+
+def test_bench_json(tiny_bundle, tmp_path, capsys):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("free cash prize\n\nhello team lunch\n", encoding="utf-8")
+    args = ["bench", str(tiny_bundle.path), "-n", "12", "--cold-runs", "1", "--batch-size", "4"]
+    assert main([*args, "--texts", str(texts), "--json"]) == 0
+    reports = json.loads(capsys.readouterr().out)
+    assert [r["backend"] for r in reports] == ["onnx", "tflite"]
+    for r in reports:
+        assert r["direct"]["n"] == r["miss"]["n"] == r["hit"]["n"] == 12
+        assert 0 < r["hit"]["p50_ms"] < r["miss"]["p50_ms"]
+        assert r["cold"]["runs"] == 1 and r["cold"]["cold_start_ms"] > 0 and r["cold"]["import_ms"] > 0
+        assert r["batch_size"] == 4 and r["loop_texts_per_s"] > 0 and r["batch_texts_per_s"] > 0
+        assert r["miss_overhead"] == pytest.approx(r["miss"]["p50_ms"] / r["direct"]["p50_ms"] - 1)
+
+
+def test_bench_table_and_errors(tiny_bundle, tmp_path, capsys):
+    assert main(["bench", str(tiny_bundle.path), "--backend", "tflite", "-n", "5", "--cold-runs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "tflite   cold start: load+predict" in out and "miss overhead" in out and "onnx" not in out
+    assert main(["bench", str(tiny_bundle.path), "-n", "0"]) == 2
+    assert capsys.readouterr().err == "edgeopt-runtime: error: --n 0 must be a positive integer\n"
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n", encoding="utf-8")
+    assert main(["bench", str(tiny_bundle.path), "--texts", str(empty)]) == 2
+    assert "has no non-empty line; put one sample text per line" in capsys.readouterr().err

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from edgeopt_runtime.errors import BundleInvalid, InputError
 from edgeopt_runtime.manifest import read_manifest
 from edgeopt_runtime.tokenizer import TextTokenizer, clean_text
@@ -72,3 +73,53 @@ def test_bad_tokenizer_file(tmp_path):
     bad.write_text("{not json", encoding="utf-8")
     with pytest.raises(BundleInvalid, match="is not a valid tokenizers file"):
         TextTokenizer.from_file(bad, 8)
+
+
+def _raw(tok: TextTokenizer, text: str) -> tuple[list[int], bool]:
+    # The tokenizers library on the whole text, as TextTokenizer did before it cut long texts.
+    e = tok._tokenizer.encode(text)
+    return e.ids, bool(e.overflowing)
+
+
+def test_long_text_head_matches_whole_text(tok):
+    import random
+
+    rng = random.Random(3)
+    pieces = VOCAB[5:] + [
+        "caf\u00e9",
+        "\u00fcber",
+        "\u4e2d\u6587",
+        "zzzunknown",
+        "\x00",
+        "\u200b",
+        "!!",
+        "\t",
+        "\n\n",
+        "  ",
+    ]
+    texts = []
+    for n in (3000, 4095, 4200, 9000, 20000):
+        words = []
+        while sum(len(w) + 1 for w in words) < n:
+            words.append(rng.choice(pieces))
+        texts.append(" ".join(words))
+    # A long text whose head holds no tokens (only dropped characters): it must be tokenized in full.
+    texts.append("\x00 " * 3000 + "free cash prize")
+    texts.append("x" * 6000)  # no space to cut at
+    enc = tok.encode_batch(texts)
+    for i, text in enumerate(texts):
+        ids, overflow = _raw(tok, text)
+        assert enc.input_ids[i].tolist() == ids, i
+        assert enc.truncated[i] == overflow, i
+    assert enc.truncated[-2] is False and VOCAB.index("free") in enc.input_ids[-2]
+
+
+def test_huge_text_is_fast(tok):
+    import time
+
+    text = "free cash now hello team " * 400_000  # 10 MB
+    start = time.perf_counter()
+    enc = tok.encode(text)
+    assert time.perf_counter() - start < 0.5
+    assert enc.truncated == (True,)
+    assert enc.input_ids[0].tolist() == _raw(tok, text[:5000])[0]

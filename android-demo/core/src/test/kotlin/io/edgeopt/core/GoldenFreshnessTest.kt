@@ -1,0 +1,42 @@
+package io.edgeopt.core
+
+import org.junit.jupiter.api.Assertions.assertEquals
+import org.junit.jupiter.api.Assertions.assertTrue
+import org.junit.jupiter.api.Test
+
+/** Fails loudly when the goldens no longer describe what this code and the runtime produce. */
+class GoldenFreshnessTest {
+    @Test
+    fun `golden layout is the one this test code reads`() {
+        assertEquals(GOLDEN_FORMAT, Golden.json.getInt("format"), REGENERATE)
+    }
+
+    @Test
+    fun `bundle schema version is one the core reads`() {
+        val version = Golden.bundle.getInt("schema_version")
+        assertTrue(version in SUPPORTED_SCHEMA_VERSIONS, "golden bundle schema_version $version, core reads $SUPPORTED_SCHEMA_VERSIONS; $REGENERATE")
+        assertEquals(Golden.json.getJSONObject("runtime").getInt("schema_version"), version, REGENERATE)
+    }
+
+    @Test
+    fun `cache schema version equals the runtime's`() {
+        assertEquals(Golden.json.getJSONObject("runtime").getInt("cache_schema_version"), CACHE_SCHEMA_VERSION, REGENERATE)
+    }
+
+    @Test
+    fun `committed tokenizer is the one the goldens were made with`() {
+        val bytes = Golden.bytes("tokenizer.json")
+        assertEquals(Golden.bundle.getString("tokenizer_sha256"), PyCompat.sha256Hex(bytes), REGENERATE)
+        assertEquals(Golden.bundle.getLong("tokenizer_bytes"), bytes.size.toLong(), REGENERATE)
+    }
+
+    @Test
+    fun `committed manifest matches the goldens and its fingerprint recomputes`() {
+        val m = Golden.manifest
+        assertEquals(Golden.fingerprint, m.fingerprint, REGENERATE)
+        assertEquals(Golden.labels, m.labels)
+        assertEquals(Golden.maxSeqLen, m.maxSeqLen)
+        assertEquals(m.fingerprint, computeFingerprint(m.files), "Kotlin fingerprint differs from the Python runtime's")
+        assertEquals(Golden.bundle.getString("tokenizer_sha256"), m.files.getValue(m.tokenizerFile).sha256, REGENERATE)
+    }
+}

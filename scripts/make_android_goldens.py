@@ -1,0 +1,375 @@
+"""Write the golden files the Android demo's JVM tests compare against, from a real bundle.
+
+    python scripts/make_android_goldens.py --bundle bundles/pixel8 \
+        --out android-demo/core/src/test/resources/golden/
+
+Everything is produced by ``edgeopt_runtime`` itself (tokenizer, ONNX Runtime and LiteRT backends, result
+cache), so the Kotlin core is checked against the code that runs on the Python side, not a re-implementation.
+Written into ``--out`` (small: no model file is copied):
+
+* ``goldens.json``: the texts, their token ids / masks / truncation flags (or the expected error), the logits
+  of each backend (float, and the LiteRT model's raw int8 output with its scale and zero point), the labels
+  and scores, the normalized texts and cache keys, plus the bundle's schema version, fingerprint and
+  tokenizer hash and the runtime's cache schema version;
+* ``tokenizer.json`` and ``manifest.json``: copies of the bundle's;
+* ``python_cache.sqlite``: a result cache written by the Python runtime at a fixed clock (``CACHE_CLOCK``).
+
+Regenerate them whenever the bundle format, the tokenizer or the cache changes:
+``tests/test_android_goldens.py`` fails when they are stale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "GOLDEN_FORMAT",
+    "GOLDEN_TEXTS",
+    "KEY_LABEL_SETS",
+    "KEY_TEXTS",
+    "CACHE_CLOCK",
+    "CACHE_TTL_S",
+    "GoldenSummary",
+    "key_options",
+    "make_goldens",
+    "main",
+]
+
+# Bump when the layout of goldens.json changes (the Kotlin tests check it).
+GOLDEN_FORMAT = 1
+GOLDENS_NAME = "goldens.json"
+CACHE_DB_NAME = "python_cache.sqlite"
+# A fixed clock makes the cache file reproducible and lets the JVM tests reason about expiry.
+CACHE_CLOCK = 1_800_000_000.0
+CACHE_TTL_S = 7 * 24 * 3600.0
+EXPIRED_KEY = "0" * 64
+FOREIGN_KEY = "1" * 64
+FOREIGN_FINGERPRINT = "f" * 64
+_LONG = "Please review the attached project report before our meeting tomorrow, thanks! " * 40
+
+# (name, text). Each one exercises a step of the BERT normalizer, pre-tokenizer, WordPiece model, truncation
+# or the cache key normalization; "empty" and "whitespace" are rejected by the runtime (their error is recorded).
+GOLDEN_TEXTS: tuple[tuple[str, str], ...] = (
+    ("ascii_ham", "Hello team, the meeting is moved to 3pm tomorrow."),
+    ("ascii_spam", "WIN a FREE prize now!!! Click here to claim your CASH"),
+    ("accents", "Café Résumé naïve"),
+    ("decomposed_accent", "e\u0301cole \u00e9cole"),
+    ("cjk", "我爱北京天安门 and 東京タワー です"),
+    ("hangul", "안녕하세요 세계"),
+    ("emoji", "Free 🎉 money 💰💰 now 😀👍🏽 ✅"),
+    (
+        "punctuation",
+        'Wait...what?!? (really) -- "quoted" [x] {y} <z> $100 50% a+b=c ^_^ `~|\\ «guillemets» ¿qué?',
+    ),
+    ("long", _LONG),
+    ("empty", ""),
+    ("whitespace", " \t\n\u00a0\u3000\u2003 "),
+    ("mixed_case", "ThIs Is MiXeD CaSe TeXt fRoM YoUr BaNk"),
+    (
+        "numbers_urls_emails",
+        "Call 555-0199 or visit https://example.com/path?q=1&x=2, mail john.doe+spam@example.org, pay $19.99",
+    ),
+    ("greek_sigma", "ΟΔΥΣΣΕΥΣ Σίσυφος"),
+    ("turkish_german", "İstanbul STRASSE straße ﬁle Ǆ"),
+    ("special_tokens", "hello [MASK] world [CLS] [sep] [UNK]"),
+    ("controls", "tab\there\x00nul\u200bzero\u00adsoft\ufeffbom\x07bell\r\nline"),
+    ("whitespace_runs", "  a\u2003b\u00a0c\td\n\ne   f\u3000 "),
+    ("scripts", "مرحبا नमस्ते שלום привет"),
+    ("long_word", "x" * 120 + " ok"),
+    ("lone_surrogate", "\ud800abc \udfff"),
+)
+
+# Label sets for cache-key golden values: non-ASCII, quotes and backslashes exercise the JSON escaping.
+# Texts for those keys: whitespace runs and NFC, and a lone surrogate (the key encodes it with surrogatepass).
+KEY_TEXTS: tuple[str, ...] = ("Café  Résumé\tnaïve ", "lone \ud800 surrogate")
+KEY_LABEL_SETS: tuple[tuple[str, ...], ...] = (
+    ("ham", "spam"),
+    ("négatif", "positif", "😀"),
+    ('say "hi"', "back\\slash", "tab\tnew\nline", "\x7f"),
+)
+
+
+@dataclass(frozen=True)
+class GoldenSummary:
+    """What :func:`make_goldens` wrote.
+
+    Attributes:
+        out: The output directory.
+        cases: Number of texts.
+        errors: Number of texts the runtime rejects.
+        truncated: Number of texts longer than ``max_seq_len`` tokens.
+        cache_rows: Rows in the Python-written cache database.
+        total_bytes: Size of every file written.
+    """
+
+    out: Path
+    cases: int
+    errors: int
+    truncated: int
+    cache_rows: int
+    total_bytes: int
+
+
+def key_options(backend: str, labels: Sequence[str], max_seq_len: int) -> dict[str, str]:
+    """Return the options the runtime's ``TextClassifier`` puts into every cache key."""
+    return {
+        "backend": backend,
+        "labels": json.dumps(list(labels), ensure_ascii=True),
+        "max_seq_len": str(max_seq_len),
+    }
+
+
+def _floats(values: Any) -> list[float]:
+    return [float(v) for v in values]
+
+
+def _backend_goldens(
+    backend: Any, encoded: Any, labels: Sequence[str], quant: Any | None
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """Run one backend; return per-text logits/label/scores and, for an int8 output, the raw int8 values."""
+    import numpy as np
+
+    from edgeopt_runtime.model import softmax
+
+    logits = backend.run(encoded.input_ids, encoded.attention_mask)
+    probs = softmax(logits)
+    rows = []
+    for row, prob in zip(logits, probs, strict=True):
+        best = int(np.argmax(prob))
+        rows.append(
+            {
+                "logits": _floats(row),
+                "label": labels[best],
+                "score": float(prob[best]),
+                "scores": _floats(prob),
+            }
+        )
+    if quant is None:
+        return rows, None
+    # The runtime returns dequantized logits, real = scale * (q - zero_point); inverting it recovers the exact
+    # int8 values the model produced.
+    q = logits.astype(np.float64) / quant.scale + quant.zero_point
+    if not np.allclose(q, np.round(q), atol=1e-3):
+        raise SystemExit("the LiteRT logits are not on the manifest's int8 grid; check output_quantization")
+    return rows, {
+        "scale": quant.scale,
+        "zero_point": quant.zero_point,
+        "values": np.round(q).astype(int).tolist(),
+    }
+
+
+def make_goldens(bundle: Path, out: Path) -> GoldenSummary:
+    """Write the goldens of a verified bundle into ``out`` (created; existing golden files are replaced).
+
+    Args:
+        bundle: A bundle directory built by ``edgeopt build``.
+        out: The golden directory, ``android-demo/core/src/test/resources/golden/``.
+
+    Returns:
+        What was written.
+
+    Raises:
+        BundleInvalid: The bundle fails verification.
+        InputError: A golden text expected to be valid was rejected.
+    """
+    from edgeopt_runtime import InputError, ResultCache, TextTokenizer, load, verify_bundle
+    from edgeopt_runtime._version import __version__
+    from edgeopt_runtime.backends import OnnxBackend, TfliteBackend
+    from edgeopt_runtime.cache import CACHE_SCHEMA_VERSION, cache_key, normalize_text
+    from edgeopt_runtime.manifest import SCHEMA_VERSION, safe_bundle_path, sha256_file
+    from edgeopt_runtime.tokenizer import clean_text
+
+    manifest = verify_bundle(bundle)
+    labels = manifest.labels
+    tok_path = safe_bundle_path(bundle, manifest.tokenizer_file)
+    tokenizer = TextTokenizer.from_file(tok_path, manifest.max_seq_len)
+
+    valid: list[tuple[str, str]] = []
+    cases: list[dict[str, Any]] = []
+    for name, text in GOLDEN_TEXTS:
+        case: dict[str, Any] = {"name": name, "text": text}
+        try:
+            cleaned = clean_text(text)
+        except InputError as exc:
+            case["error"] = {"type": type(exc).__name__, "message": str(exc)}
+            cases.append(case)
+            continue
+        enc = tokenizer.encode(text)
+        case.update(
+            {
+                "input_ids": enc.input_ids[0].tolist(),
+                "attention_mask": enc.attention_mask[0].tolist(),
+                "truncated": enc.truncated[0],
+                "normalized_text": normalize_text(cleaned),
+            }
+        )
+        valid.append((name, cleaned))
+        cases.append(case)
+
+    encoded = tokenizer.encode_batch([t for _, t in valid])
+    by_name = {c["name"]: c for c in cases}
+    backends: dict[str, Any] = {}
+    onnx = manifest.artifact_for("onnx")
+    if onnx is not None:
+        backends["onnx"] = OnnxBackend(
+            safe_bundle_path(bundle, onnx[0]),
+            1,
+            output_quantization=onnx[1].output_quantization,
+            seq_len=manifest.max_seq_len,
+        )
+    tflite = manifest.artifact_for("tflite")
+    if tflite is not None:
+        backends["tflite"] = TfliteBackend(safe_bundle_path(bundle, tflite[0]), 1, seq_len=manifest.max_seq_len)
+    for backend_name, backend in backends.items():
+        artifact = (onnx if backend_name == "onnx" else tflite)[1]
+        quant = artifact.output_quantization if artifact.output_dtype in ("int8", "uint8") else None
+        rows, raw = _backend_goldens(backend, encoded, labels, quant)
+        options = key_options(backend_name, labels, manifest.max_seq_len)
+        for i, ((name, cleaned), row) in enumerate(zip(valid, rows, strict=True)):
+            entry = dict(row)
+            entry["cache_key"] = cache_key(manifest.fingerprint, cleaned, options)
+            if raw is not None:
+                entry["int8_logits"] = raw["values"][i]
+            by_name[name].setdefault("backends", {})[backend_name] = entry
+        quant_info = {"scale": raw["scale"], "zero_point": raw["zero_point"]} if raw else None
+        backends[backend_name] = {
+            "artifact": (onnx if backend_name == "onnx" else tflite)[0],
+            "output_dtype": artifact.output_dtype,
+            "output_quantization": quant_info,
+            "key_options": options,
+        }
+
+    key_cases = []
+    for label_set in KEY_LABEL_SETS:
+        for backend_name in ("onnx", "tflite"):
+            options = key_options(backend_name, label_set, 128)
+            for text in KEY_TEXTS:
+                key_cases.append(
+                    {
+                        "fingerprint": manifest.fingerprint,
+                        "backend": backend_name,
+                        "labels": list(label_set),
+                        "max_seq_len": 128,
+                        "options": ";".join(f"{k}={v}" for k, v in sorted(options.items())),
+                        "text": text,
+                        "key": cache_key(manifest.fingerprint, text, options),
+                    }
+                )
+
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(tok_path, out / "tokenizer.json")
+    shutil.copyfile(Path(bundle) / "manifest.json", out / "manifest.json")
+    db = out / CACHE_DB_NAME
+    for stale in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
+        stale.unlink(missing_ok=True)
+    # The default backend of the demo app is ONNX Runtime: its answers go into the cache file.
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp) / CACHE_DB_NAME
+        cache = ResultCache(work, ttl_s=CACHE_TTL_S, store_text=True, clock=lambda: CACHE_CLOCK)
+        clf = load(bundle, backend="onnx", threads=1, cache=cache)
+        clf.predict_batch([t for _, t in valid])
+        cache.close()
+        # One entry already expired at CACHE_CLOCK and one of another model: a reader must return neither (the
+        # second once it purges other fingerprints on load). The expired one goes last: any write at CACHE_CLOCK
+        # would drop it.
+        stale = {"label": labels[0], "score": 1.0, "scores": {}, "truncated": False}
+        with ResultCache(work, ttl_s=CACHE_TTL_S, clock=lambda: CACHE_CLOCK) as other:
+            other.put(FOREIGN_KEY, FOREIGN_FINGERPRINT, stale)
+        with ResultCache(work, ttl_s=CACHE_TTL_S, clock=lambda: CACHE_CLOCK - 8 * 24 * 3600.0) as old:
+            old.put(EXPIRED_KEY, manifest.fingerprint, stale)
+        shutil.copyfile(work, db)
+
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        cache_rows = conn.execute("SELECT count(*) FROM results").fetchone()[0]
+    conn.close()
+
+    goldens = {
+        "format": GOLDEN_FORMAT,
+        "generator": "scripts/make_android_goldens.py",
+        "runtime": {
+            "version": __version__,
+            "schema_version": SCHEMA_VERSION,
+            "cache_schema_version": CACHE_SCHEMA_VERSION,
+        },
+        "bundle": {
+            "schema_version": manifest.schema_version,
+            "fingerprint": manifest.fingerprint,
+            "labels": list(labels),
+            "max_seq_len": manifest.max_seq_len,
+            "tokenizer_file": manifest.tokenizer_file,
+            "tokenizer_sha256": sha256_file(tok_path),
+            "tokenizer_bytes": tok_path.stat().st_size,
+            "profile": manifest.profile.get("name", ""),
+        },
+        "backends": backends,
+        "cache": {
+            "file": CACHE_DB_NAME,
+            "clock": CACHE_CLOCK,
+            "ttl_s": CACHE_TTL_S,
+            "backend": "onnx",
+            "expired_key": EXPIRED_KEY,
+            "foreign_key": FOREIGN_KEY,
+            "foreign_fingerprint": FOREIGN_FINGERPRINT,
+        },
+        "cases": cases,
+        "key_cases": key_cases,
+    }
+    text = json.dumps(goldens, indent=1, ensure_ascii=True, allow_nan=False)
+    # One array per line keeps the file short and its diffs readable.
+    (out / GOLDENS_NAME).write_text(_compact_arrays(text) + "\n", encoding="utf-8")
+    total = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
+    return GoldenSummary(
+        out=out,
+        cases=len(cases),
+        errors=sum("error" in c for c in cases),
+        truncated=sum(bool(c.get("truncated")) for c in cases),
+        cache_rows=cache_rows,
+        total_bytes=total,
+    )
+
+
+def _compact_arrays(text: str) -> str:
+    """Put JSON arrays of numbers on one line (json.dumps with indent puts one number per line)."""
+    import re
+
+    number_array = re.compile(r"\[\s*(-?[\d.eE+-]+(?:,\s*-?[\d.eE+-]+)*)\s*\]")
+    return number_array.sub(lambda m: "[" + ",".join(p.strip() for p in m.group(1).split(",")) + "]", text)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments, write the goldens and print a summary."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", type=Path, required=True, help="bundle directory (edgeopt build output)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).resolve().parents[1] / "android-demo/core/src/test/resources/golden",
+        help="golden directory (default: android-demo/core/src/test/resources/golden)",
+    )
+    args = parser.parse_args(argv)
+    from edgeopt_runtime import EdgeoptRuntimeError
+
+    try:
+        summary = make_goldens(args.bundle, args.out)
+    except EdgeoptRuntimeError as exc:
+        print(f"make_android_goldens: error: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"wrote {summary.out}: {summary.cases} texts ({summary.errors} rejected, "
+        f"{summary.truncated} truncated), {summary.cache_rows} cache rows, {summary.total_bytes} bytes"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

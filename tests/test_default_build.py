@@ -1,0 +1,125 @@
+"""End to end: the real default build, `edgeopt build --profile pixel8`, exactly as the README runs it.
+
+It fine-tunes the real teacher on the first run (minutes), so its cache lives in `.cache/edgeopt` at the repository
+root (git-ignored; `EDGEOPT_E2E_CACHE_DIR` overrides) and later runs on the same checkout reuse it. CI starts from a
+clean clone, so CI always pays for and tests the whole build. Skip it locally with `-m "not slow"`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def default_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("default") / "pixel8"
+    env = dict(os.environ)
+    env["EDGEOPT_CACHE_DIR"] = os.environ.get("EDGEOPT_E2E_CACHE_DIR", str(ROOT / ".cache" / "edgeopt"))
+    edgeopt = Path(sys.executable).with_name("edgeopt")
+    completed = subprocess.run(
+        [str(edgeopt), "build", "--profile", "pixel8", "--out", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30 * 60,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return out
+
+
+def test_manifest_hashes_match_the_files(default_bundle: Path) -> None:
+    manifest = json.loads((default_bundle / "manifest.json").read_text())
+    assert set(manifest["files"]) >= {
+        "model.onnx",
+        "model.tflite",
+        "tokenizer.json",
+        "report.md",
+        "report.png",
+    }
+    for name, entry in manifest["files"].items():
+        data = (default_bundle / name).read_bytes()
+        assert len(data) == entry["bytes"], name
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"], name
+
+
+def _test_inputs(bundle: Path, count: int = 32) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    from edgeopt.data import load_default
+    from edgeopt_runtime import TextTokenizer
+
+    data = load_default()
+    texts = list(data.test.texts[:count])
+    encoded = TextTokenizer.from_file(bundle / "tokenizer.json", 256).encode_batch(texts)
+    return texts, encoded.input_ids, encoded.attention_mask, np.asarray(data.test.labels[:count])
+
+
+def test_onnx_artifact_runs_in_onnx_runtime(default_bundle: Path) -> None:
+    import onnxruntime as ort
+
+    _, ids, mask, labels = _test_inputs(default_bundle)
+    session = ort.InferenceSession(str(default_bundle / "model.onnx"), providers=["CPUExecutionProvider"])
+    types = {i.name: i.type for i in session.get_inputs()}
+    dtype = np.int32 if types["input_ids"] == "tensor(int32)" else np.int64
+    (logits,) = session.run(["logits"], {"input_ids": ids.astype(dtype), "attention_mask": mask.astype(dtype)})
+    assert logits.shape == (len(ids), 2)
+    assert np.mean(logits.argmax(-1) == labels) >= 0.9
+
+
+def test_tflite_artifact_runs_in_litert(default_bundle: Path) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    _, ids, mask, labels = _test_inputs(default_bundle)
+    interpreter = Interpreter(model_path=str(default_bundle / "model.tflite"))
+    interpreter.allocate_tensors()
+    inputs = {d["name"]: d for d in interpreter.get_input_details()}
+    output = interpreter.get_output_details()[0]
+    assert output["dtype"] == np.int8
+    predicted = []
+    for i in range(len(ids)):
+        for name, detail in inputs.items():
+            source = ids if "input_ids" in name else mask
+            interpreter.set_tensor(detail["index"], source[i : i + 1].astype(detail["dtype"]))
+        interpreter.invoke()
+        predicted.append(int(interpreter.get_tensor(output["index"])[0].argmax()))
+    assert np.mean(np.asarray(predicted) == labels) >= 0.9
+
+
+def test_profile_budgets_hold(default_bundle: Path) -> None:
+    from edgeopt.profiles import load_profile
+
+    manifest = json.loads((default_bundle / "manifest.json").read_text())
+    budget = load_profile("pixel8").budget
+    teacher = manifest["teacher"]
+    assert manifest["build"]["within_budget"] is True
+    for name in ("model.onnx", "model.tflite"):
+        metrics = manifest["metrics"][name]
+        assert metrics["bytes"] <= budget.max_model_mb * 1_000_000, name
+        assert teacher["accuracy"] - metrics["accuracy"] <= budget.max_accuracy_drop, name
+
+
+def test_issue_floors_for_size_and_accuracy(default_bundle: Path) -> None:
+    """Size and accuracy floors of the default build (speed is a benchmark claim: see bench/)."""
+    manifest = json.loads((default_bundle / "manifest.json").read_text())
+    teacher = manifest["teacher"]
+    tflite = manifest["metrics"]["model.tflite"]
+    assert teacher["bytes"] / tflite["bytes"] >= 20
+    assert tflite["accuracy"] >= 0.97 * teacher["accuracy"]
+
+
+def test_runtime_backends_agree_on_test_texts(default_bundle: Path) -> None:
+    import edgeopt_runtime
+
+    texts, *_ = _test_inputs(default_bundle, count=64)
+    onnx = [p.label for p in edgeopt_runtime.load(default_bundle, backend="onnx", cache=False).predict_batch(texts)]
+    tflite = [p.label for p in edgeopt_runtime.load(default_bundle, backend="tflite", cache=False).predict_batch(texts)]
+    assert np.mean(np.asarray(onnx) == np.asarray(tflite)) >= 0.98
