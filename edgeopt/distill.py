@@ -6,11 +6,19 @@ soft term's gradient on the same scale as the hard term whatever the temperature
 
 Targets are packed into one array (``[soft logits | one-hot label | has-label]``) so that plain ``model.fit`` drives
 training: Keras callbacks (early stopping, tfmot's pruning step) then work unchanged on the student itself.
+
+Optionally the student also learns the teacher's hidden representation (intermediate-layer distillation, as in
+FitNets and TinyBERT): a learned linear projection maps the student's pooled features (its ``pool`` layer) to the
+teacher's hidden size, and ``intermediate_weight * MSE`` (or cosine distance) to the teacher's mean-pooled last hidden
+state is added to the loss. The projection lives only in a training wrapper that shares the student's layers; the
+student itself, the model that is exported, keeps its inputs, its ``logits`` output and its weights.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -21,11 +29,27 @@ from edgeopt.errors import StageError
 __all__ = [
     "DistillConfig",
     "DistillResult",
+    "FeatureLoss",
+    "PROJECTION_LAYER",
+    "feature_loss",
     "pack_targets",
     "distillation_loss",
     "distill",
     "compile_for_distillation",
 ]
+
+
+PROJECTION_LAYER = "feature_projection"
+"""Name of the training-only layer that maps the student's pooled features to the teacher's hidden size."""
+
+_POOL_LAYER = "pool"
+
+
+class FeatureLoss(StrEnum):
+    """How the projected student features are compared with the teacher's features."""
+
+    MSE = "mse"
+    COSINE = "cosine"
 
 
 @dataclass(frozen=True)
@@ -41,6 +65,11 @@ class DistillConfig:
         patience: Epochs without a better validation accuracy before stopping.
         validation_fraction: Share of the labeled training texts held out for early stopping.
         seed: Random seed.
+        intermediate_weight: Weight (>= 0) of the intermediate-layer loss between the projected student features
+            and the teacher's standardized hidden features; 0 turns intermediate distillation off. Features are
+            standardized per dimension, so at 1.0 an untrained projection's MSE is about as large as the
+            logit loss.
+        intermediate_loss: ``mse`` or ``cosine`` (1 - cosine similarity) for the intermediate-layer loss.
     """
 
     temperature: float = 2.0
@@ -51,6 +80,8 @@ class DistillConfig:
     patience: int = 3
     validation_fraction: float = 0.1
     seed: int = 0
+    intermediate_weight: float = 0.0
+    intermediate_loss: FeatureLoss = FeatureLoss.MSE
 
     def __post_init__(self) -> None:
         if not self.temperature > 0:
@@ -61,6 +92,16 @@ class DistillConfig:
             raise StageError(f"epochs and batch size must be >= 1, got {self.epochs} and {self.batch_size}")
         if not 0.0 < self.validation_fraction < 0.5:
             raise StageError(f"validation fraction must be in (0, 0.5), got {self.validation_fraction}")
+        if not (math.isfinite(self.intermediate_weight) and self.intermediate_weight >= 0):
+            raise StageError(
+                f"intermediate_weight must be a finite number >= 0 (0 turns it off), got {self.intermediate_weight}"
+            )
+        if self.intermediate_loss not in tuple(FeatureLoss):
+            raise StageError(
+                f"intermediate_loss must be one of {[m.value for m in FeatureLoss]}, got {self.intermediate_loss!r}"
+            )
+        # Accept plain strings (from TOML or the CLI) and store the enum.
+        object.__setattr__(self, "intermediate_loss", FeatureLoss(self.intermediate_loss))
 
 
 @dataclass(frozen=True)
@@ -70,7 +111,8 @@ class DistillResult:
     Attributes:
         epochs_run: Epochs actually trained.
         best_val_accuracy: Validation accuracy of the weights kept.
-        history: Per-epoch metrics from Keras.
+        history: Per-epoch metrics from Keras: ``loss``, ``label_accuracy`` and their ``val_`` twins; with
+            intermediate distillation also ``logit_loss`` and ``feature_loss`` (unweighted) and their ``val_`` twins.
     """
 
     epochs_run: int
@@ -131,6 +173,24 @@ def compile_for_distillation(model: Any, num_labels: int, config: DistillConfig,
     )
 
 
+def feature_loss(kind: FeatureLoss | str) -> Any:
+    """Return a Keras loss between projected student features and teacher features, per row.
+
+    Args:
+        kind: ``mse`` (mean over dimensions of the squared difference) or ``cosine`` (1 - cosine similarity).
+    """
+    tf, _ = import_tf()
+    kind = FeatureLoss(kind)
+
+    def mse(teacher: Any, projected: Any) -> Any:
+        return tf.reduce_mean(tf.square(projected - teacher), axis=-1)
+
+    def cosine(teacher: Any, projected: Any) -> Any:
+        return 1.0 - tf.reduce_sum(tf.math.l2_normalize(teacher, -1) * tf.math.l2_normalize(projected, -1), axis=-1)
+
+    return mse if kind is FeatureLoss.MSE else cosine
+
+
 def distill(
     model: Any,
     inputs: tuple[np.ndarray, np.ndarray],
@@ -139,8 +199,14 @@ def distill(
     num_labels: int,
     config: DistillConfig,
     verbose: int = 0,
+    teacher_features: np.ndarray | None = None,
+    validation_features: np.ndarray | None = None,
 ) -> DistillResult:
     """Train ``model`` in place on packed targets; keep the weights with the best validation accuracy.
+
+    With ``config.intermediate_weight > 0`` the student trains inside a wrapper that adds a projection of its
+    ``pool`` layer to the teacher's hidden size; the wrapper and its projection are discarded afterwards, so
+    ``model`` keeps its inputs, its single ``logits`` output and its layers.
 
     Args:
         model: A student from :func:`edgeopt.student.build_student`.
@@ -150,27 +216,147 @@ def distill(
         num_labels: Number of classes.
         config: Distillation settings.
         verbose: Keras verbosity.
+        teacher_features: ``[len(targets), hidden]`` teacher features of the transfer set
+            (:meth:`edgeopt.teacher.Teacher.features`); required iff ``config.intermediate_weight > 0``.
+        validation_features: ``[len(validation targets), hidden]`` teacher features of the validation texts;
+            required iff ``config.intermediate_weight > 0``.
 
     Returns:
         How training went.
+
+    Raises:
+        StageError: Features are missing, given without an intermediate weight, or of the wrong shape.
     """
     _, keras = import_tf()
+    features = _checked_features(config, len(targets), len(validation[1]), teacher_features, validation_features)
     keras.utils.set_random_seed(config.seed)
-    compile_for_distillation(model, num_labels, config, config.learning_rate)
+    # With features the trainer, whose weights include every student weight, is watched: restoring its best
+    # weights restores the best student.
     stopper = keras.callbacks.EarlyStopping(
-        monitor="val_label_accuracy", mode="max", patience=config.patience, restore_best_weights=True
+        monitor="val_label_accuracy" if features is None else "val_logits_label_accuracy",
+        mode="max",
+        patience=config.patience,
+        restore_best_weights=True,
     )
-    history = model.fit(
-        list(inputs),
-        targets,
-        validation_data=(list(validation[0]), validation[1]),
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        callbacks=[stopper],
-        shuffle=True,
-        verbose=verbose,
-    )
-    values = {k: [float(v) for v in vs] for k, vs in history.history.items()}
+    fit_args: dict[str, Any] = {
+        "epochs": config.epochs,
+        "batch_size": config.batch_size,
+        "shuffle": True,
+        "verbose": verbose,
+    }
+    if features is None:
+        compile_for_distillation(model, num_labels, config, config.learning_rate)
+        history = model.fit(
+            list(inputs),
+            targets,
+            validation_data=(list(validation[0]), validation[1]),
+            callbacks=[stopper],
+            **fit_args,
+        ).history
+    else:
+        train_features, val_features = _standardize(*features)
+        trainer = _feature_trainer(model, train_features.shape[1])
+        trainer.compile(
+            optimizer=keras.optimizers.Adam(config.learning_rate),
+            loss={
+                "logits": distillation_loss(num_labels, config.temperature, config.alpha),
+                PROJECTION_LAYER: feature_loss(config.intermediate_loss),
+            },
+            loss_weights={"logits": 1.0, PROJECTION_LAYER: config.intermediate_weight},
+            metrics={"logits": [_label_accuracy(num_labels)]},
+        )
+        history = trainer.fit(
+            list(inputs),
+            {"logits": targets, PROJECTION_LAYER: train_features},
+            validation_data=(list(validation[0]), {"logits": validation[1], PROJECTION_LAYER: val_features}),
+            callbacks=[stopper],
+            **fit_args,
+        ).history
+        history = {_rename(key): value for key, value in history.items()}
+        # Leave the student compiled as the logits-only path leaves it, so evaluate() and later stages see the same.
+        compile_for_distillation(model, num_labels, config, config.learning_rate)
+    values = {k: [float(v) for v in vs] for k, vs in history.items()}
     return DistillResult(
         epochs_run=len(values["loss"]), best_val_accuracy=max(values["val_label_accuracy"]), history=values
     )
+
+
+_TRAINER_METRICS = {
+    "logits_loss": "logit_loss",
+    f"{PROJECTION_LAYER}_loss": "feature_loss",
+    "logits_label_accuracy": "label_accuracy",
+}
+
+
+def _rename(key: str) -> str:
+    prefix = "val_" if key.startswith("val_") else ""
+    base = key.removeprefix(prefix)
+    return prefix + _TRAINER_METRICS.get(base, base)
+
+
+def _checked_features(
+    config: DistillConfig,
+    n_train: int,
+    n_val: int,
+    teacher_features: np.ndarray | None,
+    validation_features: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Return the two feature arrays when intermediate distillation is on, ``None`` when it is off."""
+    named = (("teacher_features", teacher_features), ("validation_features", validation_features))
+    given = [name for name, value in named if value is not None]
+    if config.intermediate_weight == 0:
+        if given:
+            raise StageError(
+                f"{' and '.join(given)} were given but intermediate_weight is 0; set "
+                "DistillConfig.intermediate_weight > 0 to distill hidden states, or drop the features"
+            )
+        return None
+    if teacher_features is None or validation_features is None:
+        raise StageError(
+            f"intermediate_weight={config.intermediate_weight} needs teacher_features and validation_features "
+            "(Teacher.features of the transfer and validation texts); pass both or set intermediate_weight to 0"
+        )
+    for name, value, rows in (
+        ("teacher_features", teacher_features, n_train),
+        ("validation_features", validation_features, n_val),
+    ):
+        shape = np.shape(value)
+        if len(shape) != 2 or shape[0] != rows or shape[1] < 1:
+            raise StageError(f"{name} has shape {shape}; expected ({rows}, hidden_size), one row per target")
+        if not np.all(np.isfinite(value)):
+            raise StageError(f"{name} holds NaN or infinite values; recompute the teacher features")
+    if np.shape(teacher_features)[1] != np.shape(validation_features)[1]:
+        raise StageError(
+            f"teacher_features have {np.shape(teacher_features)[1]} dimensions but validation_features "
+            f"{np.shape(validation_features)[1]}; compute both with the same teacher"
+        )
+    return np.asarray(teacher_features), np.asarray(validation_features)
+
+
+def _standardize(train: np.ndarray, validation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Z-score both arrays with the training rows' per-dimension statistics.
+
+    Raw encoder features have small, uneven scales (and a large shared offset that makes every cosine near 1);
+    standardizing makes the loss weight mean the same thing whatever the teacher.
+    """
+    train = np.asarray(train, dtype=np.float64)
+    mean = train.mean(axis=0)
+    std = np.maximum(train.std(axis=0), 1e-6)
+    return (
+        ((train - mean) / std).astype(np.float32),
+        ((np.asarray(validation, dtype=np.float64) - mean) / std).astype(np.float32),
+    )
+
+
+def _feature_trainer(model: Any, hidden_size: int) -> Any:
+    """Wrap the student in a two-output model that shares its layers: ``logits`` and the projected features."""
+    _, keras = import_tf()
+    try:
+        pooled = model.get_layer(_POOL_LAYER).output
+    except ValueError as exc:
+        raise StageError(
+            f"intermediate distillation needs a student layer named {_POOL_LAYER!r} (build_student makes one); "
+            f"{model.name} has none, so set intermediate_weight to 0"
+        ) from exc
+    projected = keras.layers.Dense(hidden_size, name=PROJECTION_LAYER)(pooled)
+    return keras.Model(model.inputs, [model.output, projected], name=f"{model.name}_feature_trainer")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import shutil
 import tempfile
 import time
 import warnings
@@ -22,17 +23,32 @@ from typing import Any
 import numpy as np
 
 from edgeopt import __version__
-from edgeopt._tf import native_output_captured
+from edgeopt._tf import import_tf, native_output_captured
 from edgeopt.bundle import check_output_path, staged_output
-from edgeopt.data import TaskData, TextDataset, load_default, load_task, stratified_split
+from edgeopt.data import TaskData, load_default, load_task, stratified_split
 from edgeopt.distill import DistillConfig, DistillResult, distill, pack_targets
 from edgeopt.errors import BudgetError, StageError, TeacherError
 from edgeopt.evaluate import ArtifactMetrics, evaluate_artifact, evaluate_teacher
 from edgeopt.profiles import ExportFormat, Profile, Quantization, load_profile
 from edgeopt.prune import PruneConfig, PruneResult, prune
+from edgeopt.quantize import CalibrationMethod
+from edgeopt.student import PrunedVocabulary
 from edgeopt.teacher import FinetuneConfig, Teacher, TeacherKind
 
-__all__ = ["BuildConfig", "BuildResult", "StageRecord", "build", "Reporter"]
+__all__ = [
+    "BuildConfig",
+    "BuildResult",
+    "StageRecord",
+    "Reporter",
+    "PreparedTask",
+    "TrainedStudent",
+    "prepare",
+    "train_student",
+    "export_model",
+    "measure",
+    "measure_teacher",
+    "build",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -187,9 +203,251 @@ def _teacher_label_order(teacher: Teacher, label_names: tuple[str, ...]) -> np.n
     )
 
 
-def _calibration_rows(count: int, total: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(total, size=min(count, total), replace=False))
+@dataclass
+class PreparedTask:
+    """The inputs every student is made from: data, teacher, and the teacher's logits (cached across runs).
+
+    Attributes:
+        profile: The hardware profile.
+        data: The task's data.
+        teacher: The loaded teacher.
+        transfer_texts: Texts the student learns from (labeled training texts, then unlabeled ones).
+        transfer_logits: The teacher's logits for them, in the data's label order.
+        test_logits: The teacher's logits for the test texts.
+    """
+
+    profile: Profile
+    data: TaskData
+    teacher: Teacher
+    transfer_texts: list[str]
+    transfer_logits: np.ndarray
+    test_logits: np.ndarray
+
+    @property
+    def num_labels(self) -> int:
+        """Number of classes."""
+        return len(self.data.label_names)
+
+
+@dataclass
+class TrainedStudent:
+    """A distilled student and everything needed to prune, quantize and evaluate variants of it.
+
+    Attributes:
+        model: The distilled Keras student (float).
+        vocab: Its pruned vocabulary (the ``tokenizer.json`` every artifact of it ships with).
+        max_seq_len: Tokens per input.
+        transfer_ids: ``(input_ids, attention_mask)`` of the transfer texts.
+        test_ids: ``(input_ids, attention_mask)`` of the test texts.
+        targets: Packed distillation targets of the transfer texts.
+        fit_rows: Rows of the transfer set the student trains on.
+        val_rows: Labeled rows held out for early stopping.
+        distill_config: The distillation settings used.
+        distilled: How distillation went.
+    """
+
+    model: Any
+    vocab: PrunedVocabulary
+    max_seq_len: int
+    transfer_ids: tuple[np.ndarray, np.ndarray]
+    test_ids: tuple[np.ndarray, np.ndarray]
+    targets: np.ndarray
+    fit_rows: np.ndarray
+    val_rows: np.ndarray
+    distill_config: DistillConfig
+    distilled: DistillResult
+
+    def rows(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(input_ids, attention_mask)`` of the given transfer rows."""
+        return self.transfer_ids[0][index], self.transfer_ids[1][index]
+
+    def calibration(self, count: int, labeled_count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """A seeded sample of training texts for calibrating int8 ranges."""
+        rng = np.random.default_rng(seed)
+        chosen = np.sort(rng.choice(labeled_count, size=min(count, labeled_count), replace=False))
+        return self.rows(chosen)
+
+    def copy_model(self) -> Any:
+        """A fresh copy of the float student (pruning and QAT change models in place)."""
+        _, keras = import_tf()
+        clone = keras.models.clone_model(self.model)
+        clone.set_weights(self.model.get_weights())
+        return clone
+
+
+def prepare(config: BuildConfig, reporter: Reporter, quiet: bool = False) -> PreparedTask:
+    """Load the profile, data and teacher, and get the teacher's logits for every text (from the cache if it can).
+
+    Raises:
+        EdgeoptError: A profile, data or teacher problem; nothing has been written then.
+    """
+    from edgeopt.teacher import TeacherLogitCache, detect_teacher_kind
+
+    # Everything that can be checked without work is checked first, so a typo fails in a second, not in minutes.
+    profile = load_profile(config.profile)
+    if config.teacher is not None:
+        detect_teacher_kind(Path(config.teacher))
+    with reporter.stage("data") as info:
+        data = _load_data(config)
+        info.update(task=data.name, train=len(data.train), test=len(data.test), unlabeled=len(data.unlabeled))
+    with reporter.stage("teacher") as info:
+        teacher = _resolve_teacher(config, data, progress=not quiet)
+        column_order = _teacher_label_order(teacher, data.label_names)
+        info.update(kind=teacher.kind.value, path=str(teacher.path))
+    with reporter.stage("teacher outputs") as info, TeacherLogitCache() as logit_cache:
+        transfer_texts = list(data.train.texts) + list(data.unlabeled)
+        all_texts = transfer_texts + list(data.test.texts)
+        all_logits = logit_cache.get_or_compute(teacher, all_texts, progress=not quiet)[:, column_order]
+        info.update(texts=len(all_texts), cached=logit_cache.hits, computed=logit_cache.misses)
+    return PreparedTask(
+        profile=profile,
+        data=data,
+        teacher=teacher,
+        transfer_texts=transfer_texts,
+        transfer_logits=all_logits[: len(transfer_texts)],
+        test_logits=all_logits[len(transfer_texts) :],
+    )
+
+
+def train_student(task: PreparedTask, config: BuildConfig, work: Path, reporter: Reporter) -> TrainedStudent:
+    """Prune the vocabulary, tokenize, and distill the profile's student from the teacher's soft targets."""
+    from edgeopt.student import build_student, count_parameters, encode_texts, prune_vocabulary
+
+    data = task.data
+    max_seq_len = task.profile.budget.max_seq_len
+    distill_config = replace(config.distill, seed=config.seed)
+    with reporter.stage("student vocabulary") as info:
+        vocab = prune_vocabulary(task.teacher.tokenizer_json, task.transfer_texts, work / TOKENIZER)
+        info.update(teacher_tokens=vocab.teacher_vocab_size, kept_tokens=vocab.size)
+        transfer_ids = encode_texts(vocab.tokenizer_json, task.transfer_texts, max_seq_len)
+        test_ids = encode_texts(vocab.tokenizer_json, data.test.texts, max_seq_len)
+
+    # Labeled rows split into fit/validation; unlabeled transfer texts always train (soft targets only).
+    fit_rows, val_rows = stratified_split(
+        list(data.train.texts), list(data.train.labels), distill_config.validation_fraction, config.seed
+    )
+    n_train = len(data.train)
+    hard = np.concatenate([np.asarray(data.train.labels), np.full(len(data.unlabeled), -1)])
+    targets = pack_targets(task.transfer_logits, hard, task.num_labels)
+    fit = np.concatenate([np.asarray(fit_rows), np.arange(n_train, len(task.transfer_texts))]).astype(int)
+    val = np.asarray(val_rows, dtype=int)
+
+    with reporter.stage("distill") as info:
+        student = build_student(task.profile.student, vocab.size, task.num_labels, max_seq_len, seed=config.seed)
+        distilled = distill(
+            student,
+            (transfer_ids[0][fit], transfer_ids[1][fit]),
+            targets[fit],
+            ((transfer_ids[0][val], transfer_ids[1][val]), targets[val]),
+            task.num_labels,
+            distill_config,
+        )
+        info.update(
+            parameters=count_parameters(student),
+            epochs=distilled.epochs_run,
+            val_accuracy=distilled.best_val_accuracy,
+            temperature=distill_config.temperature,
+            alpha=distill_config.alpha,
+        )
+    return TrainedStudent(
+        model=student,
+        vocab=vocab,
+        max_seq_len=max_seq_len,
+        transfer_ids=transfer_ids,
+        test_ids=test_ids,
+        targets=targets,
+        fit_rows=fit,
+        val_rows=val,
+        distill_config=distill_config,
+        distilled=distilled,
+    )
+
+
+def export_model(
+    model: Any,
+    scheme: Quantization,
+    formats: set[ExportFormat],
+    calibration: tuple[np.ndarray, np.ndarray],
+    out: Path,
+    max_seq_len: int,
+    per_channel: bool = True,
+    stem: str = "model",
+    calibration_method: CalibrationMethod = CalibrationMethod.MINMAX,
+) -> dict[str, Any]:
+    """Write ``model`` in each format with one quantization scheme; return ``{file name: runtime Artifact}``.
+
+    ONNX Runtime's CPU kernels gain nothing from float16 weights, so a float16 scheme ships float32 ONNX.
+    """
+    from edgeopt import export, quantize
+    from edgeopt_runtime.manifest import Artifact
+    from edgeopt_runtime.manifest import Quantization as OutputQuant
+
+    artifacts: dict[str, Any] = {}
+    if ExportFormat.TFLITE in formats:
+        name = f"{stem}.tflite"
+        path = out / name
+        if scheme is Quantization.INT8_STATIC:
+            q = quantize.tflite_int8(model, calibration, path)
+            artifacts[name] = Artifact("tflite", "int8", "int8", OutputQuant(q.scale, q.zero_point))
+        elif scheme is Quantization.INT8_DYNAMIC:
+            quantize.tflite_dynamic(model, path)
+            artifacts[name] = Artifact("tflite", "int8-dynamic")
+        elif scheme is Quantization.FLOAT16:
+            quantize.tflite_float16(model, path)
+            artifacts[name] = Artifact("tflite", "float16")
+        else:
+            export.to_tflite(model, path)
+            artifacts[name] = Artifact("tflite", "float32")
+    if ExportFormat.ONNX in formats:
+        name = f"{stem}.onnx"
+        path = out / name
+        if scheme in (Quantization.INT8_STATIC, Quantization.INT8_DYNAMIC):
+            with tempfile.TemporaryDirectory(dir=out) as tmp:
+                float_onnx = export.to_onnx(model, Path(tmp) / "float.onnx", max_seq_len)
+                if scheme is Quantization.INT8_STATIC:
+                    quantize.onnx_int8_static(
+                        float_onnx, calibration, path, per_channel=per_channel, method=calibration_method
+                    )
+                    artifacts[name] = Artifact("onnx", "int8")
+                else:
+                    quantize.onnx_int8_dynamic(float_onnx, path, per_channel=per_channel)
+                    artifacts[name] = Artifact("onnx", "int8-dynamic")
+        else:
+            export.to_onnx(model, path, max_seq_len)
+            artifacts[name] = Artifact("onnx", "float32")
+    return artifacts
+
+
+def measure_teacher(task: PreparedTask) -> ArtifactMetrics:
+    """Score the teacher on the test split and time its fp32 ONNX export (cached by fingerprint)."""
+    from edgeopt.cache_dirs import cache_dir
+
+    teacher = task.teacher
+    teacher_onnx = cache_dir() / "teacher-onnx" / f"{teacher.fingerprint}.onnx"
+    if not teacher_onnx.is_file():
+        with native_output_captured(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's tracer warns about shapes it treats as constants
+            teacher.export_onnx(teacher_onnx)
+    return evaluate_teacher(
+        task.test_logits,
+        np.asarray(task.data.test.labels),
+        teacher_onnx,
+        task.data.test.texts,
+        teacher.tokenizer_json,
+        teacher.max_seq_len,
+        teacher.weights_bytes(),
+        task.num_labels,
+    )
+
+
+def measure(task: PreparedTask, student: TrainedStudent, paths: dict[str, Path]) -> dict[str, ArtifactMetrics]:
+    """Evaluate each artifact through the runtime on the test split."""
+    labels = np.asarray(task.data.test.labels)
+    teacher_predicted = task.test_logits.argmax(-1)
+    return {
+        name: evaluate_artifact(path, student.test_ids, labels, teacher_predicted, task.num_labels)
+        for name, path in paths.items()
+    }
 
 
 def build(config: BuildConfig, quiet: bool = False) -> BuildResult:
@@ -206,209 +464,86 @@ def build(config: BuildConfig, quiet: bool = False) -> BuildResult:
         EdgeoptError: Any problem a user can fix (data, profile, teacher, budgets, output path); nothing is left at
             ``config.out`` then.
     """
-    from edgeopt.cache_dirs import cache_dir
     from edgeopt.report import write_chart, write_report
-    from edgeopt.teacher import TeacherLogitCache
 
     reporter = Reporter(quiet)
-    from edgeopt.teacher import detect_teacher_kind
-
-    # Everything that can be checked without work is checked first, so a typo fails in a second, not in minutes.
-    profile = load_profile(config.profile)
     out = Path(config.out)
     check_output_path(out, config.force)
-    if config.teacher is not None:
-        detect_teacher_kind(Path(config.teacher))
-    with reporter.stage("data") as info:
-        data = _load_data(config)
-        info.update(task=data.name, train=len(data.train), test=len(data.test), unlabeled=len(data.unlabeled))
-    labels = data.label_names
-    with reporter.stage("teacher") as info:
-        teacher = _resolve_teacher(config, data, progress=not quiet)
-        column_order = _teacher_label_order(teacher, labels)
-        info.update(kind=teacher.kind.value, path=str(teacher.path))
-    with reporter.stage("teacher outputs") as info, TeacherLogitCache() as logit_cache:
-        transfer_texts = list(data.train.texts) + list(data.unlabeled)
-        all_texts = transfer_texts + list(data.test.texts)
-        all_logits = logit_cache.get_or_compute(teacher, all_texts, progress=not quiet)[:, column_order]
-        transfer_logits = all_logits[: len(transfer_texts)]
-        test_logits = all_logits[len(transfer_texts) :]
-        info.update(texts=len(all_texts), cached=logit_cache.hits, computed=logit_cache.misses)
-
+    task = prepare(config, reporter, quiet)
     with staged_output(out, config.force) as staging, tempfile.TemporaryDirectory(prefix="edgeopt-") as tmp:
-        work = Path(tmp)
-        result = _build_student_and_bundle(
-            config,
-            profile,
-            data,
-            teacher,
-            transfer_texts,
-            transfer_logits,
-            test_logits,
-            staging,
-            work,
-            reporter,
-            cache_dir(),
-        )
+        fields, problems = _make_bundle(config, task, staging, Path(tmp), reporter)
         with reporter.stage("report"):
-            fields = result["manifest"]
             readable = {**fields, "artifacts": {k: a.to_dict() for k, a in fields["artifacts"].items()}}
             write_chart(readable, staging / CHART)
             write_report(readable, [asdict(r) for r in reporter.records], staging / REPORT)
-            manifest = _write_manifest(staging, result["manifest"], extra_files=(REPORT, CHART))
+            manifest = _write_manifest(staging, fields, extra_files=(REPORT, CHART))
         with reporter.stage("verify bundle") as info:
-            info.update(_smoke_test(staging, data.test.texts[:8], profile))
+            info.update(_smoke_test(staging, task.data.test.texts[:8], task.profile))
     reporter.say(f"[bold]bundle written to {out}[/bold]")
     return BuildResult(
         out=out,
         manifest=manifest,
         stages=tuple(reporter.records),
-        within_budget=not result["problems"],
-        budget_problems=tuple(result["problems"]),
+        within_budget=not problems,
+        budget_problems=tuple(problems),
     )
 
 
-def _split_validation(train: TextDataset, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    fit_rows, val_rows = stratified_split(list(train.texts), list(train.labels), fraction, seed)
-    return np.asarray(fit_rows), np.asarray(val_rows)
+def _make_bundle(
+    config: BuildConfig, task: PreparedTask, staging: Path, work: Path, reporter: Reporter
+) -> tuple[dict[str, Any], list[str]]:
+    """Train, prune, export and measure; write the models and tokenizer into ``staging``; return manifest fields."""
+    from edgeopt import export
+    from edgeopt.student import count_parameters
 
+    profile = task.profile
+    student = train_student(task, config, work, reporter)
+    shutil.copyfile(student.vocab.tokenizer_json, staging / TOKENIZER)
+    dense_tflite = export.to_tflite(student.model, work / "student-dense-fp32.tflite")
 
-def _build_student_and_bundle(
-    config: BuildConfig,
-    profile: Profile,
-    data: TaskData,
-    teacher: Teacher,
-    transfer_texts: list[str],
-    transfer_logits: np.ndarray,
-    test_logits: np.ndarray,
-    staging: Path,
-    work: Path,
-    reporter: Reporter,
-    cache: Path,
-) -> dict[str, Any]:
-    from edgeopt import export, quantize
-    from edgeopt.student import build_student, count_parameters, encode_texts, prune_vocabulary
-
-    labels = data.label_names
-    num_labels = len(labels)
-    max_seq_len = profile.budget.max_seq_len
-    distill_config = replace(config.distill, seed=config.seed)
-
-    with reporter.stage("student vocabulary") as info:
-        vocab = prune_vocabulary(teacher.tokenizer_json, transfer_texts, staging / TOKENIZER)
-        info.update(teacher_tokens=vocab.teacher_vocab_size, kept_tokens=vocab.size)
-        transfer_ids = encode_texts(vocab.tokenizer_json, transfer_texts, max_seq_len)
-        test_ids = encode_texts(vocab.tokenizer_json, data.test.texts, max_seq_len)
-
-    # Labeled rows split into fit/validation; unlabeled transfer texts always train (soft targets only).
-    fit_rows, val_rows = _split_validation(data.train, distill_config.validation_fraction, config.seed)
-    n_train = len(data.train)
-    hard = np.concatenate([np.asarray(data.train.labels), np.full(len(data.unlabeled), -1)])
-    targets = pack_targets(transfer_logits, hard, num_labels)
-    fit_rows = np.concatenate([fit_rows, np.arange(n_train, len(transfer_texts))]).astype(int)
-
-    def rows(arrays: tuple[np.ndarray, np.ndarray], index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return arrays[0][index], arrays[1][index]
-
-    with reporter.stage("distill") as info:
-        student = build_student(profile.student, vocab.size, num_labels, max_seq_len, seed=config.seed)
-        distilled: DistillResult = distill(
-            student,
-            rows(transfer_ids, fit_rows),
-            targets[fit_rows],
-            (rows(transfer_ids, val_rows), targets[val_rows]),
-            num_labels,
-            distill_config,
-        )
-        info.update(
-            parameters=count_parameters(student),
-            epochs=distilled.epochs_run,
-            val_accuracy=distilled.best_val_accuracy,
-            temperature=distill_config.temperature,
-            alpha=distill_config.alpha,
-        )
-        dense_tflite = export.to_tflite(student, work / "student-dense-fp32.tflite")
-
-    pruned_model = student
+    pruned_model = student.model
     prune_result: PruneResult | None = None
     if profile.student.target_sparsity > 0:
         with reporter.stage("prune") as info:
             prune_config = PruneConfig(target_sparsity=profile.student.target_sparsity, epochs=config.prune_epochs)
             pruned_model, prune_result = prune(
-                student,
-                rows(transfer_ids, fit_rows),
-                targets[fit_rows],
-                num_labels,
-                distill_config,
+                student.copy_model(),
+                student.rows(student.fit_rows),
+                student.targets[student.fit_rows],
+                task.num_labels,
+                student.distill_config,
                 prune_config,
             )
             info.update(target=prune_config.target_sparsity, reached=prune_result.overall_sparsity)
 
-    calibration = rows(transfer_ids, _calibration_rows(profile.export.calibration_samples, n_train, config.seed))
+    calibration = student.calibration(profile.export.calibration_samples, len(task.data.train), config.seed)
     scheme = profile.export.quantization
-    formats = set(profile.export.formats)
-    artifacts: dict[str, Any] = {}
-    from edgeopt_runtime.manifest import Artifact
-    from edgeopt_runtime.manifest import Quantization as OutputQuant
-
     with reporter.stage("export + quantize") as info:
-        float_onnx = export.to_onnx(pruned_model, work / "student-fp32.onnx", max_seq_len)
+        float_onnx = export.to_onnx(pruned_model, work / "student-fp32.onnx", student.max_seq_len)
         float_tflite = export.to_tflite(pruned_model, work / "student-fp32.tflite")
-        if ExportFormat.TFLITE in formats:
-            tflite_out = staging / MODEL_TFLITE
-            if scheme is Quantization.INT8_STATIC:
-                q = quantize.tflite_int8(pruned_model, calibration, tflite_out)
-                artifacts[MODEL_TFLITE] = Artifact("tflite", "int8", "int8", OutputQuant(q.scale, q.zero_point))
-            elif scheme is Quantization.INT8_DYNAMIC:
-                quantize.tflite_dynamic(pruned_model, tflite_out)
-                artifacts[MODEL_TFLITE] = Artifact("tflite", "int8-dynamic")
-            elif scheme is Quantization.FLOAT16:
-                quantize.tflite_float16(pruned_model, tflite_out)
-                artifacts[MODEL_TFLITE] = Artifact("tflite", "float16")
-            else:
-                tflite_out.write_bytes(float_tflite.read_bytes())
-                artifacts[MODEL_TFLITE] = Artifact("tflite", "float32")
-        if ExportFormat.ONNX in formats:
-            onnx_out = staging / MODEL_ONNX
-            if scheme is Quantization.INT8_STATIC:
-                quantize.onnx_int8_static(float_onnx, calibration, onnx_out, per_channel=profile.export.per_channel)
-                artifacts[MODEL_ONNX] = Artifact("onnx", "int8")
-            elif scheme is Quantization.INT8_DYNAMIC:
-                quantize.onnx_int8_dynamic(float_onnx, onnx_out, per_channel=profile.export.per_channel)
-                artifacts[MODEL_ONNX] = Artifact("onnx", "int8-dynamic")
-            else:
-                # ONNX Runtime's CPU kernels gain nothing from float16 weights; ship float32 there.
-                onnx_out.write_bytes(float_onnx.read_bytes())
-                artifacts[MODEL_ONNX] = Artifact("onnx", "float32")
+        artifacts = export_model(
+            pruned_model,
+            scheme,
+            set(profile.export.formats),
+            calibration,
+            staging,
+            student.max_seq_len,
+            per_channel=profile.export.per_channel,
+        )
         info.update(scheme=scheme.value, formats=",".join(sorted(artifacts)))
 
-    test_labels = np.asarray(data.test.labels)
-    teacher_predicted = test_logits.argmax(-1)
-    metrics: dict[str, ArtifactMetrics] = {}
     with reporter.stage("evaluate") as info:
-        teacher_onnx = cache / "teacher-onnx" / f"{teacher.fingerprint}.onnx"
-        if not teacher_onnx.is_file():
-            with native_output_captured(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # torch's tracer warns about shapes it treats as constants
-                teacher.export_onnx(teacher_onnx)
-        teacher_metrics = evaluate_teacher(
-            test_logits,
-            test_labels,
-            teacher_onnx,
-            data.test.texts,
-            teacher.tokenizer_json,
-            teacher.max_seq_len,
-            teacher.weights_bytes(),
-            num_labels,
+        teacher_metrics = measure_teacher(task)
+        metrics = measure(
+            task,
+            student,
+            {
+                "student-dense-fp32.tflite": dense_tflite,
+                "student-fp32.onnx": float_onnx,
+                "student-fp32.tflite": float_tflite,
+                **{name: staging / name for name in artifacts},
+            },
         )
-        candidates = {
-            "student-dense-fp32.tflite": dense_tflite,
-            "student-fp32.onnx": float_onnx,
-            "student-fp32.tflite": float_tflite,
-            **{name: staging / name for name in artifacts},
-        }
-        for name, path in candidates.items():
-            metrics[name] = evaluate_artifact(path, test_ids, test_labels, teacher_predicted, num_labels)
         info.update(
             teacher_accuracy=teacher_metrics.accuracy,
             **{f"{n}_accuracy": metrics[n].accuracy for n in artifacts},
@@ -423,9 +558,11 @@ def _build_student_and_bundle(
 
     import edgeopt_runtime
 
-    manifest_fields: dict[str, Any] = {
-        "labels": labels,
-        "max_seq_len": max_seq_len,
+    data = task.data
+    teacher = task.teacher
+    fields: dict[str, Any] = {
+        "labels": data.label_names,
+        "max_seq_len": student.max_seq_len,
         "artifacts": artifacts,
         "profile": profile.to_dict(),
         "teacher": {
@@ -444,11 +581,11 @@ def _build_student_and_bundle(
             "unlabeled_texts": len(data.unlabeled),
             "test_texts": len(data.test),
             "seed": config.seed,
-            "distill": {**asdict(distill_config), "epochs_run": distilled.epochs_run},
+            "distill": {**asdict(student.distill_config), "epochs_run": student.distilled.epochs_run},
             "student": {
                 **asdict(profile.student),
-                "vocabulary": vocab.size,
-                "parameters": count_parameters(student),
+                "vocabulary": student.vocab.size,
+                "parameters": count_parameters(student.model),
             },
             "prune": None if prune_result is None else asdict(prune_result),
             "quantization": scheme.value,
@@ -458,7 +595,7 @@ def _build_student_and_bundle(
             "budget_problems": problems,
         },
     }
-    return {"manifest": manifest_fields, "problems": problems}
+    return fields, problems
 
 
 def _budget_problems(profile: Profile, teacher: ArtifactMetrics, shipped: dict[str, ArtifactMetrics]) -> list[str]:

@@ -389,31 +389,32 @@ class Teacher:
         Returns:
             A float32 array of shape ``[len(texts), len(label_names)]``, in input order.
         """
-        if batch_size < 1:
-            raise TeacherError(f"batch_size={batch_size} is invalid: use an integer >= 1")
-        num_labels = len(self.label_names)
-        out = np.zeros((len(texts), num_labels), dtype=np.float32)
-        if not texts:
-            return out
-        tokenizer = self._get_tokenizer()
-        encodings = tokenizer.encode_batch(list(texts))
-        # Batching texts of similar length wastes little compute on padding.
-        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
-        pad_id = _pad_id(tokenizer)
-        from tqdm.auto import tqdm
-
-        for start in tqdm(range(0, len(order), batch_size), desc="teacher logits", unit="batch", disable=not progress):
-            idx = order[start : start + batch_size]
-            width = max(len(encodings[i].ids) for i in idx)
-            ids = np.full((len(idx), width), pad_id, dtype=np.int64)
-            mask = np.zeros((len(idx), width), dtype=np.int64)
-            types = np.zeros((len(idx), width), dtype=np.int64)
-            for row, i in enumerate(idx):
-                enc = encodings[i]
-                ids[row, : len(enc.ids)] = enc.ids
-                mask[row, : len(enc.ids)] = 1
-                types[row, : len(enc.ids)] = enc.type_ids
+        out = np.zeros((len(texts), len(self.label_names)), dtype=np.float32)
+        for idx, ids, mask, types in self._padded_batches(texts, batch_size, progress, "teacher logits"):
             out[idx] = self._run(ids, mask, types)
+        return out
+
+    def features(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
+        """Return the teacher's sentence features: its last hidden state, mean-pooled over the real tokens.
+
+        These are the targets of intermediate-layer distillation (``DistillConfig.intermediate_weight``).
+        Padding never enters the mean, so a text's features do not depend on the batch it was run in.
+
+        Args:
+            texts: The texts.
+            batch_size: Texts per forward pass.
+            progress: Show a progress bar.
+
+        Returns:
+            A float32 array of shape ``[len(texts), hidden_size]``, in input order.
+
+        Raises:
+            TeacherError: The teacher is an ONNX model, which exposes logits only.
+        """
+        self._check_has_features()
+        out = np.zeros((len(texts), self._hidden_size()), dtype=np.float32)
+        for idx, ids, mask, types in self._padded_batches(texts, batch_size, progress, "teacher features"):
+            out[idx] = self._run_features(ids, mask, types)
         return out
 
     def weights_bytes(self) -> int:
@@ -445,6 +446,63 @@ class Teacher:
         finally:
             tmp.unlink(missing_ok=True)
         return out
+
+    def _padded_batches(
+        self, texts: Sequence[str], batch_size: int, progress: bool, desc: str
+    ) -> Iterator[tuple[list[int], np.ndarray, np.ndarray, np.ndarray]]:
+        """Yield ``(row indices, input_ids, attention_mask, token_type_ids)``, each batch padded to its longest text."""
+        if batch_size < 1:
+            raise TeacherError(f"batch_size={batch_size} is invalid: use an integer >= 1")
+        if not texts:
+            return
+        tokenizer = self._get_tokenizer()
+        encodings = tokenizer.encode_batch(list(texts))
+        # Batching texts of similar length wastes little compute on padding.
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        pad_id = _pad_id(tokenizer)
+        from tqdm.auto import tqdm
+
+        for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", disable=not progress):
+            idx = order[start : start + batch_size]
+            width = max(len(encodings[i].ids) for i in idx)
+            ids = np.full((len(idx), width), pad_id, dtype=np.int64)
+            mask = np.zeros((len(idx), width), dtype=np.int64)
+            types = np.zeros((len(idx), width), dtype=np.int64)
+            for row, i in enumerate(idx):
+                enc = encodings[i]
+                ids[row, : len(enc.ids)] = enc.ids
+                mask[row, : len(enc.ids)] = 1
+                types[row, : len(enc.ids)] = enc.type_ids
+            yield idx, ids, mask, types
+
+    def _check_has_features(self) -> None:
+        if self.kind is TeacherKind.ONNX:
+            raise TeacherError(
+                f"the ONNX teacher {self.path} exposes logits only, but intermediate-layer distillation needs its "
+                "hidden states; use a Hugging Face teacher directory or set intermediate_weight to 0"
+            )
+
+    def _hidden_size(self) -> int:
+        # Read from config.json so that a fully cached build never loads the model; DistilBERT calls it "dim".
+        config = _read_json(self.path / "config.json")
+        size = config.get("hidden_size", config.get("dim"))
+        if isinstance(size, int):
+            return size
+        model, _ = self._get_runner()
+        return int(model.config.hidden_size)
+
+    def _run_features(self, ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> np.ndarray:
+        import torch
+
+        model, takes_types = self._get_runner()
+        batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+        if takes_types:
+            batch["token_type_ids"] = torch.from_numpy(types)
+        with torch.inference_mode():
+            hidden = model(**batch, output_hidden_states=True).hidden_states[-1].float()
+            weights = batch["attention_mask"].unsqueeze(-1).float()
+            pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+        return pooled.numpy()
 
     def _get_tokenizer(self) -> Any:
         if self._tokenizer is None:
@@ -564,17 +622,22 @@ def load_teacher(path: Path, max_seq_len: int = 128) -> Teacher:
 
 
 class TeacherLogitCache:
-    """Teacher logits per text, stored in SQLite so that rebuilds skip the teacher.
+    """Teacher logits (and hidden features) per text, stored in SQLite so that rebuilds skip the teacher.
 
-    Rows are keyed by ``(teacher fingerprint, sha256 of the text)`` and hold the logits as float32 bytes.
+    Logit rows are keyed by ``(teacher fingerprint, sha256 of the text)`` and hold the logits as float32 bytes.
+    Features (:meth:`Teacher.features`) live in a table of their own, keyed by ``(teacher fingerprint, sha256 of
+    the text, kind)`` with kind ``"features"``, so the logits table keeps its layout.
     ``hits`` and ``misses`` count input texts served from the cache and texts that were not in it;
-    ``computed`` counts the distinct texts the teacher was run on. All three accumulate over calls.
+    ``computed`` counts the distinct texts the teacher was run on. All three accumulate over calls of
+    :meth:`get_or_compute` and :meth:`get_or_compute_features` alike.
 
     Args:
         path: The SQLite file; default ``cache_dir()/teacher_logits.sqlite``.
     """
 
     TABLE = "teacher_logits"
+    FEATURES_TABLE = "teacher_features"
+    FEATURES_KIND = "features"
 
     def __init__(self, path: Path | None = None) -> None:
         import sqlite_utils
@@ -592,6 +655,13 @@ class TeacherLogitCache:
             self._table.create(
                 {"teacher": str, "text_sha256": str, "num_labels": int, "logits": bytes},
                 pk=("teacher", "text_sha256"),
+                if_not_exists=True,
+            )
+        self._features = self._db.table(self.FEATURES_TABLE)
+        if not self._features.exists():
+            self._features.create(
+                {"teacher": str, "text_sha256": str, "kind": str, "dim": int, "value": bytes},
+                pk=("teacher", "text_sha256", "kind"),
                 if_not_exists=True,
             )
 
@@ -637,6 +707,51 @@ class TeacherLogitCache:
             out[i] = found[sha]
         return out
 
+    def get_or_compute_features(self, teacher: Teacher, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        """Return the teacher's features for texts (see :meth:`Teacher.features`), computing only uncached ones.
+
+        Args:
+            teacher: The teacher; its fingerprint scopes the cache entries.
+            texts: The texts.
+            progress: Show a progress bar while the teacher runs.
+
+        Returns:
+            A float32 array ``[len(texts), hidden_size]`` in input order.
+
+        Raises:
+            TeacherError: The teacher is an ONNX model, which exposes logits only.
+        """
+        teacher._check_has_features()
+        shas = [hashlib.sha256(text.encode("utf-8")).hexdigest() for text in texts]
+        found = self._lookup_features(teacher.fingerprint, sorted(set(shas)))
+        missing: dict[str, str] = {}
+        for sha, text in zip(shas, texts, strict=True):
+            if sha not in found:
+                missing.setdefault(sha, text)
+        self.misses += sum(sha not in found for sha in shas)
+        self.hits += sum(sha in found for sha in shas)
+        if missing:
+            computed = teacher.features(list(missing.values()), progress=progress)
+            rows = [
+                {
+                    "teacher": teacher.fingerprint,
+                    "text_sha256": sha,
+                    "kind": self.FEATURES_KIND,
+                    "dim": computed.shape[1],
+                    "value": row.astype("<f4").tobytes(),
+                }
+                for sha, row in zip(missing, computed, strict=True)
+            ]
+            with self._db.atomic():
+                self._features.insert_all(rows, replace=True, batch_size=500)
+            self.computed += len(missing)
+            found.update(zip(missing, computed, strict=True))
+        dim = len(next(iter(found.values()))) if found else teacher._hidden_size()
+        out = np.zeros((len(texts), dim), dtype=np.float32)
+        for i, sha in enumerate(shas):
+            out[i] = found[sha]
+        return out
+
     def close(self) -> None:
         """Close the database connection."""
         self._db.close()
@@ -659,6 +774,19 @@ class TeacherLogitCache:
                 [fingerprint, num_labels, *chunk],
             ):
                 found[row["text_sha256"]] = np.frombuffer(row["logits"], dtype="<f4").astype(np.float32)
+        return found
+
+    def _lookup_features(self, fingerprint: str, shas: list[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        for start in range(0, len(shas), 500):
+            chunk = shas[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._db.query(
+                f"select text_sha256, value from {self.FEATURES_TABLE} "
+                f"where teacher = ? and kind = ? and text_sha256 in ({marks})",
+                [fingerprint, self.FEATURES_KIND, *chunk],
+            ):
+                found[row["text_sha256"]] = np.frombuffer(row["value"], dtype="<f4").astype(np.float32)
         return found
 
 

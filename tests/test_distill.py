@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pytest
 
 from edgeopt._tf import import_tf
-from edgeopt.distill import DistillConfig, distill, distillation_loss, pack_targets
+from edgeopt.distill import (
+    PROJECTION_LAYER,
+    DistillConfig,
+    FeatureLoss,
+    distill,
+    distillation_loss,
+    feature_loss,
+    pack_targets,
+)
 from edgeopt.errors import StageError
 from edgeopt.student import build_student
 from stage_fixtures import (
@@ -184,3 +193,167 @@ def test_early_stopping_restores_the_best_weights(task: ToyTask, validation: tup
     assert history[-1] < max(history)  # guards the test: the last epoch is not the best one
     returned_accuracy = np.mean(keras_logits(model, val_encoded).argmax(-1) == flipped)
     assert returned_accuracy == pytest.approx(result.best_val_accuracy, abs=1e-6)
+
+
+# --- intermediate-layer distillation -----------------------------------------------------------------------------
+
+HIDDEN = 12
+
+
+def _bag_of_words_features(encoded: tuple[np.ndarray, np.ndarray], seed: int = 5) -> np.ndarray:
+    """Stand-in teacher features: a fixed random vector per token id, averaged over the real tokens."""
+    ids, mask = encoded
+    table = np.random.default_rng(seed).normal(0, 1, (int(ids.max()) + 1, HIDDEN))
+    return ((table[ids] * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)).astype(np.float32)
+
+
+def _layer_names(model: Any) -> list[str]:
+    return [layer.name for layer in model.layers]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"intermediate_weight": -0.5},
+            r"intermediate_weight must be a finite number >= 0 \(0 turns it off\), got -0.5",
+        ),
+        ({"intermediate_weight": float("inf")}, "intermediate_weight must be a finite number >= 0"),
+        ({"intermediate_weight": float("nan")}, "intermediate_weight must be a finite number >= 0"),
+        ({"intermediate_loss": "l1"}, r"intermediate_loss must be one of \['mse', 'cosine'\], got 'l1'"),
+    ],
+)
+def test_intermediate_config_rejects_bad_values(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(StageError, match=f"^{message}"):
+        DistillConfig(**kwargs)
+
+
+def test_intermediate_loss_accepts_strings() -> None:
+    assert DistillConfig(intermediate_loss="cosine").intermediate_loss is FeatureLoss.COSINE
+    assert DistillConfig().intermediate_weight == 0.0
+
+
+def test_feature_losses_equal_numpy_reference() -> None:
+    tf, _ = import_tf()
+    rng = np.random.default_rng(3)
+    teacher = rng.normal(0, 2, (5, 7)).astype(np.float32)
+    projected = rng.normal(0, 2, (5, 7)).astype(np.float32)
+    mse = feature_loss("mse")(tf.constant(teacher), tf.constant(projected)).numpy()
+    np.testing.assert_allclose(mse, ((teacher - projected) ** 2).mean(-1), rtol=1e-5)
+    cosine = feature_loss(FeatureLoss.COSINE)(tf.constant(teacher), tf.constant(projected)).numpy()
+    unit = np.linalg.norm(teacher, axis=-1) * np.linalg.norm(projected, axis=-1)
+    np.testing.assert_allclose(cosine, 1 - (teacher * projected).sum(-1) / unit, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(feature_loss("cosine")(tf.constant(teacher), tf.constant(3 * teacher)), 0, atol=1e-6)
+
+
+def test_intermediate_distillation_keeps_the_student_contract(
+    task: ToyTask, validation: tuple[Any, np.ndarray]
+) -> None:
+    targets = pack_targets(_teacher_logits(task.labels), task.labels, NUM_LABELS)
+    val_encoded, val_labels = validation
+    val_targets = pack_targets(_teacher_logits(val_labels), val_labels, NUM_LABELS)
+    features, val_features = _bag_of_words_features(task.encoded), _bag_of_words_features(val_encoded)
+    fresh = build_student(tiny_spec(), task.vocab_size, NUM_LABELS, MAX_SEQ_LEN)
+    model = build_student(tiny_spec(), task.vocab_size, NUM_LABELS, MAX_SEQ_LEN)
+    config = DistillConfig(epochs=15, batch_size=16, learning_rate=1e-2, patience=15, intermediate_weight=1.0)
+
+    result = distill(
+        model,
+        task.encoded,
+        targets,
+        (val_encoded, val_targets),
+        NUM_LABELS,
+        config,
+        teacher_features=features,
+        validation_features=val_features,
+    )
+
+    # The student is exactly the deployable model: same inputs, one logits output, no projection weights.
+    assert model.input_names == ["input_ids", "attention_mask"]
+    assert model.output_names == ["logits"]
+    assert _layer_names(model) == _layer_names(fresh)
+    assert PROJECTION_LAYER not in _layer_names(model)
+    assert [w.shape for w in model.get_weights()] == [w.shape for w in fresh.get_weights()]
+    assert PROJECTION_LAYER not in model.to_json()
+    # Both terms were trained: the feature loss falls well below its standardized start (~1).
+    history = result.history
+    assert {"loss", "logit_loss", "feature_loss", "label_accuracy", "val_feature_loss", "val_label_accuracy"} <= set(
+        history
+    )
+    assert history["loss"][-1] < 0.5 * history["loss"][0]
+    assert history["feature_loss"][-1] < 0.6 * history["feature_loss"][0]
+    assert result.best_val_accuracy >= 0.9
+    assert np.mean(keras_logits(model, task.encoded).argmax(-1) == task.labels) >= 0.95
+    # The student stays compiled with the logits loss, as after logits-only distillation.
+    assert np.isfinite(model.evaluate(list(val_encoded), val_targets, verbose=0)[0])
+
+
+def test_intermediate_loss_changes_what_the_student_learns(task: ToyTask, validation: tuple[Any, np.ndarray]) -> None:
+    targets = pack_targets(_teacher_logits(task.labels), task.labels, NUM_LABELS)
+    val_encoded, val_labels = validation
+    val_targets = pack_targets(_teacher_logits(val_labels), val_labels, NUM_LABELS)
+    config = DistillConfig(epochs=2, batch_size=16, learning_rate=1e-2, patience=5)
+    weights = []
+    for extra in ({}, {"teacher_features": _bag_of_words_features(task.encoded)}):
+        model = build_student(tiny_spec(), task.vocab_size, NUM_LABELS, MAX_SEQ_LEN)
+        run_config = replace(config, intermediate_weight=2.0, intermediate_loss="cosine") if extra else config
+        if extra:
+            extra["validation_features"] = _bag_of_words_features(val_encoded)
+        distill(model, task.encoded, targets, (val_encoded, val_targets), NUM_LABELS, run_config, **extra)
+        weights.append(model.get_layer("conv").get_weights()[0])
+    assert not np.allclose(weights[0], weights[1])
+
+
+def test_intermediate_early_stopping_restores_the_best_student(
+    task: ToyTask, validation: tuple[Any, np.ndarray]
+) -> None:
+    # As in the logits-only test: flipped validation labels make an early epoch the best one.
+    targets = pack_targets(_teacher_logits(task.labels), task.labels, NUM_LABELS)
+    val_encoded, val_labels = validation
+    flipped = 1 - val_labels
+    val_targets = pack_targets(_teacher_logits(flipped), flipped, NUM_LABELS)
+    model = build_student(tiny_spec(), task.vocab_size, NUM_LABELS, MAX_SEQ_LEN)
+    config = DistillConfig(epochs=15, batch_size=16, learning_rate=1e-2, patience=2, intermediate_weight=0.5)
+
+    result = distill(
+        model,
+        task.encoded,
+        targets,
+        (val_encoded, val_targets),
+        NUM_LABELS,
+        config,
+        teacher_features=_bag_of_words_features(task.encoded),
+        validation_features=_bag_of_words_features(val_encoded),
+    )
+
+    history = result.history["val_label_accuracy"]
+    assert result.epochs_run < config.epochs
+    assert history[-1] < max(history)
+    returned_accuracy = np.mean(keras_logits(model, val_encoded).argmax(-1) == flipped)
+    assert returned_accuracy == pytest.approx(result.best_val_accuracy, abs=1e-6)
+
+
+def test_intermediate_feature_errors(task: ToyTask, validation: tuple[Any, np.ndarray]) -> None:
+    targets = pack_targets(_teacher_logits(task.labels), task.labels, NUM_LABELS)
+    val_encoded, val_labels = validation
+    val_targets = pack_targets(_teacher_logits(val_labels), val_labels, NUM_LABELS)
+    model = build_student(tiny_spec(), task.vocab_size, NUM_LABELS, MAX_SEQ_LEN)
+    features, val_features = _bag_of_words_features(task.encoded), _bag_of_words_features(val_encoded)
+    on, off = DistillConfig(epochs=1, intermediate_weight=1.0), DistillConfig(epochs=1)
+
+    def run(config: DistillConfig, train_f: Any, val_f: Any) -> None:
+        distill(model, task.encoded, targets, (val_encoded, val_targets), NUM_LABELS, config, 0, train_f, val_f)
+
+    cases = [
+        (on, None, None, r"^intermediate_weight=1.0 needs teacher_features and validation_features"),
+        (on, features, None, r"^intermediate_weight=1.0 needs teacher_features and validation_features"),
+        (off, features, val_features, r"^teacher_features and validation_features were given but intermediate_w"),
+        (off, None, val_features, r"^validation_features were given but intermediate_weight is 0"),
+        (on, features[:-1], val_features, rf"^teacher_features has shape \({len(targets) - 1}, 12\); expected"),
+        (on, features, val_features[:, 0], r"^validation_features has shape \(20,\); expected \(20, hidden_size\)"),
+        (on, features, val_features[:, :5], r"^teacher_features have 12 dimensions but validation_features 5"),
+        (on, features * np.nan, val_features, r"^teacher_features holds NaN or infinite values"),
+    ]
+    for config, train_f, val_f, message in cases:
+        with pytest.raises(StageError, match=message):
+            run(config, train_f, val_f)

@@ -1,0 +1,281 @@
+"""Cheap text augmentation and the distillation transfer set (labeled + unlabeled + augmented texts).
+
+A student learns more of the teacher's function from more texts, and the teacher labels any text for free: edited
+copies of the training texts (Tang et al., 2019, "Distilling Task-Specific Knowledge from BERT into Simple Neural
+Networks") probe the teacher around each example. The edits are small and mostly keep the label, but the label is
+not trusted: augmented texts carry only the teacher's soft targets (label -1).
+
+Every edit is drawn from a generator seeded by ``(seed, copy, text)``: the same text always gets the same copies,
+whatever dataset it sits in, so the teacher cache serves them on rebuilds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import string
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from edgeopt.errors import DataError, StageError
+
+if TYPE_CHECKING:
+    from edgeopt.data import TextDataset
+
+__all__ = [
+    "AugmentMethod",
+    "DEFAULT_METHODS",
+    "TransferSource",
+    "TransferSet",
+    "augment_texts",
+    "build_transfer_set",
+]
+
+
+class AugmentMethod(StrEnum):
+    """One kind of edit.
+
+    ``drop`` deletes words, ``swap`` swaps adjacent words, ``mask`` replaces words with the mask token (which a
+    BERT-family teacher was pre-trained on), ``char`` replaces, deletes or inserts one letter inside words.
+    """
+
+    DROP = "drop"
+    SWAP = "swap"
+    MASK = "mask"
+    CHAR = "char"
+
+
+DEFAULT_METHODS: tuple[AugmentMethod, ...] = (AugmentMethod.DROP, AugmentMethod.SWAP, AugmentMethod.MASK)
+_REDRAWS = 4
+
+
+class TransferSource(StrEnum):
+    """Where a transfer-set text comes from."""
+
+    LABELED = "labeled"
+    UNLABELED = "unlabeled"
+    AUGMENTED = "augmented"
+
+
+@dataclass(frozen=True)
+class TransferSet:
+    """The texts the student is distilled on.
+
+    Rows are ordered labeled, then unlabeled, then augmented.
+
+    Attributes:
+        texts: The texts.
+        labels: The label of each labeled text; -1 for unlabeled and augmented texts (soft targets only).
+        sources: Where each text comes from.
+        origins: For an augmented text, the row it was made from; for any other text, its own row.
+    """
+
+    texts: tuple[str, ...]
+    labels: tuple[int, ...]
+    sources: tuple[TransferSource, ...]
+    origins: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def count(self, source: TransferSource | str) -> int:
+        """Number of rows from ``source``."""
+        return sum(s == source for s in self.sources)
+
+    def training_rows(self, validation_rows: Collection[int]) -> np.ndarray:
+        """Rows to train on when ``validation_rows`` (labeled rows) are held out for early stopping.
+
+        Augmented copies of a held-out text are held out too: a near-copy in training would leak the validation
+        text and make early stopping trust an inflated accuracy.
+
+        Returns:
+            Sorted int64 row indices.
+        """
+        held_out = {int(row) for row in validation_rows}
+        return np.asarray(
+            [row for row, origin in enumerate(self.origins) if row not in held_out and origin not in held_out],
+            dtype=np.int64,
+        )
+
+
+def augment_texts(
+    texts: Sequence[str],
+    copies: int = 1,
+    seed: int = 0,
+    methods: Sequence[AugmentMethod | str] = DEFAULT_METHODS,
+    rate: float = 0.15,
+    mask_token: str = "[MASK]",
+) -> list[str]:
+    """Make ``copies`` edited versions of each text.
+
+    Each word is edited with probability ``rate`` by each method in turn; a text that comes out unchanged gets
+    one forced edit, so a copy differs from its source whenever the methods can change it (a one-word text
+    cannot be swapped or lose its only word). No copy is empty.
+
+    Args:
+        texts: Non-empty texts.
+        copies: Edited versions per text, >= 0.
+        seed: Seed; the same ``(seed, text)`` always gives the same copies.
+        methods: Non-empty subset of ``drop``, ``swap``, ``mask``, ``char``.
+        rate: Per-word edit probability of each method, in (0, 1].
+        mask_token: What ``mask`` puts in place of a word: the teacher tokenizer's mask token.
+
+    Returns:
+        ``len(texts) * copies`` texts, text-major: the copies of ``texts[i]`` are at ``i * copies`` .. ``i *
+        copies + copies - 1``.
+
+    Raises:
+        StageError: ``copies``, ``methods``, ``rate`` or ``mask_token`` is invalid.
+        DataError: A text is empty or only whitespace.
+    """
+    chosen = _check_methods(methods)
+    if copies < 0:
+        raise StageError(f"augmentation copies must be >= 0, got {copies}")
+    if not 0.0 < rate <= 1.0:
+        raise StageError(f"augmentation rate must be in (0, 1], got {rate}")
+    if not mask_token.strip() or any(c.isspace() for c in mask_token):
+        raise StageError(f"mask_token must be one non-empty word, got {mask_token!r}")
+    out: list[str] = []
+    for index, text in enumerate(texts):
+        words = text.split()
+        if not words:
+            raise DataError(f"text {index} is empty or only whitespace; remove it before augmenting")
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        made: list[str] = []
+        for copy in range(copies):
+            # A few redraws avoid duplicate copies of a text where another edit exists (short texts).
+            for attempt in range(_REDRAWS):
+                rng = random.Random(f"{seed}:{copy}:{attempt}:{digest}")
+                candidate = " ".join(_augment_words(words, rng, chosen, rate, mask_token))
+                if candidate not in made:
+                    break
+            made.append(candidate)
+        out.extend(made)
+    return out
+
+
+def build_transfer_set(
+    train: TextDataset,
+    unlabeled: Sequence[str],
+    augment_copies: int,
+    seed: int,
+    methods: Sequence[AugmentMethod | str] = DEFAULT_METHODS,
+    augment_unlabeled: bool = False,
+) -> TransferSet:
+    """Combine labeled, unlabeled and augmented texts into the transfer set.
+
+    Args:
+        train: The labeled training texts (kept first, in order, so row ``i`` is ``train.texts[i]``).
+        unlabeled: Texts without labels; the teacher labels them.
+        augment_copies: Edited copies per augmented text (0: none).
+        seed: Seed of the edits.
+        methods: Edit methods (see :func:`augment_texts`).
+        augment_unlabeled: Also augment the unlabeled texts, not only the labeled ones.
+
+    Returns:
+        The transfer set; augmented rows have label -1 and record the row they came from.
+    """
+    n_train = len(train.texts)
+    base = [*train.texts, *unlabeled]
+    sources = [TransferSource.LABELED] * n_train + [TransferSource.UNLABELED] * len(unlabeled)
+    to_augment = len(base) if augment_unlabeled else n_train
+    augmented = augment_texts(base[:to_augment], augment_copies, seed, methods)
+    origins = list(range(len(base))) + [row for row in range(to_augment) for _ in range(augment_copies)]
+    return TransferSet(
+        texts=tuple(base + augmented),
+        labels=tuple(train.labels) + (-1,) * (len(unlabeled) + len(augmented)),
+        sources=tuple(sources + [TransferSource.AUGMENTED] * len(augmented)),
+        origins=tuple(origins),
+    )
+
+
+def _check_methods(methods: Sequence[AugmentMethod | str]) -> tuple[AugmentMethod, ...]:
+    if isinstance(methods, str):
+        methods = (methods,)
+    valid = [m.value for m in AugmentMethod]
+    bad = [m for m in methods if m not in valid]
+    if bad or not methods:
+        raise StageError(f"augmentation methods must be a non-empty subset of {valid}, got {list(methods)}")
+    return tuple(dict.fromkeys(AugmentMethod(m) for m in methods))
+
+
+def _augment_words(
+    words: list[str], rng: random.Random, methods: tuple[AugmentMethod, ...], rate: float, mask_token: str
+) -> list[str]:
+    edited = list(words)
+    for method in methods:
+        edited = _EDITS[method](edited, rng, rate, mask_token, False)
+    content = [w for w in words if w != mask_token]
+    if content and all(w == mask_token for w in edited):
+        # A copy with no word left carries nothing of its source; put one word back.
+        edited[rng.randrange(len(edited))] = rng.choice(content)
+    if edited != words:
+        return edited
+    # Nothing changed: force one edit, trying the methods in random order (some cannot change a one-word text).
+    fallback = words
+    for method in rng.sample(methods, len(methods)):
+        forced = _EDITS[method](list(words), rng, rate, mask_token, True)
+        if forced != words and not all(w == mask_token for w in forced):
+            return forced
+        if forced != words:
+            fallback = forced
+    return fallback
+
+
+def _drop(words: list[str], rng: random.Random, rate: float, mask_token: str, force: bool) -> list[str]:
+    if len(words) < 2:
+        return words
+    if force:
+        victim = rng.randrange(len(words))
+        return words[:victim] + words[victim + 1 :]
+    kept = [w for w in words if rng.random() >= rate]
+    return kept or [rng.choice(words)]
+
+
+def _swap(words: list[str], rng: random.Random, rate: float, mask_token: str, force: bool) -> list[str]:
+    words = list(words)
+    pairs = [i for i in range(len(words) - 1) if words[i] != words[i + 1]]
+    if not pairs:
+        return words
+    for i in [rng.choice(pairs)] if force else [i for i in pairs if rng.random() < rate]:
+        words[i], words[i + 1] = words[i + 1], words[i]
+    return words
+
+
+def _mask(words: list[str], rng: random.Random, rate: float, mask_token: str, force: bool) -> list[str]:
+    if force:
+        candidates = [i for i, w in enumerate(words) if w != mask_token]
+        victim = rng.choice(candidates) if candidates else -1
+        return [mask_token if i == victim else w for i, w in enumerate(words)]
+    return [mask_token if rng.random() < rate else w for w in words]
+
+
+def _char(words: list[str], rng: random.Random, rate: float, mask_token: str, force: bool) -> list[str]:
+    targets = [i for i, w in enumerate(words) if w != mask_token and any(c.isalpha() for c in w)]
+    if not targets:
+        return words
+    chosen = {rng.choice(targets)} if force else {i for i in targets if rng.random() < rate}
+    return [_char_edit(w, rng) if i in chosen else w for i, w in enumerate(words)]
+
+
+def _char_edit(word: str, rng: random.Random) -> str:
+    at = rng.choice([i for i, c in enumerate(word) if c.isalpha()])
+    new = rng.choice([c for c in string.ascii_lowercase if c != word[at].lower()])
+    op = rng.choice(("replace", "delete", "insert") if len(word) > 1 else ("replace", "insert"))
+    if op == "replace":
+        return word[:at] + new + word[at + 1 :]
+    if op == "delete":
+        return word[:at] + word[at + 1 :]
+    return word[:at] + new + word[at:]
+
+
+_EDITS = {
+    AugmentMethod.DROP: _drop,
+    AugmentMethod.SWAP: _swap,
+    AugmentMethod.MASK: _mask,
+    AugmentMethod.CHAR: _char,
+}
