@@ -83,6 +83,21 @@ def cli() -> None:
     type=float,
     help="Weight of the hard-label loss (1 - alpha weighs the teacher's soft targets).",
 )
+@click.option(
+    "--intermediate-weight",
+    default=0.0,
+    show_default=True,
+    type=float,
+    help="Weight of intermediate-layer distillation (student pooled features -> learned projection -> "
+    "teacher's mean hidden state); 0 turns it off. Needs a Hugging Face teacher.",
+)
+@click.option(
+    "--augment-copies",
+    default=0,
+    show_default=True,
+    type=int,
+    help="Augmented copies of each training text (word dropout/swap/mask) added to the transfer set.",
+)
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @click.option("--allow-over-budget", is_flag=True, help="Keep a bundle that misses the profile's budgets.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
@@ -99,6 +114,8 @@ def build(
     seed: int,
     temperature: float,
     alpha: float,
+    intermediate_weight: float,
+    augment_copies: int,
     force: bool,
     allow_over_budget: bool,
     quiet: bool,
@@ -129,13 +146,86 @@ def build(
         seed=seed,
         force=force,
         allow_over_budget=allow_over_budget,
-        distill=DistillConfig(temperature=temperature, alpha=alpha, seed=seed),
+        distill=DistillConfig(temperature=temperature, alpha=alpha, intermediate_weight=intermediate_weight, seed=seed),
+        augment_copies=augment_copies,
     )
     result = run_build(config, quiet=quiet)
     if not quiet:
         _print_metrics(result.manifest)
         if not result.within_budget:
             click.echo(f"over budget: {'; '.join(result.budget_problems)}", err=True)
+
+
+@cli.command()
+@click.option(
+    "--profile",
+    "profile",
+    default="pixel8",
+    show_default=True,
+    help="Hardware profile name or a path to a profile TOML file.",
+)
+@click.option("--out", type=click.Path(path_type=Path), help="Directory to write [default: compare/PROFILE].")
+@click.option(
+    "--techniques", default="", help="Comma-separated technique names; all when empty. See `edgeopt compare --list`."
+)
+@click.option("--list", "list_only", is_flag=True, help="List the techniques and exit.")
+@click.option("--teacher", type=click.Path(exists=True, path_type=Path), help="As for `edgeopt build`.")
+@click.option("--train", type=click.Path(path_type=Path), help="As for `edgeopt build`.")
+@click.option("--test", type=click.Path(path_type=Path), help="As for `edgeopt build`.")
+@click.option("--unlabeled", type=click.Path(path_type=Path), help="As for `edgeopt build`.")
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--label-column", default="label", show_default=True)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@_user_errors
+def compare(
+    profile: str,
+    out: Path | None,
+    techniques: str,
+    list_only: bool,
+    teacher: Path | None,
+    train: Path | None,
+    test: Path | None,
+    unlabeled: Path | None,
+    text_column: str,
+    label_column: str,
+    seed: int,
+    force: bool,
+    quiet: bool,
+) -> None:
+    """Build many compression variants of one distilled student and compare them (table, JSON and plot).
+
+    \b
+    Examples:
+      edgeopt compare --profile pixel8
+      edgeopt compare --profile android-go --techniques float32,int8-static,prune50-int8,structured50-int8
+      edgeopt compare --list
+    """
+    from edgeopt.compare import TECHNIQUES
+    from edgeopt.compare import compare as run_compare
+    from edgeopt.pipeline import BuildConfig
+    from edgeopt.profiles import load_profile
+
+    if list_only:
+        for technique in TECHNIQUES.values():
+            click.echo(f"{technique.name:<24} {technique.description}")
+        return
+    name = load_profile(profile).name
+    config = BuildConfig(
+        profile=profile,
+        teacher=teacher,
+        train=train,
+        test=test,
+        unlabeled=unlabeled,
+        text_column=text_column,
+        label_column=label_column,
+        seed=seed,
+    )
+    chosen = [t.strip() for t in techniques.split(",") if t.strip()]
+    result = run_compare(config, out or Path("compare") / name, chosen, quiet=quiet, force=force)
+    if not quiet:
+        click.echo((result.out / "compare.md").read_text(encoding="utf-8").split("## What each variant is")[0])
 
 
 @cli.group()

@@ -24,6 +24,7 @@ import numpy as np
 
 from edgeopt import __version__
 from edgeopt._tf import import_tf, native_output_captured
+from edgeopt.augment import TransferSet, build_transfer_set
 from edgeopt.bundle import check_output_path, staged_output
 from edgeopt.data import TaskData, load_default, load_task, stratified_split
 from edgeopt.distill import DistillConfig, DistillResult, distill, pack_targets
@@ -78,6 +79,7 @@ class BuildConfig:
         distill: Distillation settings.
         finetune: Teacher fine-tuning settings (used when the teacher has to be fine-tuned).
         prune_epochs: Fine-tuning epochs during pruning.
+        augment_copies: Augmented copies of each training text added to the transfer set (teacher-labeled).
     """
 
     profile: str | Path = "pixel8"
@@ -94,6 +96,7 @@ class BuildConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     prune_epochs: int = 3
+    augment_copies: int = 0
 
 
 @dataclass(frozen=True)
@@ -211,7 +214,8 @@ class PreparedTask:
         profile: The hardware profile.
         data: The task's data.
         teacher: The loaded teacher.
-        transfer_texts: Texts the student learns from (labeled training texts, then unlabeled ones).
+        transfer: The transfer set: labeled training texts, then unlabeled, then augmented ones.
+        transfer_texts: Its texts.
         transfer_logits: The teacher's logits for them, in the data's label order.
         test_logits: The teacher's logits for the test texts.
     """
@@ -219,9 +223,11 @@ class PreparedTask:
     profile: Profile
     data: TaskData
     teacher: Teacher
+    transfer: TransferSet
     transfer_texts: list[str]
     transfer_logits: np.ndarray
     test_logits: np.ndarray
+    transfer_features: np.ndarray | None = None
 
     @property
     def num_labels(self) -> int:
@@ -295,17 +301,23 @@ def prepare(config: BuildConfig, reporter: Reporter, quiet: bool = False) -> Pre
         column_order = _teacher_label_order(teacher, data.label_names)
         info.update(kind=teacher.kind.value, path=str(teacher.path))
     with reporter.stage("teacher outputs") as info, TeacherLogitCache() as logit_cache:
-        transfer_texts = list(data.train.texts) + list(data.unlabeled)
+        transfer = build_transfer_set(data.train, data.unlabeled, config.augment_copies, config.seed)
+        transfer_texts = list(transfer.texts)
         all_texts = transfer_texts + list(data.test.texts)
         all_logits = logit_cache.get_or_compute(teacher, all_texts, progress=not quiet)[:, column_order]
+        features = None
+        if config.distill.intermediate_weight > 0:
+            features = logit_cache.get_or_compute_features(teacher, transfer_texts, progress=not quiet)
         info.update(texts=len(all_texts), cached=logit_cache.hits, computed=logit_cache.misses)
     return PreparedTask(
         profile=profile,
         data=data,
         teacher=teacher,
+        transfer=transfer,
         transfer_texts=transfer_texts,
         transfer_logits=all_logits[: len(transfer_texts)],
         test_logits=all_logits[len(transfer_texts) :],
+        transfer_features=features,
     )
 
 
@@ -322,15 +334,15 @@ def train_student(task: PreparedTask, config: BuildConfig, work: Path, reporter:
         transfer_ids = encode_texts(vocab.tokenizer_json, task.transfer_texts, max_seq_len)
         test_ids = encode_texts(vocab.tokenizer_json, data.test.texts, max_seq_len)
 
-    # Labeled rows split into fit/validation; unlabeled transfer texts always train (soft targets only).
-    fit_rows, val_rows = stratified_split(
+    # Labeled rows split into fit/validation (labeled rows come first in the transfer set); unlabeled and augmented
+    # texts train on soft targets only, and augmented copies of a validation text are held out with it.
+    _, val_rows = stratified_split(
         list(data.train.texts), list(data.train.labels), distill_config.validation_fraction, config.seed
     )
-    n_train = len(data.train)
-    hard = np.concatenate([np.asarray(data.train.labels), np.full(len(data.unlabeled), -1)])
-    targets = pack_targets(task.transfer_logits, hard, task.num_labels)
-    fit = np.concatenate([np.asarray(fit_rows), np.arange(n_train, len(task.transfer_texts))]).astype(int)
     val = np.asarray(val_rows, dtype=int)
+    fit = task.transfer.training_rows(val).astype(int)
+    targets = pack_targets(task.transfer_logits, np.asarray(task.transfer.labels), task.num_labels)
+    features = task.transfer_features
 
     with reporter.stage("distill") as info:
         student = build_student(task.profile.student, vocab.size, task.num_labels, max_seq_len, seed=config.seed)
@@ -341,6 +353,8 @@ def train_student(task: PreparedTask, config: BuildConfig, work: Path, reporter:
             ((transfer_ids[0][val], transfer_ids[1][val]), targets[val]),
             task.num_labels,
             distill_config,
+            teacher_features=None if features is None else features[fit],
+            validation_features=None if features is None else features[val],
         )
         info.update(
             parameters=count_parameters(student),
@@ -348,6 +362,8 @@ def train_student(task: PreparedTask, config: BuildConfig, work: Path, reporter:
             val_accuracy=distilled.best_val_accuracy,
             temperature=distill_config.temperature,
             alpha=distill_config.alpha,
+            intermediate_weight=distill_config.intermediate_weight,
+            transfer_texts=len(task.transfer_texts),
         )
     return TrainedStudent(
         model=student,
@@ -579,6 +595,7 @@ def _make_bundle(
             "data_fingerprint": data.fingerprint(),
             "train_texts": len(data.train),
             "unlabeled_texts": len(data.unlabeled),
+            "augmented_texts": len(task.transfer_texts) - len(data.train) - len(data.unlabeled),
             "test_texts": len(data.test),
             "seed": config.seed,
             "distill": {**asdict(student.distill_config), "epochs_run": student.distilled.epochs_run},

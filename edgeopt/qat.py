@@ -17,7 +17,7 @@ Two pitfalls are handled here rather than left to the caller:
 
 tf2onnx turns the activation fake-quant ops into QuantizeLinear/DequantizeLinear pairs but folds the weight fake-quant
 into float constants (values on the int8 grid); :func:`qat_to_onnx` stores those weights as int8 with a
-DequantizeLinear, which makes a QDQ model a quarter of the float weight size.
+DequantizeLinear (a quarter of their float size). The embedding table stays float in ONNX: tf2onnx does not calibrate.
 """
 
 from __future__ import annotations

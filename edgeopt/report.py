@@ -145,3 +145,88 @@ def write_chart(manifest: dict[str, Any], path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _fmt_ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def write_compare_table(payload: dict[str, Any], path: Path) -> Path:
+    """Write ``compare.md``: one row per variant, the teacher for reference, smallest first."""
+    teacher = payload["teacher"]
+    profile = payload["profile"]
+    budget = profile["budget"]
+    lines = [
+        f"# Compression variants for {profile['name']}",
+        "",
+        f"One distilled student ({payload['student']['vocabulary']:,}-token vocabulary, "
+        f"{payload['student']['max_seq_len']} tokens), every variant measured on the held-out test split. Accuracy, "
+        f"macro-F1, agreement and bytes are those of the {payload['preferred_format']} artifact; latency is p50 at "
+        "batch 1 on 1 thread on the build host. Fits = within the profile's size budget "
+        f"({budget['max_model_mb']} MB) and accuracy budget ({budget['max_accuracy_drop']} below the teacher) in "
+        "every format.",
+        "",
+        "| variant | accuracy | macro-F1 | agreement | bytes | gzip bytes | p50 ms ONNX | p50 ms LiteRT | fits |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| teacher (fp32) | {teacher['accuracy']:.4f} | {teacher['macro_f1']:.4f} | 1.0000 | {teacher['bytes']:,} | "
+        f"{teacher['gzip_bytes']:,} | {teacher['p50_ms']:.3f} | n/a | |",
+    ]
+    for v in sorted(payload["variants"], key=lambda v: v["bytes"]):
+        lines.append(
+            f"| {v['technique']['name']} | {v['accuracy']:.4f} | {v['macro_f1']:.4f} | {v['agreement']:.4f} | "
+            f"{v['bytes']:,} | {v['gzip_bytes']:,} | {_fmt_ms(v['p50_ms_onnx'])} | {_fmt_ms(v['p50_ms_tflite'])} | "
+            f"{'yes' if v['fits_profile'] else 'no'} |"
+        )
+    lines += ["", "## What each variant is", ""]
+    lines += [f"- `{v['technique']['name']}`: {v['description']}" for v in payload["variants"]]
+    lines += ["", "![accuracy vs size](compare.png)", ""]
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def write_compare_chart(payload: dict[str, Any], path: Path) -> Path:
+    """Plot accuracy against size for every variant; marker area grows with LiteRT latency; budgets as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    variants = payload["variants"]
+    latencies = [v["p50_ms_tflite"] or v["p50_ms_onnx"] or 0.0 for v in variants]
+    largest = max(latencies) or 1.0
+    fig, ax = plt.subplots(figsize=(9, 5.5), dpi=110)
+    for v, latency in zip(variants, latencies, strict=True):
+        ax.scatter(
+            v["bytes"] / 1e6,
+            v["accuracy"],
+            s=40 + 400 * latency / largest,
+            alpha=0.6,
+            color="tab:green" if v["fits_profile"] else "tab:red",
+        )
+        ax.annotate(
+            v["technique"]["name"],
+            (v["bytes"] / 1e6, v["accuracy"]),
+            textcoords="offset points",
+            xytext=(5, 4),
+            fontsize=7,
+        )
+    budget = payload["profile"]["budget"]
+    ax.axvline(budget["max_model_mb"], color="grey", linestyle="--", linewidth=1, label="size budget")
+    ax.axhline(
+        payload["teacher"]["accuracy"] - budget["max_accuracy_drop"],
+        color="grey",
+        linestyle=":",
+        linewidth=1,
+        label="accuracy floor (teacher - allowed drop)",
+    )
+    ax.axhline(payload["teacher"]["accuracy"], color="black", linewidth=0.8, alpha=0.5, label="teacher accuracy")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"{payload['preferred_format']} artifact size (MB, log scale)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"Variants for {payload['profile']['name']}: accuracy vs size (marker area = LiteRT p50)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

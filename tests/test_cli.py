@@ -31,6 +31,7 @@ def assert_one_line_error(result: Result, *fragments: str) -> None:
     [
         [],
         ["build"],
+        ["compare"],
         ["teacher", "finetune"],
         ["profiles", "list"],
         ["profiles", "show"],

@@ -33,7 +33,7 @@ def _reference_features(path: Path, texts: tuple[str, ...], max_seq_len: int) ->
     return np.stack(rows)
 
 
-@pytest.mark.parametrize("arch", sorted(HIDDEN))
+@pytest.mark.parametrize("arch", ["bert", "distilbert"])  # minilm is the BERT architecture at another width
 def test_features_are_the_masked_mean_of_the_last_hidden_state(
     arch: str, make_classifier_dir: Callable[[str], Path], toy_texts: tuple[str, ...]
 ) -> None:
