@@ -45,19 +45,32 @@ def p50_ms(func, items, warmup: int = 10) -> float:  # noqa: ANN001
 def tfidf_baseline(data, texts: list[str]) -> dict[str, float]:  # noqa: ANN001
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
     from sklearn.pipeline import make_pipeline
 
-    model = make_pipeline(
-        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
-        LogisticRegression(C=10.0, max_iter=2000),
+    # A fair baseline is a tuned one: C is chosen by 3-fold cross-validation on the training split only.
+    search = GridSearchCV(
+        make_pipeline(
+            TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
+            LogisticRegression(max_iter=3000),
+        ),
+        {"logisticregression__C": [1.0, 10.0, 100.0]},
+        cv=3,
     )
     start = time.perf_counter()
-    model.fit(list(data.train.texts), list(data.train.labels))
+    search.fit(list(data.train.texts), list(data.train.labels))
     fit_s = time.perf_counter() - start
+    model = search.best_estimator_
     accuracy = float(np.mean(model.predict(list(data.test.texts)) == np.asarray(data.test.labels)))
     size = len(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
     latency = p50_ms(lambda t: model.predict([t]), texts)
-    return {"accuracy": accuracy, "bytes": size, "p50_ms_end_to_end": latency, "fit_s": fit_s}
+    return {
+        "accuracy": accuracy,
+        "bytes": size,
+        "p50_ms_end_to_end": latency,
+        "fit_s": fit_s,
+        "C": search.best_params_["logisticregression__C"],
+    }
 
 
 def main() -> int:

@@ -565,6 +565,18 @@ def _make_bundle(
             **{f"{n}_accuracy": metrics[n].accuracy for n in artifacts},
         )
 
+    gate: dict[str, Any] = {}
+    too_lossy = [
+        name
+        for name in artifacts
+        if teacher_metrics.accuracy - metrics[name].accuracy > profile.budget.max_accuracy_drop
+    ]
+    if too_lossy and scheme is Quantization.INT8_STATIC:
+        with reporter.stage("accuracy gate") as info:
+            gate = _accuracy_gate(task, student, pruned_model, float_onnx, calibration, staging, too_lossy, artifacts)
+            metrics.update(measure(task, student, {name: staging / name for name in too_lossy}))
+            info.update(**{name: ",".join(g["kept_float"]) or "none" for name, g in gate.items()})
+
     problems = _budget_problems(profile, teacher_metrics, {n: metrics[n] for n in artifacts})
     if problems and not config.allow_over_budget:
         raise BudgetError(
@@ -610,9 +622,71 @@ def _make_bundle(
             "calibration_samples": len(calibration[0]),
             "within_budget": not problems,
             "budget_problems": problems,
+            "accuracy_gate": gate,
         },
     }
     return fields, problems
+
+
+def _accuracy_gate(
+    task: PreparedTask,
+    student: TrainedStudent,
+    model: Any,
+    float_onnx: Path,
+    calibration: tuple[np.ndarray, np.ndarray],
+    staging: Path,
+    names: list[str],
+    artifacts: dict[str, Any],
+) -> dict[str, Any]:
+    """Re-quantize the named artifacts keeping their most sensitive layers float until int8 costs little enough.
+
+    The gate judges on the validation split (never the test split): int8 may lose at most the profile's allowed drop
+    against the float student there. The best artifact found replaces the one in ``staging`` even when the gate
+    cannot be met, so the build always ends with the least lossy int8 model it could make.
+    """
+    from edgeopt.evaluate import evaluate_artifact
+    from edgeopt.quant_fallback import quantize_with_gate
+    from edgeopt_runtime.manifest import Artifact
+    from edgeopt_runtime.manifest import Quantization as OutputQuant
+
+    val_inputs = student.rows(student.val_rows)
+    val_labels = np.asarray(task.data.train.labels)[student.val_rows]
+    teacher_val = student.targets[student.val_rows][:, : task.num_labels].argmax(-1)
+
+    def accuracy(path: Path) -> float:
+        return evaluate_artifact(path, val_inputs, val_labels, teacher_val, task.num_labels, 0).accuracy
+
+    reference = accuracy(float_onnx)
+    report: dict[str, Any] = {}
+    for name in names:
+        fmt = artifacts[name].format
+        result = quantize_with_gate(
+            fmt,
+            model if fmt == "tflite" else float_onnx,
+            calibration,
+            accuracy,
+            reference,
+            task.profile.budget.max_accuracy_drop,
+            staging / name,
+            per_channel=task.profile.export.per_channel,
+        )
+        if fmt == "tflite":
+            q = result.output_quantization
+            artifacts[name] = (
+                Artifact("tflite", "int8-mixed", "int8", OutputQuant(q.scale, q.zero_point))
+                if q is not None
+                else Artifact("tflite", "int8-mixed", "float32")
+            )
+        else:
+            artifacts[name] = Artifact("onnx", "int8-mixed")
+        report[name] = {
+            "met": result.met,
+            "kept_float": list(result.kept_float),
+            "validation_accuracy": result.accuracy,
+            "float_validation_accuracy": reference,
+            "steps": [asdict(step) for step in result.steps],
+        }
+    return report
 
 
 def _budget_problems(profile: Profile, teacher: ArtifactMetrics, shipped: dict[str, ArtifactMetrics]) -> list[str]:

@@ -140,6 +140,11 @@ class _CalibrationReader:
 
     def __init__(self, calibration: tuple[np.ndarray, np.ndarray], batch_size: int = 16) -> None:
         ids, mask = calibration
+        # Equal batches only: the entropy and percentile collectors stack per-batch outputs into one array, which a
+        # short last batch makes ragged. The few rows dropped do not change the ranges measurably.
+        usable = len(ids) - len(ids) % batch_size if len(ids) >= batch_size else len(ids)
+        batch_size = min(batch_size, max(usable, 1))
+        ids, mask = ids[:usable], mask[:usable]
         self._batches = iter(
             [
                 {

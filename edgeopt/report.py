@@ -72,6 +72,13 @@ def write_report(manifest: dict[str, Any], stages: Sequence[dict[str, Any]], pat
         f"- runtime RAM on the device: {budget['max_runtime_ram_mb']} MB (not measured by the build)",
     ]
     lines += [f"- problem: {p}" for p in build["budget_problems"]]
+    for name, gate in build.get("accuracy_gate", {}).items():
+        kept = ", ".join(gate["kept_float"]) or "nothing"
+        lines.append(
+            f"- accuracy gate on {name}: all-int8 lost too much, so {kept} stayed float "
+            f"(validation accuracy {gate['validation_accuracy']:.4f} vs float {gate['float_validation_accuracy']:.4f}; "
+            f"gate {'met' if gate['met'] else 'NOT met: best artifact kept'})"
+        )
     student = build["student"]
     prune = build["prune"]
     lines += [

@@ -157,3 +157,40 @@ def test_cli_rejects_a_tampered_bundle(built: tuple[BuildResult, Path], tmp_path
     assert answer.exit_code != 0
     assert "model.onnx" in answer.output and "sha256" in answer.output
     assert "Traceback" not in answer.output
+
+
+def test_accuracy_gate_replaces_a_too_lossy_int8_artifact(
+    toy_teacher_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When int8 loses more than allowed, the build re-quantizes with sensitive layers kept float and says so."""
+    import edgeopt.pipeline as pipeline
+    from edgeopt.evaluate import ArtifactMetrics
+
+    real_measure = pipeline.measure
+    calls = {"n": 0}
+
+    def first_tflite_measure_is_lossy(task, student, paths):  # noqa: ANN001, ANN202
+        measured = real_measure(task, student, paths)
+        calls["n"] += 1
+        if calls["n"] == 1 and "model.tflite" in measured:
+            # As if int8 had destroyed the model: the gate must step in and measure the replacement for real.
+            measured["model.tflite"] = ArtifactMetrics(0.0, 0.0, 0.0, 1, 1, 1.0, 1.0)
+        return measured
+
+    monkeypatch.setattr(pipeline, "measure", first_tflite_measure_is_lossy)
+    result = build(
+        BuildConfig(
+            profile=str(tiny_profile(tmp_path, max_accuracy_drop=0.5)),
+            out=tmp_path / "bundle",
+            teacher=toy_teacher_dir,
+            train=write_csv(tmp_path / "train.csv", toy_rows(60, seed=1)),
+            test=write_csv(tmp_path / "test.csv", toy_rows(20, seed=2)),
+        ),
+        quiet=True,
+    )
+    gate = result.manifest["build"]["accuracy_gate"]
+    assert set(gate) == {"model.tflite"}
+    assert gate["model.tflite"]["met"] is True
+    assert result.manifest["metrics"]["model.tflite"]["accuracy"] >= 0.9
+    assert result.manifest["artifacts"]["model.tflite"]["precision"] == "int8-mixed"
+    assert "accuracy gate on model.tflite" in (result.out / "report.md").read_text()
