@@ -2,7 +2,7 @@
 
 Reproduce (from the repository root; the bundle is what `edgeopt build --profile pixel8` writes):
 
-    .venv/bin/python bench/bench_runtime.py /tmp/proto/default
+    .venv/bin/python bench/bench_runtime.py bundles/pixel8
 
 It waits (polling every 30 s, up to --wait-s) for BUNDLE/manifest.json, then measures in this one run:
   (a) ResultCache.put / .get vs diskcache.Cache.set / .get: the same N keys (cache keys of the test texts)
@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_BUNDLE = Path("/tmp/proto/default")
+DEFAULT_BUNDLE = Path("bundles/pixel8")
 RESULTS = ROOT / "bench" / "results"
 
 

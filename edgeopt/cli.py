@@ -75,21 +75,23 @@ def cli() -> None:
 @click.option("--text-column", default="text", show_default=True, help="Column or key holding the text.")
 @click.option("--label-column", default="label", show_default=True, help="Column or key holding the label.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of every random choice.")
-@click.option("--temperature", default=2.0, show_default=True, type=float, help="Distillation temperature.")
+@click.option("--temperature", type=float, help="Distillation temperature [default: the profile's, else 2.0].")
 @click.option(
     "--alpha",
-    default=0.5,
-    show_default=True,
     type=float,
-    help="Weight of the hard-label loss (1 - alpha weighs the teacher's soft targets).",
+    help="Weight of the hard-label loss; 1 - alpha weighs the teacher's soft targets "
+    "[default: the profile's, else 0.5].",
 )
 @click.option(
     "--intermediate-weight",
-    default=0.0,
-    show_default=True,
     type=float,
     help="Weight of intermediate-layer distillation (student pooled features -> learned projection -> "
-    "teacher's mean hidden state); 0 turns it off. Needs a Hugging Face teacher.",
+    "teacher's mean hidden state); 0 turns it off [default: the profile's, else 0]. Needs a Hugging Face teacher.",
+)
+@click.option(
+    "--technique",
+    help="A named technique (see `edgeopt compare --list`, e.g. structured50-int8, qat-int8) replacing the "
+    "profile's pruning and quantization [default: the profile's export.technique, if any].",
 )
 @click.option(
     "--augment-copies",
@@ -112,9 +114,10 @@ def build(
     text_column: str,
     label_column: str,
     seed: int,
-    temperature: float,
-    alpha: float,
-    intermediate_weight: float,
+    temperature: float | None,
+    alpha: float | None,
+    intermediate_weight: float | None,
+    technique: str | None,
     augment_copies: int,
     force: bool,
     allow_over_budget: bool,
@@ -128,12 +131,13 @@ def build(
       edgeopt build --profile android-go --train my.csv --text-column body --label-column y --out bundles/mine
       edgeopt build --profile profiles/my-phone.toml --teacher my-hf-classifier/ --train my.jsonl --force
     """
-    from edgeopt.distill import DistillConfig
-    from edgeopt.pipeline import BuildConfig
+    from edgeopt.pipeline import BuildConfig, distill_config_for
     from edgeopt.pipeline import build as run_build
     from edgeopt.profiles import load_profile
 
-    name = load_profile(profile).name
+    loaded = load_profile(profile)
+    name = loaded.name
+    overrides = (temperature, alpha, intermediate_weight)
     config = BuildConfig(
         profile=profile,
         out=out or Path("bundles") / name,
@@ -146,8 +150,11 @@ def build(
         seed=seed,
         force=force,
         allow_over_budget=allow_over_budget,
-        distill=DistillConfig(temperature=temperature, alpha=alpha, intermediate_weight=intermediate_weight, seed=seed),
+        distill=None
+        if overrides == (None, None, None)
+        else distill_config_for(loaded, temperature, alpha, intermediate_weight, seed),
         augment_copies=augment_copies,
+        technique=technique,
     )
     result = run_build(config, quiet=quiet)
     if not quiet:
@@ -244,7 +251,7 @@ def teacher() -> None:
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Hugging Face directory to write.")
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--label-column", default="label", show_default=True)
-@click.option("--epochs", default=1, show_default=True, type=int)
+@click.option("--epochs", default=2, show_default=True, type=int)
 @click.option("--max-seq-len", default=128, show_default=True, type=int)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")

@@ -45,6 +45,7 @@ __all__ = [
     "CompareResult",
     "compare",
     "resolve_techniques",
+    "make_variant",
 ]
 
 
@@ -261,16 +262,42 @@ def _prune_variant(
     return pruned, {"sparsity": result.overall_sparsity, "prune": result.to_dict()}
 
 
-def _make_variant(
-    technique: Technique, student: TrainedStudent, task: PreparedTask, config: BuildConfig, work: Path
-) -> tuple[dict[str, Path], dict[str, Any]]:
-    """Apply one technique to a copy of the student and export it; return ``{format: path}`` and details."""
-    from edgeopt import export
+def make_variant(
+    technique: Technique,
+    student: TrainedStudent,
+    task: PreparedTask,
+    config: BuildConfig,
+    out: Path,
+    formats: set[ExportFormat] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any], Any]:
+    """Apply one technique to a copy of the student and write ``model.<format>`` files into ``out``.
 
+    Args:
+        technique: What to do.
+        student: The distilled student (not changed).
+        task: Data, teacher and profile.
+        config: Seed and fine-tuning settings.
+        out: Directory for the artifacts.
+        formats: Formats to write; both when None.
+
+    Returns:
+        ``({file name: runtime Artifact}, details of what was done, the float model before quantization)``.
+    """
+    from edgeopt import export
+    from edgeopt_runtime.manifest import Artifact
+    from edgeopt_runtime.manifest import Quantization as OutputQuant
+
+    formats = formats or {ExportFormat.ONNX, ExportFormat.TFLITE}
     model, details = _prune_variant(technique, student.copy_model(), student, task, config)
-    out = work / technique.name
     out.mkdir(parents=True, exist_ok=True)
     calibration = student.calibration(task.profile.export.calibration_samples, len(task.data.train), config.seed)
+    artifacts: dict[str, Any] = {}
+
+    def int8_tflite(name: str, quantization: Any) -> Any:
+        if quantization is None:
+            return Artifact("tflite", name, "float32")
+        return Artifact("tflite", name, "int8", OutputQuant(quantization.scale, quantization.zero_point))
+
     if technique.qat:
         from edgeopt.qat import qat_finetune, qat_to_onnx, qat_to_tflite
 
@@ -281,14 +308,19 @@ def _make_variant(
             task.num_labels,
             student.distill_config,
         )
-        qat_to_tflite(qat_model, calibration, out / "model.tflite")
-        qat_to_onnx(qat_model, out / "model.onnx", student.max_seq_len)
+        if ExportFormat.TFLITE in formats:
+            artifacts["model.tflite"] = int8_tflite(
+                "int8-qat", qat_to_tflite(qat_model, calibration, out / "model.tflite")
+            )
+        if ExportFormat.ONNX in formats:
+            qat_to_onnx(qat_model, out / "model.onnx", student.max_seq_len)
+            artifacts["model.onnx"] = Artifact("onnx", "int8-qat")
         details["qat"] = {
             **report.to_dict(),
             "quantized": list(report.quantized),
             "kept_float": {layer.name: layer.reason for layer in report.unsupported},
         }
-        return {"tflite": out / "model.tflite", "onnx": out / "model.onnx"}, details
+        return artifacts, details, model
     if technique.gate:
         from edgeopt.evaluate import evaluate_artifact
         from edgeopt.quant_fallback import quantize_with_gate
@@ -296,17 +328,16 @@ def _make_variant(
         val_inputs = student.rows(student.val_rows)
         val_labels = np.asarray(task.data.train.labels)[student.val_rows]
         teacher_val = student.targets[student.val_rows][:, : task.num_labels].argmax(-1)
-        float_onnx = export.to_onnx(model, out / "float.onnx", student.max_seq_len)
+        float_onnx = export.to_onnx(model, out.parent / f".{out.name}-float.onnx", student.max_seq_len)
 
         def accuracy(path: Path) -> float:
             return evaluate_artifact(path, val_inputs, val_labels, teacher_val, task.num_labels, 0).accuracy
 
         reference = accuracy(float_onnx)
-        paths = {}
-        for fmt, source in (("tflite", model), ("onnx", float_onnx)):
+        for fmt in sorted(f.value for f in formats):
             result = quantize_with_gate(
                 fmt,
-                source,
+                model if fmt == "tflite" else float_onnx,
                 calibration,
                 accuracy,
                 reference,
@@ -315,19 +346,24 @@ def _make_variant(
                 per_channel=technique.per_channel,
             )
             details[f"gate_{fmt}"] = result.to_dict()
-            paths[fmt] = result.path
-        return paths, details
+            artifacts[f"model.{fmt}"] = (
+                int8_tflite("int8-mixed", result.output_quantization)
+                if fmt == "tflite"
+                else Artifact("onnx", "int8-mixed")
+            )
+        float_onnx.unlink(missing_ok=True)
+        return artifacts, details, model
     artifacts = export_model(
         model,
         technique.quantization,
-        {ExportFormat.ONNX, ExportFormat.TFLITE},
+        formats,
         calibration,
         out,
         student.max_seq_len,
         per_channel=technique.per_channel,
         calibration_method=technique.calibration,
     )
-    return {artifact.format: out / name for name, artifact in artifacts.items()}, details
+    return artifacts, details, model
 
 
 def _fits(task: PreparedTask, teacher: ArtifactMetrics, metrics: ArtifactMetrics) -> bool:
@@ -372,8 +408,9 @@ def compare(
             teacher = measure_teacher(task)
         for technique in chosen:
             with reporter.stage(f"variant {technique.name}") as info:
-                paths, details = _make_variant(technique, student, task, config, work)
-                measured = measure(task, student, {fmt: path for fmt, path in paths.items()})
+                out_dir = work / technique.name
+                artifacts, details, _ = make_variant(technique, student, task, config, out_dir)
+                measured = measure(task, student, {a.format: out_dir / name for name, a in artifacts.items()})
                 main = measured.get(preferred) or next(iter(measured.values()))
                 variants.append(
                     VariantResult(

@@ -49,6 +49,7 @@ __all__ = [
     "measure",
     "measure_teacher",
     "build",
+    "distill_config_for",
 ]
 
 logger = logging.getLogger(__name__)
@@ -76,10 +77,13 @@ class BuildConfig:
         seed: Seed of every random choice (split, initialization, batches).
         force: Replace ``out`` if it exists.
         allow_over_budget: Keep a bundle that misses the profile's budgets (marked as such) instead of failing.
-        distill: Distillation settings.
+        distill: Distillation settings; ``None`` takes temperature, alpha and intermediate weight from the profile's
+            ``[student]`` table (see :func:`distill_config_for`).
         finetune: Teacher fine-tuning settings (used when the teacher has to be fine-tuned).
         prune_epochs: Fine-tuning epochs during pruning.
         augment_copies: Augmented copies of each training text added to the transfer set (teacher-labeled).
+        technique: A named technique (``edgeopt compare --list``) replacing the profile's pruning and quantization;
+            ``None`` uses the profile's ``export.technique``, or its sparsity and quantization scheme.
     """
 
     profile: str | Path = "pixel8"
@@ -93,10 +97,11 @@ class BuildConfig:
     seed: int = 0
     force: bool = False
     allow_over_budget: bool = False
-    distill: DistillConfig = field(default_factory=DistillConfig)
+    distill: DistillConfig | None = None
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     prune_epochs: int = 3
     augment_copies: int = 0
+    technique: str | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +156,27 @@ class Reporter:
     def say(self, message: str) -> None:
         """Print a line of progress."""
         self._console.print(message)
+
+
+def distill_config_for(
+    profile: Profile,
+    temperature: float | None = None,
+    alpha: float | None = None,
+    intermediate_weight: float | None = None,
+    seed: int = 0,
+) -> DistillConfig:
+    """Distillation settings: the given values, else the profile's ``[student]`` values."""
+    student = profile.student
+    return DistillConfig(
+        temperature=student.temperature if temperature is None else temperature,
+        alpha=student.alpha if alpha is None else alpha,
+        intermediate_weight=student.intermediate_weight if intermediate_weight is None else intermediate_weight,
+        seed=seed,
+    )
+
+
+def _distill_settings(config: BuildConfig, profile: Profile) -> DistillConfig:
+    return replace(config.distill or distill_config_for(profile), seed=config.seed)
 
 
 def _short(value: Any) -> str:
@@ -306,7 +332,7 @@ def prepare(config: BuildConfig, reporter: Reporter, quiet: bool = False) -> Pre
         all_texts = transfer_texts + list(data.test.texts)
         all_logits = logit_cache.get_or_compute(teacher, all_texts, progress=not quiet)[:, column_order]
         features = None
-        if config.distill.intermediate_weight > 0:
+        if _distill_settings(config, profile).intermediate_weight > 0:
             features = logit_cache.get_or_compute_features(teacher, transfer_texts, progress=not quiet)
         info.update(texts=len(all_texts), cached=logit_cache.hits, computed=logit_cache.misses)
     return PreparedTask(
@@ -327,7 +353,7 @@ def train_student(task: PreparedTask, config: BuildConfig, work: Path, reporter:
 
     data = task.data
     max_seq_len = task.profile.budget.max_seq_len
-    distill_config = replace(config.distill, seed=config.seed)
+    distill_config = _distill_settings(config, task.profile)
     with reporter.stage("student vocabulary") as info:
         vocab = prune_vocabulary(task.teacher.tokenizer_json, task.transfer_texts, work / TOKENIZER)
         info.update(teacher_tokens=vocab.teacher_vocab_size, kept_tokens=vocab.size)
@@ -403,7 +429,7 @@ def export_model(
         name = f"{stem}.tflite"
         path = out / name
         if scheme is Quantization.INT8_STATIC:
-            q = quantize.tflite_int8(model, calibration, path)
+            q = quantize.tflite_int8(model, calibration, path, per_channel=per_channel)
             artifacts[name] = Artifact("tflite", "int8", "int8", OutputQuant(q.scale, q.zero_point))
         elif scheme is Quantization.INT8_DYNAMIC:
             quantize.tflite_dynamic(model, path)
@@ -485,6 +511,11 @@ def build(config: BuildConfig, quiet: bool = False) -> BuildResult:
     reporter = Reporter(quiet)
     out = Path(config.out)
     check_output_path(out, config.force)
+    technique_name = config.technique or load_profile(config.profile).export.technique
+    if technique_name:
+        from edgeopt.compare import resolve_techniques
+
+        resolve_techniques([technique_name])  # a typo fails now, not after training
     task = prepare(config, reporter, quiet)
     with staged_output(out, config.force) as staging, tempfile.TemporaryDirectory(prefix="edgeopt-") as tmp:
         fields, problems = _make_bundle(config, task, staging, Path(tmp), reporter)
@@ -519,34 +550,50 @@ def _make_bundle(
 
     pruned_model = student.model
     prune_result: PruneResult | None = None
-    if profile.student.target_sparsity > 0:
-        with reporter.stage("prune") as info:
-            prune_config = PruneConfig(target_sparsity=profile.student.target_sparsity, epochs=config.prune_epochs)
-            pruned_model, prune_result = prune(
-                student.copy_model(),
-                student.rows(student.fit_rows),
-                student.targets[student.fit_rows],
-                task.num_labels,
-                student.distill_config,
-                prune_config,
-            )
-            info.update(target=prune_config.target_sparsity, reached=prune_result.overall_sparsity)
-
+    technique_record: dict[str, Any] | None = None
     calibration = student.calibration(profile.export.calibration_samples, len(task.data.train), config.seed)
     scheme = profile.export.quantization
-    with reporter.stage("export + quantize") as info:
-        float_onnx = export.to_onnx(pruned_model, work / "student-fp32.onnx", student.max_seq_len)
-        float_tflite = export.to_tflite(pruned_model, work / "student-fp32.tflite")
-        artifacts = export_model(
-            pruned_model,
-            scheme,
-            set(profile.export.formats),
-            calibration,
-            staging,
-            student.max_seq_len,
-            per_channel=profile.export.per_channel,
-        )
-        info.update(scheme=scheme.value, formats=",".join(sorted(artifacts)))
+    technique_name = config.technique or profile.export.technique
+    if technique_name:
+        from edgeopt.compare import make_variant, resolve_techniques
+
+        technique = resolve_techniques([technique_name])[0]
+        scheme = technique.quantization
+        with reporter.stage(f"technique {technique.name}") as info:
+            artifacts, details, pruned_model = make_variant(
+                technique, student, task, config, staging, set(profile.export.formats)
+            )
+            technique_record = {**technique.settings(), "description": technique.description, "details": details}
+            info.update(formats=",".join(sorted(artifacts)))
+        with reporter.stage("float references"):
+            float_onnx = export.to_onnx(pruned_model, work / "student-fp32.onnx", student.max_seq_len)
+            float_tflite = export.to_tflite(pruned_model, work / "student-fp32.tflite")
+    else:
+        if profile.student.target_sparsity > 0:
+            with reporter.stage("prune") as info:
+                prune_config = PruneConfig(target_sparsity=profile.student.target_sparsity, epochs=config.prune_epochs)
+                pruned_model, prune_result = prune(
+                    student.copy_model(),
+                    student.rows(student.fit_rows),
+                    student.targets[student.fit_rows],
+                    task.num_labels,
+                    student.distill_config,
+                    prune_config,
+                )
+                info.update(target=prune_config.target_sparsity, reached=prune_result.overall_sparsity)
+        with reporter.stage("export + quantize") as info:
+            float_onnx = export.to_onnx(pruned_model, work / "student-fp32.onnx", student.max_seq_len)
+            float_tflite = export.to_tflite(pruned_model, work / "student-fp32.tflite")
+            artifacts = export_model(
+                pruned_model,
+                scheme,
+                set(profile.export.formats),
+                calibration,
+                staging,
+                student.max_seq_len,
+                per_channel=profile.export.per_channel,
+            )
+            info.update(scheme=scheme.value, formats=",".join(sorted(artifacts)))
 
     with reporter.stage("evaluate") as info:
         teacher_metrics = measure_teacher(task)
@@ -571,7 +618,7 @@ def _make_bundle(
         for name in artifacts
         if teacher_metrics.accuracy - metrics[name].accuracy > profile.budget.max_accuracy_drop
     ]
-    if too_lossy and scheme is Quantization.INT8_STATIC:
+    if too_lossy and scheme is Quantization.INT8_STATIC and not (technique_record or {}).get("gate"):
         with reporter.stage("accuracy gate") as info:
             gate = _accuracy_gate(task, student, pruned_model, float_onnx, calibration, staging, too_lossy, artifacts)
             metrics.update(measure(task, student, {name: staging / name for name in too_lossy}))
@@ -616,7 +663,8 @@ def _make_bundle(
                 "vocabulary": student.vocab.size,
                 "parameters": count_parameters(student.model),
             },
-            "prune": None if prune_result is None else asdict(prune_result),
+            "prune": None if prune_result is None else prune_result.to_dict(),
+            "technique": technique_record,
             "quantization": scheme.value,
             "per_channel": profile.export.per_channel,
             "calibration_samples": len(calibration[0]),

@@ -66,6 +66,11 @@ def _spec(
     return field(metadata={"lo": lo, "hi": hi, "positive": positive, "choices": choices, "nonempty": nonempty})
 
 
+def _optional(default: Any, lo: float | None = None, hi: float | None = None) -> Any:
+    """A field a profile may leave out; listed in ``_OPTIONAL_KEYS``."""
+    return field(default=default, metadata={"lo": lo, "hi": hi, "positive": False, "choices": (), "nonempty": False})
+
+
 def _fmt(number: float) -> str:
     return f"{number:g}"
 
@@ -167,6 +172,9 @@ class ExportSpec(_Validated):
     per_channel: bool = _spec()
     calibration_samples: int = _spec(1)
     threads: int = _spec(1)
+    # Optional: a named technique from `edgeopt compare --list` (e.g. "structured50-int8", "qat-int8") that replaces
+    # the plain quantization scheme above; checked against the list when a build starts.
+    technique: str = _optional("")
 
 
 @dataclass(frozen=True)
@@ -180,6 +188,10 @@ class StudentSpec(_Validated):
     kernel_size: int = _spec(1)
     dense_dim: int = _spec(1)
     target_sparsity: float = _spec(0.0, 0.95)
+    # Optional distillation settings (the defaults of edgeopt.distill.DistillConfig apply when left out).
+    temperature: float = _optional(2.0, lo=0.01)
+    alpha: float = _optional(0.5, lo=0.0, hi=1.0)
+    intermediate_weight: float = _optional(0.0, lo=0.0)
 
 
 @dataclass(frozen=True)
@@ -260,6 +272,9 @@ class Profile(_Validated):
         return cls(**top, path=resolved)
 
 
+# Keys a profile may leave out (their dataclass default applies).
+_OPTIONAL_KEYS = frozenset({"technique", "temperature", "alpha", "intermediate_weight"})
+
 _TABLES: dict[str, type] = {
     "device": DeviceSpec,
     "budget": Budget,
@@ -275,7 +290,7 @@ def _check_keys(data: Mapping[str, Any], allowed: list[str], table: str) -> dict
         if key not in allowed:
             raise ProfileError(f"unknown key '{prefix}{key}'; allowed keys in {where}: {', '.join(allowed)}")
     for key in allowed:
-        if key not in data:
+        if key not in data and key not in _OPTIONAL_KEYS:
             raise ProfileError(f"missing key '{prefix}{key}'; add it to {where}")
     return dict(data)
 

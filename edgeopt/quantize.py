@@ -91,13 +91,16 @@ def _convert(converter: Any, path: Path) -> Path:
     return path
 
 
-def tflite_int8(model: Any, calibration: tuple[np.ndarray, np.ndarray], path: Path) -> OutputQuantization:
+def tflite_int8(
+    model: Any, calibration: tuple[np.ndarray, np.ndarray], path: Path, per_channel: bool = True
+) -> OutputQuantization:
     """Full-integer TFLite: int8 weights and activations, int8 logits, calibrated on ``calibration``.
 
     Args:
         model: The Keras student.
         calibration: ``(input_ids, attention_mask)`` of representative texts.
         path: Where to write the .tflite file.
+        per_channel: One weight scale per output channel (the converter's default) or one per tensor.
 
     Returns:
         The output's scale and zero point.
@@ -109,6 +112,9 @@ def tflite_int8(model: Any, calibration: tuple[np.ndarray, np.ndarray], path: Pa
     converter.representative_dataset = _representative(calibration)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_output_type = tf.int8
+    if not per_channel:
+        # The converter has no public per-tensor switch; this flag is the one its own QuantizationDebugger reads.
+        converter._experimental_disable_per_channel = True
     _convert(converter, path)
     quantization = tflite_output_quantization(path)
     if quantization is None:  # pragma: no cover - the converter honours inference_output_type

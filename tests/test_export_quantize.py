@@ -272,3 +272,22 @@ def test_quantized_files_are_smaller(big_artifacts: dict[str, int], quantized: s
     saved = big_artifacts[reference] - big_artifacts[quantized]
     floor = 16_000 if quantized == "tflite_float16" else 32_000
     assert saved >= floor, big_artifacts
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_tflite_int8_weight_scales_follow_per_channel(
+    model: Any, task: ToyTask, tmp_path: Path, per_channel: bool
+) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    path = tmp_path / "model.tflite"
+    tflite_int8(model, task.encoded, path, per_channel=per_channel)
+    interpreter = Interpreter(model_path=str(path))
+    kernels = [
+        t
+        for t in interpreter.get_tensor_details()
+        if t["dtype"] == np.int8 and len(t["shape"]) >= 2 and "conv" in t["name"].lower() and "Conv1D" in t["name"]
+    ]
+    assert kernels, [t["name"] for t in interpreter.get_tensor_details()]
+    scales = [len(k["quantization_parameters"]["scales"]) for k in kernels]
+    assert (max(scales) > 1) is per_channel, scales

@@ -194,3 +194,62 @@ def test_accuracy_gate_replaces_a_too_lossy_int8_artifact(
     assert result.manifest["metrics"]["model.tflite"]["accuracy"] >= 0.9
     assert result.manifest["artifacts"]["model.tflite"]["precision"] == "int8-mixed"
     assert "accuracy gate on model.tflite" in (result.out / "report.md").read_text()
+
+
+def test_profile_selects_technique_and_distillation(toy_teacher_dir: Path, tmp_path: Path) -> None:
+    """A profile's optional export.technique and [student] distillation keys drive the build."""
+    import edgeopt_runtime
+
+    profile = tiny_profile(tmp_path)
+    text = profile.read_text()
+    text = text.replace("threads = 4", 'threads = 4\ntechnique = "structured50-int8"')
+    text = text.replace("target_sparsity = 0.25", "target_sparsity = 0.25\ntemperature = 3.0\nalpha = 0.7")
+    profile.write_text(text)
+    result = build(
+        BuildConfig(
+            profile=str(profile),
+            out=tmp_path / "bundle",
+            teacher=toy_teacher_dir,
+            train=write_csv(tmp_path / "train.csv", toy_rows(60, seed=1)),
+            test=write_csv(tmp_path / "test.csv", toy_rows(20, seed=2)),
+        ),
+        quiet=True,
+    )
+    built = result.manifest["build"]
+    assert (built["distill"]["temperature"], built["distill"]["alpha"]) == (3.0, 0.7)
+    assert built["technique"]["name"] == "structured50-int8"
+    structured = built["technique"]["details"]["structured"]
+    assert structured["params_after"] < structured["params_before"]
+    for backend in ("onnx", "tflite"):
+        model = edgeopt_runtime.load(result.out, backend=backend, cache=False)
+        assert model.predict("free money win now").label in ("ham", "spam")
+
+
+def test_cli_technique_typo_fails_before_any_work(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["build", "--technique", "qat-int9", "--out", str(tmp_path / "out")])
+    assert result.exit_code != 0
+    assert result.output.strip().splitlines()[-1].startswith("Error: unknown technique(s) qat-int9")
+    assert not (tmp_path / "out").exists()
+
+
+def test_profile_technique_is_checked_when_the_build_starts(toy_teacher_dir: Path, tmp_path: Path) -> None:
+    profile = tiny_profile(tmp_path)
+    profile.write_text(profile.read_text().replace("threads = 4", 'threads = 4\ntechnique = "no-such-thing"'))
+    result = CliRunner().invoke(
+        cli,
+        [
+            "build",
+            "--profile",
+            str(profile),
+            "--teacher",
+            str(toy_teacher_dir),
+            "--train",
+            str(write_csv(tmp_path / "train.csv", toy_rows(40, seed=1))),
+            "--out",
+            str(tmp_path / "out"),
+            "--quiet",
+        ],
+    )
+    assert result.exit_code != 0
+    assert "unknown technique(s) no-such-thing" in result.output
+    assert not (tmp_path / "out").exists()

@@ -320,3 +320,14 @@ def test_dataclasses_normalize_and_validate_in_python() -> None:
     assert export.formats == (ExportFormat.ONNX,) and export.quantization is Quantization.FLOAT16
     with pytest.raises(ProfileError, match=re.escape("student.kernel_size must be >= 1; got 0")):
         StudentSpec(architecture="cnn", embedding_dim=8, hidden_dim=8, kernel_size=0, dense_dim=8, target_sparsity=0)
+
+
+def test_optional_keys_default_and_validate(tmp_path: Path) -> None:
+    shipped = load_profile("pixel8")
+    assert (shipped.export.technique, shipped.student.temperature, shipped.student.alpha) == ("", 2.0, 0.5)
+    assert shipped.student.intermediate_weight == 0.0
+    given = write_variant(tmp_path, "target_sparsity = 0.5", "target_sparsity = 0.5\ntemperature = 4.0\nalpha = 0.9")
+    loaded = load_profile(given)
+    assert (loaded.student.temperature, loaded.student.alpha) == (4.0, 0.9)
+    bad = write_variant(tmp_path, "target_sparsity = 0.5", "target_sparsity = 0.5\nalpha = 1.5", stem="bad")
+    assert "student.alpha must be in [0, 1]; got 1.5" in load_error(bad)
