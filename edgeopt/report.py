@@ -74,9 +74,17 @@ def write_report(manifest: dict[str, Any], stages: Sequence[dict[str, Any]], pat
     lines += [f"- problem: {p}" for p in build["budget_problems"]]
     for name, gate in build.get("accuracy_gate", {}).items():
         kept = ", ".join(gate["kept_float"]) or "nothing"
+        all_int8 = gate["steps"][0] if gate["steps"] else None
+        chosen = next((st for st in gate["steps"] if list(st["kept_float"]) == list(gate["kept_float"])), None)
+        cost = (
+            f"; {all_int8['bytes']:,} -> {chosen['bytes']:,} bytes, validation accuracy "
+            f"{all_int8['accuracy']:.4f} -> {chosen['accuracy']:.4f}"
+            if all_int8 and chosen
+            else ""
+        )
         lines.append(
             f"- accuracy gate on {name}: all-int8 lost too much, so {kept} stayed float "
-            f"(validation accuracy {gate['validation_accuracy']:.4f} vs float {gate['float_validation_accuracy']:.4f}; "
+            f"(float student {gate['float_validation_accuracy']:.4f} on validation{cost}; "
             f"gate {'met' if gate['met'] else 'NOT met: best artifact kept'})"
         )
     student = build["student"]
