@@ -322,35 +322,13 @@ def make_variant(
         }
         return artifacts, details, model
     if technique.gate:
-        from edgeopt.evaluate import evaluate_artifact
-        from edgeopt.quant_fallback import quantize_with_gate
+        from edgeopt.pipeline import accuracy_gate
 
-        val_inputs = student.rows(student.val_rows)
-        val_labels = np.asarray(task.data.train.labels)[student.val_rows]
-        teacher_val = student.targets[student.val_rows][:, : task.num_labels].argmax(-1)
         float_onnx = export.to_onnx(model, out.parent / f".{out.name}-float.onnx", student.max_seq_len)
-
-        def accuracy(path: Path) -> float:
-            return evaluate_artifact(path, val_inputs, val_labels, teacher_val, task.num_labels, 0).accuracy
-
-        reference = accuracy(float_onnx)
-        for fmt in sorted(f.value for f in formats):
-            result = quantize_with_gate(
-                fmt,
-                model if fmt == "tflite" else float_onnx,
-                calibration,
-                accuracy,
-                reference,
-                task.profile.budget.max_accuracy_drop,
-                out / f"model.{fmt}",
-                per_channel=technique.per_channel,
-            )
-            details[f"gate_{fmt}"] = result.to_dict()
-            artifacts[f"model.{fmt}"] = (
-                int8_tflite("int8-mixed", result.output_quantization)
-                if fmt == "tflite"
-                else Artifact("onnx", "int8-mixed")
-            )
+        names = {f"model.{fmt.value}": fmt.value for fmt in formats}
+        artifacts, details["gate"] = accuracy_gate(
+            task, student, model, float_onnx, calibration, out, names, technique.per_channel
+        )
         float_onnx.unlink(missing_ok=True)
         return artifacts, details, model
     artifacts = export_model(

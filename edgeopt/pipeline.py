@@ -50,6 +50,7 @@ __all__ = [
     "measure_teacher",
     "build",
     "distill_config_for",
+    "accuracy_gate",
 ]
 
 logger = logging.getLogger(__name__)
@@ -620,7 +621,17 @@ def _make_bundle(
     ]
     if too_lossy and scheme is Quantization.INT8_STATIC and not (technique_record or {}).get("gate"):
         with reporter.stage("accuracy gate") as info:
-            gate = _accuracy_gate(task, student, pruned_model, float_onnx, calibration, staging, too_lossy, artifacts)
+            gated, gate = accuracy_gate(
+                task,
+                student,
+                pruned_model,
+                float_onnx,
+                calibration,
+                staging,
+                {name: artifacts[name].format for name in too_lossy},
+                profile.export.per_channel,
+            )
+            artifacts.update(gated)
             metrics.update(measure(task, student, {name: staging / name for name in too_lossy}))
             info.update(**{name: ",".join(g["kept_float"]) or "none" for name, g in gate.items()})
 
@@ -676,21 +687,34 @@ def _make_bundle(
     return fields, problems
 
 
-def _accuracy_gate(
+def accuracy_gate(
     task: PreparedTask,
     student: TrainedStudent,
     model: Any,
     float_onnx: Path,
     calibration: tuple[np.ndarray, np.ndarray],
-    staging: Path,
-    names: list[str],
-    artifacts: dict[str, Any],
-) -> dict[str, Any]:
-    """Re-quantize the named artifacts keeping their most sensitive layers float until int8 costs little enough.
+    out: Path,
+    formats: dict[str, str],
+    per_channel: bool,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Quantize to int8, keeping the most sensitive layers float until int8 costs no more than the profile allows.
 
     The gate judges on the validation split (never the test split): int8 may lose at most the profile's allowed drop
-    against the float student there. The best artifact found replaces the one in ``staging`` even when the gate
-    cannot be met, so the build always ends with the least lossy int8 model it could make.
+    against the float student there. The best artifact found is written even when the gate cannot be met, so a
+    build always ends with the least lossy int8 model it could make.
+
+    Args:
+        task: Data, teacher and profile.
+        student: The trained student (its validation rows and targets).
+        model: The float Keras model to quantize (TFLite).
+        float_onnx: Its float ONNX export (ONNX).
+        calibration: Representative inputs.
+        out: Directory the artifacts are written to.
+        formats: ``{file name: "tflite" | "onnx"}`` to produce.
+        per_channel: Per-channel weight scales.
+
+    Returns:
+        ``({file name: runtime Artifact}, {file name: what the gate did})``.
     """
     from edgeopt.evaluate import evaluate_artifact
     from edgeopt.quant_fallback import quantize_with_gate
@@ -705,9 +729,9 @@ def _accuracy_gate(
         return evaluate_artifact(path, val_inputs, val_labels, teacher_val, task.num_labels, 0).accuracy
 
     reference = accuracy(float_onnx)
+    artifacts: dict[str, Any] = {}
     report: dict[str, Any] = {}
-    for name in names:
-        fmt = artifacts[name].format
+    for name, fmt in formats.items():
         result = quantize_with_gate(
             fmt,
             model if fmt == "tflite" else float_onnx,
@@ -715,18 +739,16 @@ def _accuracy_gate(
             accuracy,
             reference,
             task.profile.budget.max_accuracy_drop,
-            staging / name,
-            per_channel=task.profile.export.per_channel,
+            out / name,
+            per_channel=per_channel,
         )
-        if fmt == "tflite":
-            q = result.output_quantization
-            artifacts[name] = (
-                Artifact("tflite", "int8-mixed", "int8", OutputQuant(q.scale, q.zero_point))
-                if q is not None
-                else Artifact("tflite", "int8-mixed", "float32")
-            )
-        else:
+        q = result.output_quantization
+        if fmt == "onnx":
             artifacts[name] = Artifact("onnx", "int8-mixed")
+        elif q is None:
+            artifacts[name] = Artifact("tflite", "int8-mixed", "float32")
+        else:
+            artifacts[name] = Artifact("tflite", "int8-mixed", "int8", OutputQuant(q.scale, q.zero_point))
         report[name] = {
             "met": result.met,
             "kept_float": list(result.kept_float),
@@ -734,7 +756,7 @@ def _accuracy_gate(
             "float_validation_accuracy": reference,
             "steps": [asdict(step) for step in result.steps],
         }
-    return report
+    return artifacts, report
 
 
 def _budget_problems(profile: Profile, teacher: ArtifactMetrics, shipped: dict[str, ArtifactMetrics]) -> list[str]:
