@@ -95,10 +95,9 @@ def cli() -> None:
 )
 @click.option(
     "--augment-copies",
-    default=0,
-    show_default=True,
-    type=int,
-    help="Augmented copies of each training text (word dropout/swap/mask) added to the transfer set.",
+    type=click.IntRange(0, 10),
+    help="Augmented copies of each training text (word dropout/swap/mask) added to the transfer set "
+    "[default: the profile's, else 0].",
 )
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @click.option("--allow-over-budget", is_flag=True, help="Keep a bundle that misses the profile's budgets.")
@@ -118,7 +117,7 @@ def build(
     alpha: float | None,
     intermediate_weight: float | None,
     technique: str | None,
-    augment_copies: int,
+    augment_copies: int | None,
     force: bool,
     allow_over_budget: bool,
     quiet: bool,

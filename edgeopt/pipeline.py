@@ -82,7 +82,8 @@ class BuildConfig:
             ``[student]`` table (see :func:`distill_config_for`).
         finetune: Teacher fine-tuning settings (used when the teacher has to be fine-tuned).
         prune_epochs: Fine-tuning epochs during pruning.
-        augment_copies: Augmented copies of each training text added to the transfer set (teacher-labeled).
+        augment_copies: Augmented copies of each training text added to the transfer set (teacher-labeled);
+            ``None`` takes the profile's ``[student] augment_copies`` (0 when absent).
         technique: A named technique (``edgeopt compare --list``) replacing the profile's pruning and quantization;
             ``None`` uses the profile's ``export.technique``, or its sparsity and quantization scheme.
     """
@@ -101,7 +102,7 @@ class BuildConfig:
     distill: DistillConfig | None = None
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     prune_epochs: int = 3
-    augment_copies: int = 0
+    augment_copies: int | None = None
     technique: str | None = None
 
 
@@ -328,7 +329,8 @@ def prepare(config: BuildConfig, reporter: Reporter, quiet: bool = False) -> Pre
         column_order = _teacher_label_order(teacher, data.label_names)
         info.update(kind=teacher.kind.value, path=str(teacher.path))
     with reporter.stage("teacher outputs") as info, TeacherLogitCache() as logit_cache:
-        transfer = build_transfer_set(data.train, data.unlabeled, config.augment_copies, config.seed)
+        copies = profile.student.augment_copies if config.augment_copies is None else config.augment_copies
+        transfer = build_transfer_set(data.train, data.unlabeled, copies, config.seed)
         transfer_texts = list(transfer.texts)
         all_texts = transfer_texts + list(data.test.texts)
         all_logits = logit_cache.get_or_compute(teacher, all_texts, progress=not quiet)[:, column_order]

@@ -192,6 +192,7 @@ class StudentSpec(_Validated):
     temperature: float = _optional(2.0, lo=0.01)
     alpha: float = _optional(0.5, lo=0.0, hi=1.0)
     intermediate_weight: float = _optional(0.0, lo=0.0)
+    augment_copies: int = _optional(0, lo=0, hi=10)
 
 
 @dataclass(frozen=True)
@@ -273,7 +274,7 @@ class Profile(_Validated):
 
 
 # Keys a profile may leave out (their dataclass default applies).
-_OPTIONAL_KEYS = frozenset({"technique", "temperature", "alpha", "intermediate_weight"})
+_OPTIONAL_KEYS = frozenset({"technique", "temperature", "alpha", "intermediate_weight", "augment_copies"})
 
 _TABLES: dict[str, type] = {
     "device": DeviceSpec,

@@ -203,7 +203,9 @@ def test_profile_selects_technique_and_distillation(toy_teacher_dir: Path, tmp_p
     profile = tiny_profile(tmp_path)
     text = profile.read_text()
     text = text.replace("threads = 4", 'threads = 4\ntechnique = "structured50-int8"')
-    text = text.replace("target_sparsity = 0.25", "target_sparsity = 0.25\ntemperature = 3.0\nalpha = 0.7")
+    text = text.replace(
+        "target_sparsity = 0.25", "target_sparsity = 0.25\ntemperature = 3.0\nalpha = 0.7\naugment_copies = 1"
+    )
     profile.write_text(text)
     result = build(
         BuildConfig(
@@ -217,6 +219,7 @@ def test_profile_selects_technique_and_distillation(toy_teacher_dir: Path, tmp_p
     )
     built = result.manifest["build"]
     assert (built["distill"]["temperature"], built["distill"]["alpha"]) == (3.0, 0.7)
+    assert built["augmented_texts"] == built["train_texts"]  # one augmented copy of each training text
     assert built["technique"]["name"] == "structured50-int8"
     structured = built["technique"]["details"]["structured"]
     assert structured["params_after"] < structured["params_before"]
