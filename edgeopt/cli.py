@@ -50,31 +50,41 @@ def cli() -> None:
     """
 
 
+def _task_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The profile, teacher and data options `build` and `compare` share."""
+    options = [
+        click.option(
+            "--profile",
+            "profile",
+            default="pixel8",
+            show_default=True,
+            help="Hardware profile name (see `edgeopt profiles list`) or a path to a profile TOML file.",
+        ),
+        click.option(
+            "--teacher",
+            type=click.Path(exists=True, path_type=Path),
+            help="Teacher: a Hugging Face classifier dir, a sentence-transformers dir (fine-tuned on --train), "
+            "or an ONNX model with tokenizer.json. Default: all-MiniLM-L6-v2 fine-tuned on the training data.",
+        ),
+        click.option("--train", type=click.Path(path_type=Path), help="Labeled training data (CSV, TSV or JSONL)."),
+        click.option("--test", type=click.Path(path_type=Path), help="Labeled test data; default: a split of --train."),
+        click.option(
+            "--unlabeled",
+            type=click.Path(path_type=Path),
+            help="Extra texts, one a line, that the teacher labels for distillation.",
+        ),
+        click.option("--text-column", default="text", show_default=True, help="Column or key holding the text."),
+        click.option("--label-column", default="label", show_default=True, help="Column or key holding the label."),
+        click.option("--seed", default=0, show_default=True, type=int, help="Seed of every random choice."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 @cli.command()
-@click.option(
-    "--profile",
-    "profile",
-    default="pixel8",
-    show_default=True,
-    help="Hardware profile name (see `edgeopt profiles list`) or a path to a profile TOML file.",
-)
+@_task_options
 @click.option("--out", type=click.Path(path_type=Path), help="Bundle directory to write [default: bundles/PROFILE].")
-@click.option(
-    "--teacher",
-    type=click.Path(exists=True, path_type=Path),
-    help="Teacher: a Hugging Face classifier dir, a sentence-transformers dir (fine-tuned on --train), "
-    "or an ONNX model with tokenizer.json. Default: all-MiniLM-L6-v2 fine-tuned on the training data.",
-)
-@click.option("--train", type=click.Path(path_type=Path), help="Labeled training data (CSV, TSV or JSONL).")
-@click.option("--test", type=click.Path(path_type=Path), help="Labeled test data; default: a split of --train.")
-@click.option(
-    "--unlabeled",
-    type=click.Path(path_type=Path),
-    help="Extra texts, one a line, that the teacher labels for distillation.",
-)
-@click.option("--text-column", default="text", show_default=True, help="Column or key holding the text.")
-@click.option("--label-column", default="label", show_default=True, help="Column or key holding the label.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of every random choice.")
 @click.option("--temperature", type=float, help="Distillation temperature [default: the profile's, else 2.0].")
 @click.option(
     "--alpha",
@@ -163,25 +173,12 @@ def build(
 
 
 @cli.command()
-@click.option(
-    "--profile",
-    "profile",
-    default="pixel8",
-    show_default=True,
-    help="Hardware profile name or a path to a profile TOML file.",
-)
+@_task_options
 @click.option("--out", type=click.Path(path_type=Path), help="Directory to write [default: compare/PROFILE].")
 @click.option(
     "--techniques", default="", help="Comma-separated technique names; all when empty. See `edgeopt compare --list`."
 )
 @click.option("--list", "list_only", is_flag=True, help="List the techniques and exit.")
-@click.option("--teacher", type=click.Path(exists=True, path_type=Path), help="As for `edgeopt build`.")
-@click.option("--train", type=click.Path(path_type=Path), help="As for `edgeopt build`.")
-@click.option("--test", type=click.Path(path_type=Path), help="As for `edgeopt build`.")
-@click.option("--unlabeled", type=click.Path(path_type=Path), help="As for `edgeopt build`.")
-@click.option("--text-column", default="text", show_default=True)
-@click.option("--label-column", default="label", show_default=True)
-@click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @_user_errors

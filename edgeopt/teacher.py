@@ -23,7 +23,7 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -679,33 +679,21 @@ class TeacherLogitCache:
             A float32 array ``[len(texts), len(teacher.label_names)]`` in input order.
         """
         num_labels = len(teacher.label_names)
-        shas = [hashlib.sha256(text.encode("utf-8")).hexdigest() for text in texts]
-        found = self._lookup(teacher.fingerprint, num_labels, sorted(set(shas)))
-        missing: dict[str, str] = {}
-        for sha, text in zip(shas, texts, strict=True):
-            if sha not in found:
-                missing.setdefault(sha, text)
-        self.misses += sum(sha not in found for sha in shas)
-        self.hits += sum(sha in found for sha in shas)
-        if missing:
-            computed = teacher.logits(list(missing.values()), progress=progress)
-            rows = [
-                {
-                    "teacher": teacher.fingerprint,
-                    "text_sha256": sha,
-                    "num_labels": num_labels,
-                    "logits": row.astype("<f4").tobytes(),
-                }
-                for sha, row in zip(missing, computed, strict=True)
-            ]
-            with self._db.atomic():
-                self._table.insert_all(rows, replace=True, batch_size=500)
-            self.computed += len(missing)
-            found.update(zip(missing, computed, strict=True))
-        out = np.zeros((len(texts), num_labels), dtype=np.float32)
-        for i, sha in enumerate(shas):
-            out[i] = found[sha]
-        return out
+        return self._get_or_compute(
+            texts,
+            lookup=lambda shas: self._lookup(
+                self.TABLE, "logits", "num_labels = ?", [teacher.fingerprint, num_labels], shas
+            ),
+            compute=lambda missing: teacher.logits(missing, progress=progress),
+            table=self._table,
+            row=lambda sha, value: {
+                "teacher": teacher.fingerprint,
+                "text_sha256": sha,
+                "num_labels": num_labels,
+                "logits": value.astype("<f4").tobytes(),
+            },
+            width=num_labels,
+        )
 
     def get_or_compute_features(self, teacher: Teacher, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         """Return the teacher's features for texts (see :meth:`Teacher.features`), computing only uncached ones.
@@ -722,8 +710,37 @@ class TeacherLogitCache:
             TeacherError: The teacher is an ONNX model, which exposes logits only.
         """
         teacher._check_has_features()
+        return self._get_or_compute(
+            texts,
+            lookup=lambda shas: self._lookup(
+                self.FEATURES_TABLE, "value", "kind = ?", [teacher.fingerprint, self.FEATURES_KIND], shas
+            ),
+            compute=lambda missing: teacher.features(missing, progress=progress),
+            table=self._features,
+            row=lambda sha, value: {
+                "teacher": teacher.fingerprint,
+                "text_sha256": sha,
+                "kind": self.FEATURES_KIND,
+                "dim": len(value),
+                "value": value.astype("<f4").tobytes(),
+            },
+            width=None,
+            empty_width=teacher._hidden_size,
+        )
+
+    def _get_or_compute(
+        self,
+        texts: Sequence[str],
+        lookup: Callable[[list[str]], dict[str, np.ndarray]],
+        compute: Callable[[list[str]], np.ndarray],
+        table: Any,
+        row: Callable[[str, np.ndarray], dict[str, Any]],
+        width: int | None,
+        empty_width: Callable[[], int] | None = None,
+    ) -> np.ndarray:
+        """Serve each distinct text from the cache or compute it once; store what was computed in one transaction."""
         shas = [hashlib.sha256(text.encode("utf-8")).hexdigest() for text in texts]
-        found = self._lookup_features(teacher.fingerprint, sorted(set(shas)))
+        found = lookup(sorted(set(shas)))
         missing: dict[str, str] = {}
         for sha, text in zip(shas, texts, strict=True):
             if sha not in found:
@@ -731,23 +748,18 @@ class TeacherLogitCache:
         self.misses += sum(sha not in found for sha in shas)
         self.hits += sum(sha in found for sha in shas)
         if missing:
-            computed = teacher.features(list(missing.values()), progress=progress)
-            rows = [
-                {
-                    "teacher": teacher.fingerprint,
-                    "text_sha256": sha,
-                    "kind": self.FEATURES_KIND,
-                    "dim": computed.shape[1],
-                    "value": row.astype("<f4").tobytes(),
-                }
-                for sha, row in zip(missing, computed, strict=True)
-            ]
+            computed = compute(list(missing.values()))
             with self._db.atomic():
-                self._features.insert_all(rows, replace=True, batch_size=500)
+                table.insert_all(
+                    [row(sha, value) for sha, value in zip(missing, computed, strict=True)],
+                    replace=True,
+                    batch_size=500,
+                )
             self.computed += len(missing)
             found.update(zip(missing, computed, strict=True))
-        dim = len(next(iter(found.values()))) if found else teacher._hidden_size()
-        out = np.zeros((len(texts), dim), dtype=np.float32)
+        if width is None:
+            width = len(next(iter(found.values()))) if found else (empty_width() if empty_width else 0)
+        out = np.zeros((len(texts), width), dtype=np.float32)
         for i, sha in enumerate(shas):
             out[i] = found[sha]
         return out
@@ -762,31 +774,21 @@ class TeacherLogitCache:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _lookup(self, fingerprint: str, num_labels: int, shas: list[str]) -> dict[str, np.ndarray]:
+    def _lookup(
+        self, table: str, column: str, condition: str, params: list[Any], shas: list[str]
+    ) -> dict[str, np.ndarray]:
+        """Rows of ``table`` for ``teacher = params[0] and <condition>`` and the given text hashes."""
         found: dict[str, np.ndarray] = {}
         # Stay well under SQLite's bound-variable limit.
         for start in range(0, len(shas), 500):
             chunk = shas[start : start + 500]
             marks = ",".join("?" * len(chunk))
             for row in self._db.query(
-                f"select text_sha256, logits from {self.TABLE} "
-                f"where teacher = ? and num_labels = ? and text_sha256 in ({marks})",
-                [fingerprint, num_labels, *chunk],
+                f"select text_sha256, {column} from {table} "
+                f"where teacher = ? and {condition} and text_sha256 in ({marks})",
+                [*params, *chunk],
             ):
-                found[row["text_sha256"]] = np.frombuffer(row["logits"], dtype="<f4").astype(np.float32)
-        return found
-
-    def _lookup_features(self, fingerprint: str, shas: list[str]) -> dict[str, np.ndarray]:
-        found: dict[str, np.ndarray] = {}
-        for start in range(0, len(shas), 500):
-            chunk = shas[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in self._db.query(
-                f"select text_sha256, value from {self.FEATURES_TABLE} "
-                f"where teacher = ? and kind = ? and text_sha256 in ({marks})",
-                [fingerprint, self.FEATURES_KIND, *chunk],
-            ):
-                found[row["text_sha256"]] = np.frombuffer(row["value"], dtype="<f4").astype(np.float32)
+                found[row["text_sha256"]] = np.frombuffer(row[column], dtype="<f4").astype(np.float32)
         return found
 
 
