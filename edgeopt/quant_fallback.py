@@ -22,7 +22,7 @@ import logging
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -32,7 +32,12 @@ import numpy as np
 
 from edgeopt._tf import native_output_captured
 from edgeopt.errors import StageError
-from edgeopt.quantize import OutputQuantization, tflite_output_quantization
+from edgeopt.quantize import (
+    CalibrationReader,
+    OutputQuantization,
+    representative_dataset,
+    tflite_output_quantization,
+)
 
 __all__ = [
     "GateFormat",
@@ -122,13 +127,6 @@ class GateResult:
         return data
 
 
-def _inputs_by_name(calibration: tuple[np.ndarray, np.ndarray], start: int, stop: int) -> dict[str, np.ndarray]:
-    return {
-        "input_ids": calibration[0][start:stop].astype(np.int32),
-        "attention_mask": calibration[1][start:stop].astype(np.int32),
-    }
-
-
 class _TfliteVariants:
     """Full-integer TFLite variants of one Keras model, calibrated once, with chosen nodes kept float."""
 
@@ -138,14 +136,9 @@ class _TfliteVariants:
 
         from edgeopt.export import tflite_converter
 
-        def representative() -> Iterator[dict[str, np.ndarray]]:
-            # By name: the converter orders signature inputs alphabetically, not as the Keras model lists them.
-            for i in range(len(calibration[0])):
-                yield _inputs_by_name(calibration, i, i + 1)
-
         converter = tflite_converter(model)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
+        converter.representative_dataset = representative_dataset(calibration)
         if not per_channel:
             # The debugger reads this converter flag itself; there is no public per-tensor switch.
             converter._experimental_disable_per_channel = True
@@ -178,17 +171,6 @@ class _TfliteVariants:
             self._debugger.options = self._options(denylisted_nodes=list(kept_float), fully_quantize=True)
             flatbuffer = self._debugger.get_nondebug_quantized_model()
         path.write_bytes(flatbuffer)
-
-
-class _CalibrationReader:
-    """An ``onnxruntime.quantization.CalibrationDataReader`` over ``(input_ids, attention_mask)``."""
-
-    def __init__(self, calibration: tuple[np.ndarray, np.ndarray], batch_size: int = 16) -> None:
-        count = len(calibration[0])
-        self._batches = iter([_inputs_by_name(calibration, i, i + batch_size) for i in range(0, count, batch_size)])
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self._batches, None)
 
 
 class _OnnxVariants:
@@ -224,7 +206,7 @@ class _OnnxVariants:
         quantize_static(
             str(self._prepared),
             str(path),
-            _CalibrationReader(self._calibration),
+            CalibrationReader(self._calibration),
             quant_format=QuantFormat.QDQ,
             per_channel=self._per_channel,
             activation_type=QuantType.QInt8,

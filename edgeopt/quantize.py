@@ -35,6 +35,8 @@ __all__ = [
     "onnx_int8_static",
     "onnx_int8_dynamic",
     "tflite_output_quantization",
+    "representative_dataset",
+    "CalibrationReader",
 ]
 
 logger = logging.getLogger(__name__)
@@ -68,7 +70,8 @@ def tflite_output_quantization(path: Path) -> OutputQuantization | None:
     return OutputQuantization(scale=float(scale), zero_point=int(zero_point))
 
 
-def _representative(calibration: tuple[np.ndarray, np.ndarray]) -> Any:
+def representative_dataset(calibration: tuple[np.ndarray, np.ndarray]) -> Any:
+    """A TFLite ``representative_dataset`` yielding one text at a time, inputs keyed by name."""
     ids, mask = calibration
 
     def generate() -> Iterator[dict[str, np.ndarray]]:
@@ -109,7 +112,7 @@ def tflite_int8(
 
     converter = tflite_converter(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = _representative(calibration)
+    converter.representative_dataset = representative_dataset(calibration)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_output_type = tf.int8
     if not per_channel:
@@ -141,7 +144,7 @@ def tflite_float16(model: Any, path: Path) -> Path:
     return _convert(converter, path)
 
 
-class _CalibrationReader:
+class CalibrationReader:
     """Feeds calibration batches to ``quantize_static`` (an ``onnxruntime.quantization.CalibrationDataReader``)."""
 
     def __init__(self, calibration: tuple[np.ndarray, np.ndarray], batch_size: int = 16) -> None:
@@ -162,6 +165,7 @@ class _CalibrationReader:
         )
 
     def get_next(self) -> dict[str, np.ndarray] | None:
+        """The next batch, or None when calibration data is exhausted."""
         return next(self._batches, None)
 
 
@@ -206,7 +210,7 @@ def onnx_int8_static(
         quantize_static(
             str(prepared),
             str(path),
-            _CalibrationReader(calibration),
+            CalibrationReader(calibration),
             quant_format=QuantFormat.QDQ,
             per_channel=per_channel,
             activation_type=QuantType.QInt8,
