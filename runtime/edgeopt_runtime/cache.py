@@ -14,9 +14,9 @@ Design choices, and why:
   order and the shared counters may lag by up to a second, and a process killed (or ended with
   ``os._exit``) loses its last unwritten counts; stored entries are never affected.
 * **A result is stored after the answer, not before.** A synchronous commit costs ~25 us: a quarter of
-  the latency of a small model, for a miss. The classifier stores with ``put_many(defer=True)``: the rows
-  are kept in memory (this process reads them at once) and written in one transaction with the buffered
-  lookups above (64 rows, one second, or close/exit). A process killed loses at most those rows: cache
+  the latency of a small model, for a miss. The classifier stores with ``put_many(defer=True)``: the values
+  are kept in memory (this process reads them at once), JSON-encoded only then, and written in one
+  transaction with the buffered lookups above (64 rows, one second, or close/exit). A process killed loses at most those rows: cache
   entries, recomputed on the next miss; a row is never half written. Plain :meth:`ResultCache.put` still
   commits before it returns.
 * **Bounds are checked without a table scan on every write.** ``count(*)`` / ``sum(size)`` over the table
@@ -66,6 +66,7 @@ __all__ = [
     "default_cache_path",
     "normalize_text",
     "cache_key",
+    "key_function",
     "migrate",
 ]
 
@@ -115,6 +116,9 @@ def _decode(value: str | bytes) -> Any:
 
 # A results row: key, fingerprint, value, text, size, created_at, expires_at, last_used.
 _Row = tuple[str, str, str, str | None, int, float, float | None, float]
+# An entry put with defer=True, JSON-encoded only when written or read: fingerprint, value, text, created_at,
+# expires_at.
+_Deferred = tuple[str, Mapping[str, Any], str | None, float, float | None]
 
 
 class CacheWarning(UserWarning):
@@ -185,6 +189,23 @@ def cache_key(fingerprint: str, text: str, options: Mapping[str, str] | None = N
     payload = f"{fingerprint}\n{opts}\n{normalize_text(text)}"
     # surrogatepass: a lone surrogate must give a key, not an exception (the runtime replaces them earlier).
     return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def key_function(fingerprint: str, options: Mapping[str, str] | None = None) -> Callable[[str], str]:
+    """Return ``text -> cache_key(fingerprint, text, options)`` for many texts of one model.
+
+    The fingerprint and options are hashed once: each key then costs the text's normalization and its
+    own bytes of SHA-256 only (SHA-256 of a concatenation equals hashing its parts in order).
+    """
+    opts = ";".join(f"{k}={v}" for k, v in sorted((options or {}).items()))
+    prefix = hashlib.sha256(f"{fingerprint}\n{opts}\n".encode("utf-8", "surrogatepass"))
+
+    def key(text: str) -> str:
+        digest = prefix.copy()
+        digest.update(normalize_text(text).encode("utf-8", "surrogatepass"))
+        return digest.hexdigest()
+
+    return key
 
 
 def _create_v1(conn: sqlite3.Connection) -> None:
@@ -417,7 +438,7 @@ class ResultCache:
     # -- buffered effects of lookups ------------------------------------------------------------------------
 
     def _reset_pending(self) -> None:
-        self._rows: dict[str, _Row] = {}
+        self._deferred: dict[str, _Deferred] = {}
         self._touched: dict[str, float] = {}
         self._expired: set[str] = set()
         self._pending_hits = 0
@@ -425,11 +446,12 @@ class ResultCache:
         self._pending_since: float | None = None
 
     def _apply_pending(self, conn: sqlite3.Connection) -> None:
-        rows, touched, expired = self._rows, self._touched, self._expired
+        deferred, touched, expired = self._deferred, self._touched, self._expired
         hits, misses = self._pending_hits, self._pending_misses
         self._reset_pending()
+        rows = [row for key, entry in deferred.items() if (row := self._deferred_row(key, entry)) is not None]
         if rows:
-            self._store(conn, list(rows.values()), self._clock())
+            self._store(conn, rows, self._clock())
         if expired:
             # Re-check the expiry: another process may have stored a fresh value under the key since.
             now = self._clock()
@@ -456,7 +478,7 @@ class ResultCache:
         if self._pending_since is None:
             self._pending_since = time.monotonic()
         elif (
-            len(self._rows) >= _FLUSH_ROWS
+            len(self._deferred) >= _FLUSH_ROWS
             or self._pending_hits + self._pending_misses >= _FLUSH_PENDING
             or time.monotonic() - self._pending_since >= _FLUSH_AFTER_S
         ):
@@ -486,9 +508,10 @@ class ResultCache:
             if conn is None:
                 return None
             start = time.perf_counter()
-            deferred = self._rows.get(key)
-            if deferred is not None:
-                found = self._accept(key, deferred[2], deferred[6], self._clock())
+            deferred = self._deferred.get(key)
+            payload = None if deferred is None else self._deferred_payload(key, deferred)
+            if payload is not None:
+                found = self._accept(key, payload, deferred[4], self._clock())  # type: ignore[index]
             else:
                 try:
                     # fetchall, not fetchone: stepping to the end resets the statement, so no read
@@ -517,7 +540,12 @@ class ResultCache:
             if conn is None:
                 return {}
             start = time.perf_counter()
-            rows = {k: (r[2], r[6]) for k in wanted if (r := self._rows.get(k)) is not None}
+            rows = {
+                k: (payload, entry[4])
+                for k in wanted
+                if (entry := self._deferred.get(k)) is not None
+                and (payload := self._deferred_payload(k, entry)) is not None
+            }
             lookup = [k for k in wanted if k not in rows]
             try:
                 for i in range(0, len(lookup), _CHUNK):
@@ -557,31 +585,61 @@ class ResultCache:
                 them with the next write, once 64 are waiting, one second after the first, or at
                 :meth:`flush` / :meth:`close` / interpreter exit. Other processes see them only then, and
                 a killed process loses them. The classifier defers, so that storing a result does not
-                add an SQLite commit to the latency of a miss.
+                add an SQLite commit, nor even the JSON encoding, to the latency of a miss. A deferred
+                value is encoded when it is written or read: it must not be changed after this call, and
+                one that is not JSON-serializable is dropped then with a :class:`CacheWarning`.
+
+        Raises:
+            TypeError, ValueError: A value is not JSON-serializable (``defer=False`` only).
         """
-        rows: list[_Row] = []
         now = self._clock()
         expires = None if self.ttl_s is None else now + self.ttl_s
-        for key, fingerprint, value, text in items:
-            payload = _ENCODE(value)
-            stored_text = normalize_text(text) if (self.store_text and text is not None) else None
-            size = (
-                len(key)
-                + len(payload.encode())
-                + (len(stored_text.encode("utf-8", "surrogatepass")) if stored_text else 0)
-            )
-            if size <= self.max_bytes:
-                rows.append((key, fingerprint, payload, stored_text, size, now, expires, now))
-        if not rows:
+        if defer:
+            with self._lock:
+                if self._connection() is None:
+                    return
+                deferred = self._deferred
+                for key, fingerprint, value, text in items:
+                    deferred[key] = (fingerprint, value, text, now, expires)
+                self._mark_pending()
             return
-        if not defer:
+        rows = [row for item in items if (row := self._row(*item, now, expires)) is not None]
+        if rows:
             self._write(lambda conn: self._store(conn, rows, now))
-            return
-        with self._lock:
-            if self._connection() is None:
-                return
-            self._rows.update((row[0], row) for row in rows)
-            self._mark_pending()
+
+    def _row(
+        self,
+        key: str,
+        fingerprint: str,
+        value: Mapping[str, Any],
+        text: str | None,
+        created_at: float,
+        expires_at: float | None,
+    ) -> _Row | None:
+        """Encode one entry as a results row; None when it is larger than ``max_bytes`` on its own."""
+        payload = _ENCODE(value)
+        stored_text = normalize_text(text) if (self.store_text and text is not None) else None
+        size = (
+            len(key) + len(payload.encode()) + (len(stored_text.encode("utf-8", "surrogatepass")) if stored_text else 0)
+        )
+        if size > self.max_bytes:
+            return None
+        return (key, fingerprint, payload, stored_text, size, created_at, expires_at, created_at)
+
+    def _deferred_row(self, key: str, entry: _Deferred) -> _Row | None:
+        fingerprint, value, text, created_at, expires_at = entry
+        try:
+            return self._row(key, fingerprint, value, text, created_at, expires_at)
+        except (TypeError, ValueError) as exc:
+            warnings.warn(
+                f"result cache: dropped a deferred value that is not JSON ({exc})", CacheWarning, stacklevel=2
+            )
+            return None
+
+    def _deferred_payload(self, key: str, entry: _Deferred) -> str | None:
+        # The JSON a read of the written row would return; None (a miss) when the value cannot be encoded.
+        row = self._deferred_row(key, entry)
+        return None if row is None else row[2]
 
     def _store(self, conn: sqlite3.Connection, rows: list[_Row], now: float) -> None:
         # Our own commits leave our data_version alone; another connection's commit changes it.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -21,7 +22,7 @@ from edgeopt_runtime.backends import (
     litert_available,
     onnxruntime_available,
 )
-from edgeopt_runtime.cache import ResultCache, normalize_text
+from edgeopt_runtime.cache import ResultCache, key_function, normalize_text
 from edgeopt_runtime.errors import BackendUnavailable, BundleInvalid, InputError
 from edgeopt_runtime.manifest import TASK_TEXT_CLASSIFICATION, Manifest, safe_bundle_path, verify_bundle
 from edgeopt_runtime.tokenizer import Encoded, TextTokenizer, clean_text
@@ -122,6 +123,7 @@ class TextClassifier:
             "labels": json.dumps(list(manifest.labels), ensure_ascii=True),
             "max_seq_len": str(manifest.max_seq_len),
         }
+        self._key = key_function(manifest.fingerprint, self._key_options)
 
     @property
     def manifest(self) -> Manifest:
@@ -199,16 +201,20 @@ class TextClassifier:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _count(self, *deltas: int) -> None:
+    def _count(self, texts: int, hits: int, deduplicated: int, rows: int) -> None:
         with self._counts_lock:
-            for i, d in enumerate(deltas):
-                self._counts[i] += d
+            counts = self._counts
+            counts[0] += texts
+            counts[1] += hits
+            counts[2] += deduplicated
+            counts[3] += rows
+            counts[4] += rows > 0
 
     def _predict(self, texts: list[str], *, dedupe: bool) -> list[Prediction]:
         start = time.perf_counter()
         cache = self._cache
         fingerprint = self._manifest.fingerprint
-        keys = [cache.key(fingerprint, t, self._key_options) for t in texts] if cache is not None else None
+        keys = [self._key(t) for t in texts] if cache is not None else None
         # Texts are grouped by what the cache would key them on, so a repeat can never get a different
         # answer from the batch than it would get from the cache.
         distinct: list[int] = list(range(len(texts)))
@@ -233,25 +239,27 @@ class TextClassifier:
                 hits += results[i] is not None
         todo = [i for i in distinct if results[i] is None]
         if todo:
-            fresh = self._run(self._tokenizer.encode_batch([texts[i] for i in todo]), start)
+            fresh = self._run(self._tokenizer.encode_cleaned([texts[i] for i in todo]), start)
             for i, pred in zip(todo, fresh, strict=True):
                 results[i] = pred
             if cache is not None and keys is not None:
+                # The stored scores are a copy: the caller owns (and may change) pred.scores before the
+                # deferred write.
                 cache.put_many(
-                    (
+                    [
                         (
                             keys[i],
                             fingerprint,
                             {
                                 "label": pred.label,
                                 "score": pred.score,
-                                "scores": pred.scores,
+                                "scores": dict(pred.scores),
                                 "truncated": pred.truncated,
                             },
                             texts[i],
                         )
                         for i, pred in zip(todo, fresh, strict=True)
-                    ),
+                    ],
                     defer=True,
                 )
         out: list[Prediction] = []
@@ -262,7 +270,7 @@ class TextClassifier:
                     raise RuntimeError(f"texts[{i}] got no prediction")
                 pred = replace(source, scores=dict(source.scores))
             out.append(pred)
-        self._count(len(texts), hits, len(texts) - len(distinct), len(todo), 1 if todo else 0)
+        self._count(len(texts), hits, len(texts) - len(distinct), len(todo))
         return out
 
     def _run(self, encoded: Encoded, start: float) -> list[Prediction]:
@@ -273,24 +281,32 @@ class TextClassifier:
                 f"the {self.backend_name} model returned logits of shape {logits.shape}, expected ({n}, {k}) "
                 f"for labels {list(self.labels)}; rebuild the bundle"
             )
-        # Python lists, not numpy scalars: per-element numpy access costs more than the whole softmax here.
-        probs = softmax(logits).tolist()
-        best = logits.argmax(axis=1).tolist()
         labels = self.labels
         latency_ms = (time.perf_counter() - start) * 1000.0 / n
         out = []
-        for row, b, truncated in zip(probs, best, encoded.truncated, strict=True):
+        # Python floats, not numpy: for a handful of labels, numpy's per-call cost is most of the work.
+        for row, truncated in zip(logits.tolist(), encoded.truncated, strict=True):
+            probs = _softmax_row(row)
+            best = row.index(max(row))
             out.append(
                 Prediction(
-                    label=labels[b],
-                    score=row[b],
-                    scores=dict(zip(labels, row, strict=True)),
+                    label=labels[best],
+                    score=probs[best],
+                    scores=dict(zip(labels, probs, strict=True)),
                     cached=False,
                     latency_ms=latency_ms,
                     truncated=truncated,
                 )
             )
         return out
+
+
+def _softmax_row(logits: list[float]) -> list[float]:
+    # Same arithmetic as softmax(): float64, shifted by the maximum.
+    top = max(logits)
+    exps = [math.exp(x - top) for x in logits]
+    total = sum(exps)
+    return [e / total for e in exps]
 
 
 def _from_cache(value: dict[str, object] | None, labels: tuple[str, ...], latency_ms: float) -> Prediction | None:

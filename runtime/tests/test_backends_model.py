@@ -4,6 +4,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import edgeopt_runtime
 from edgeopt_runtime import BackendUnavailable, BundleInvalid, InputError, Prediction, load
@@ -197,3 +199,27 @@ def test_batch_dedupe_runs_each_text_once(tiny_bundle, tmp_path):
         assert (s.texts, s.cache_hits, s.deduplicated, s.model_rows, s.model_calls) == (10, 3, 4, 3, 1)
         assert cached.cache.stats().entries == 3
     assert not cached.cache.enabled  # closed with the classifier
+
+
+def test_changing_a_prediction_leaves_the_cache_alone(tiny_bundle, tmp_path):
+    # The classifier writes its cache entries later (deferred); what a caller does to its answer in the
+    # meantime must not reach them.
+    with load(tiny_bundle.path, backend="onnx", cache=tmp_path / "c.sqlite") as clf:
+        first = clf.predict("free cash prize")
+        expected = dict(first.scores)
+        first.scores["spam"] = -1.0
+        assert clf.predict("free cash prize").scores == expected
+        clf.cache.flush()
+    with load(tiny_bundle.path, backend="onnx", cache=tmp_path / "c.sqlite") as clf:
+        again = clf.predict("free cash prize")
+        assert again.cached and again.scores == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(-80, 80, width=32), min_size=1, max_size=6))
+def test_row_softmax_equals_numpy(row):
+    from edgeopt_runtime.model import _softmax_row, softmax
+
+    got = _softmax_row([float(x) for x in row])
+    expected = softmax(np.asarray([row], dtype=np.float32))[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-300)

@@ -14,6 +14,8 @@ import warnings
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgeopt_runtime import load
 from edgeopt_runtime.cache import (
@@ -22,6 +24,7 @@ from edgeopt_runtime.cache import (
     ResultCache,
     cache_key,
     default_cache_path,
+    key_function,
     migrate,
     normalize_text,
 )
@@ -79,6 +82,20 @@ def test_normalize_equals_documented_regex():
         text = "".join(rng.choice(chars) for _ in range(rng.randint(0, 40)))
         expected = re.sub(r"\s+", " ", unicodedata.normalize("NFC", text).strip())
         assert normalize_text(text) == expected, repr(text)
+
+
+_OPTION_TEXT = st.text(st.characters(exclude_characters="=;\n"), max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.text(max_size=200),
+    fingerprint=st.sampled_from([FP_A, FP_B, "", "caf\u00e9"]),
+    options=st.none() | st.dictionaries(_OPTION_TEXT, _OPTION_TEXT, max_size=4),
+)
+def test_key_function_equals_cache_key(text, fingerprint, options):
+    # The classifier keys texts with key_function; the documented key (and the Android client) is cache_key.
+    assert key_function(fingerprint, options)(text) == cache_key(fingerprint, text, options)
 
 
 def test_default_path_env(monkeypatch, tmp_path):
@@ -202,6 +219,22 @@ def test_deferred_put(tmp_path):
     cache.put_many([("k3", FP_A, {"v": 3}, None)], defer=True)
     cache.close()
     assert other.get("k3") == {"v": 3}  # close() writes what was deferred
+
+
+def test_deferred_value_that_is_not_json_is_dropped(tmp_path):
+    path = tmp_path / "c.sqlite"
+    cache = ResultCache(path)
+    cache.put_many([("bad", FP_A, {"v": float("nan")}, None), ("good", FP_A, {"v": 1}, None)], defer=True)
+    assert no_warnings(cache.get, "good") == {"v": 1}
+    with pytest.warns(CacheWarning, match="not JSON"):
+        assert cache.get("bad") is None  # a miss, never a crash
+    with pytest.warns(CacheWarning, match="not JSON"):
+        cache.flush()
+    with pytest.raises(ValueError):  # a direct write refuses it at once
+        cache.put("bad", FP_A, {"v": float("nan")})
+    cache.close()
+    with ResultCache(path) as other:
+        assert other.get("good") == {"v": 1} and other.get("bad") is None
 
 
 def test_bounds_hold_with_two_writers(tmp_path):

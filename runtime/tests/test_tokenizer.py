@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgeopt_runtime.errors import BundleInvalid, InputError
 from edgeopt_runtime.manifest import read_manifest
@@ -123,3 +125,26 @@ def test_huge_text_is_fast(tok):
     assert time.perf_counter() - start < 0.5
     assert enc.truncated == (True,)
     assert enc.input_ids[0].tolist() == _raw(tok, text[:5000])[0]
+
+
+_PIECES = [*VOCAB[5:], "zzzzzzzzzzzzzzzzzzzzunknown", "caf\u00e9", "\u4e2d", "\x00", "!!", "\t", "\n", "   "]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    # Each text draws from a few pieces only, so some are all long words or all dropped characters.
+    st.lists(st.sampled_from(_PIECES), min_size=1, max_size=3).flatmap(
+        lambda pool: st.lists(st.sampled_from(pool), min_size=40, max_size=600)
+    ),
+    st.sampled_from([" ", "\n", ""]),
+)
+def test_head_first_tokenization_equals_whole_text(tok, pieces, sep):
+    # Texts around the head limits (256 characters here, then 4x per retry): long unknown words, dropped
+    # characters and whitespace make the first head fall short of max_seq_len tokens, so it must grow.
+    text = sep.join(pieces)
+    if not text.strip():
+        text += " free"
+    enc = tok.encode(text)
+    ids, overflow = _raw(tok, text)
+    assert enc.input_ids[0].tolist() == ids
+    assert enc.truncated == (overflow,)
