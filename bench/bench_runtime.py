@@ -11,7 +11,7 @@ It waits (polling every 30 s, up to --wait-s) for BUNDLE/manifest.json, then mea
   (b) per backend, the cost of a cache miss: `predict` with the cache on and an unseen key vs the model
       alone (tokenize + backend run) on the same text, interleaved (edgeopt_runtime.bench);
   (c) per backend, cold start (load + verify + first predict) in fresh processes, median of 5, with the import
-      time reported apart;
+      time reported apart, and the peak memory those processes add for the bundle;
   (d) per backend, `predict_batch` (chunks of 32) vs a loop of `predict`, texts per second;
   (e) ONNX vs TFLite labels on the whole default test split (edgeopt.data.load_default().test).
 Results: bench/results/runtime.json and bench/results/runtime.md; the load average is recorded before and after.
@@ -144,13 +144,15 @@ def write_markdown(result: dict, path: Path) -> None:
         "",
         "## (b-d) Per backend (texts from the default test split)",
         "",
-        "| backend | import ms | cold start ms | direct p50 ms | miss p50 ms | miss overhead | hit p50 ms | "
-        "uncached p50 ms | loop texts/s | batch(32) texts/s | batch / loop |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| backend | import ms | cold start ms | bundle RAM MiB | direct p50 ms | miss p50 ms | miss overhead | "
+        "hit p50 ms | uncached p50 ms | loop texts/s | batch(32) texts/s | batch / loop |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["backends"]:
+        ram = r["cold"]["bundle_rss_mb"]
         lines.append(
             f"| {r['backend']} | {r['cold']['import_ms']:.0f} | {r['cold']['cold_start_ms']:.1f} | "
+            f"{'n/a' if ram is None else f'{ram:.1f}'} | "
             f"{r['direct']['p50_ms']:.3f} | {r['miss']['p50_ms']:.3f} | {r['miss_overhead']:+.1%} | "
             f"{r['hit']['p50_ms']:.3f} | {r['uncached']['p50_ms']:.3f} | {r['loop_texts_per_s']:.0f} | "
             f"{r['batch_texts_per_s']:.0f} | {r['batch_speedup']:.2f} |"
@@ -158,7 +160,8 @@ def write_markdown(result: dict, path: Path) -> None:
     lines += [
         "",
         "Targets: miss overhead <= +10% over direct (tokenize + run); cold start (load + verify + first "
-        "predict, import excluded) <= 200 ms, aim 100.",
+        "predict, import excluded) <= 200 ms, aim 100. Bundle RAM: peak resident memory after load + first "
+        "predict minus that after the imports, same fresh processes (median).",
         "",
         "## (e) ONNX vs TFLite on the default test split",
         "",

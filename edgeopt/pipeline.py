@@ -51,6 +51,7 @@ __all__ = [
     "build",
     "distill_config_for",
     "accuracy_gate",
+    "runtime_footprint",
 ]
 
 logger = logging.getLogger(__name__)
@@ -522,13 +523,21 @@ def build(config: BuildConfig, quiet: bool = False) -> BuildResult:
     task = prepare(config, reporter, quiet)
     with staged_output(out, config.force) as staging, tempfile.TemporaryDirectory(prefix="edgeopt-") as tmp:
         fields, problems = _make_bundle(config, task, staging, Path(tmp), reporter)
+        # A first manifest without the report, so that the runtime can load the bundle and measure it for
+        # the report; the final manifest below lists the report too.
+        _write_manifest(staging, fields, extra_files=())
+        with reporter.stage("verify bundle") as info:
+            info.update(_smoke_test(staging, task.data.test.texts[:8], task.profile))
+        with reporter.stage("runtime footprint") as info:
+            fields["build"]["runtime"] = runtime_footprint(staging, task.data.test.texts[0], task.profile)
+            info.update(
+                {f"{name}_ram_mib": round(r["bundle_rss_mb"], 1) for name, r in fields["build"]["runtime"].items()}
+            )
         with reporter.stage("report"):
             readable = {**fields, "artifacts": {k: a.to_dict() for k, a in fields["artifacts"].items()}}
             write_chart(readable, staging / CHART)
             write_report(readable, [asdict(r) for r in reporter.records], staging / REPORT)
             manifest = _write_manifest(staging, fields, extra_files=(REPORT, CHART))
-        with reporter.stage("verify bundle") as info:
-            info.update(_smoke_test(staging, task.data.test.texts[:8], task.profile))
     reporter.say(f"[bold]bundle written to {out}[/bold]")
     return BuildResult(
         out=out,
@@ -808,6 +817,27 @@ def _write_manifest(staging: Path, fields: dict[str, Any], extra_files: tuple[st
     manifest = replace(manifest, raw={**manifest.raw, "build": fields["build"]})
     write_manifest(staging, manifest)
     return manifest.to_dict()
+
+
+def runtime_footprint(bundle: Path, text: str, profile: Profile, runs: int = 3) -> dict[str, dict[str, Any]]:
+    """Cold start and memory of the bundle in fresh runtime processes on this host, per backend of the profile.
+
+    Each process imports the runtime, loads the bundle (verifying it) and answers one text, as an app's first
+    launch does (:func:`edgeopt_runtime.bench.cold_start`). ``bundle_rss_mb`` is the peak resident memory that
+    load and the first prediction add, which the report puts beside the profile's ``max_runtime_ram_mb``.
+    The device's own numbers will differ (another CPU, another build of the backend); this catches a bundle
+    that is far off.
+
+    Returns:
+        Per backend name: medians of ``import_ms``, ``cold_start_ms``, ``import_rss_mb``, ``peak_rss_mb``,
+        ``bundle_rss_mb`` (None where the platform does not report memory), and ``runs``.
+    """
+    from edgeopt_runtime.bench import cold_start
+
+    return {
+        fmt.value: cold_start(bundle, fmt.value, runs=runs, threads=1, text=text).to_dict()
+        for fmt in profile.export.formats
+    }
 
 
 def _smoke_test(bundle: Path, texts: tuple[str, ...], profile: Profile) -> dict[str, Any]:

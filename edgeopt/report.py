@@ -69,7 +69,7 @@ def write_report(manifest: dict[str, Any], stages: Sequence[dict[str, Any]], pat
         f"- size: at most {budget['max_model_mb']} MB per shipped model",
         f"- accuracy: at most {budget['max_accuracy_drop']} below the teacher",
         f"- latency target on the device: {budget['target_p50_ms']} ms (not measurable on the build host)",
-        f"- runtime RAM on the device: {budget['max_runtime_ram_mb']} MB (not measured by the build)",
+        f"- runtime RAM on the device: {budget['max_runtime_ram_mb']} MB; {_runtime_ram(build, budget)}",
     ]
     lines += [f"- problem: {p}" for p in build["budget_problems"]]
     for name, gate in build.get("accuracy_gate", {}).items():
@@ -111,6 +111,7 @@ def write_report(manifest: dict[str, Any], stages: Sequence[dict[str, Any]], pat
         ),
         f"- quantization: {build['quantization']}, per-channel {build['per_channel']}, "
         f"{build['calibration_samples']} calibration texts",
+        *_runtime_lines(build),
         "",
         "## Build timings",
         "",
@@ -121,6 +122,27 @@ def write_report(manifest: dict[str, Any], stages: Sequence[dict[str, Any]], pat
     lines += ["", "![accuracy vs size](report.png)", ""]
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def _runtime_ram(build: dict[str, Any], budget: dict[str, Any]) -> str:
+    runtime = {k: v for k, v in build.get("runtime", {}).items() if v.get("bundle_rss_mb") is not None}
+    if not runtime:
+        return "not measured on this host"
+    measured = ", ".join(f"{name} {r['bundle_rss_mb']:.1f} MiB" for name, r in runtime.items())
+    over = [name for name, r in runtime.items() if r["bundle_rss_mb"] * 1.048576 > budget["max_runtime_ram_mb"]]
+    verdict = f"OVER on this host for {', '.join(over)}" if over else "within it on this host"
+    return f"load + first prediction add {measured} on the build host ({verdict}; measure on the device)"
+
+
+def _runtime_lines(build: dict[str, Any]) -> list[str]:
+    runtime = build.get("runtime")
+    if not runtime:
+        return []
+    parts = [f"{name} {r['cold_start_ms']:.0f} ms (+{r['import_ms']:.0f} ms imports)" for name, r in runtime.items()]
+    return [
+        f"- runtime cold start on the build host (fresh process: load, verify, first prediction; median of "
+        f"{next(iter(runtime.values()))['runs']}): {', '.join(parts)}"
+    ]
 
 
 def write_chart(manifest: dict[str, Any], path: Path) -> Path:

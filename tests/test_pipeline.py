@@ -111,6 +111,20 @@ def test_report_names_every_stage(built: tuple[BuildResult, Path]) -> None:
     assert [s.name for s in result.stages][:3] == ["data", "teacher", "teacher outputs"]
 
 
+def test_runtime_footprint_measured_and_reported(built: tuple[BuildResult, Path]) -> None:
+    # Each backend of the profile is started in fresh runtime processes on the finished bundle.
+    result, _ = built
+    runtime = result.manifest["build"]["runtime"]
+    assert set(runtime) == {"tflite", "onnx"}
+    for r in runtime.values():
+        assert r["runs"] == 3 and r["cold_start_ms"] > 0 and r["import_ms"] > 0
+        assert 0 < r["bundle_rss_mb"] == pytest.approx(r["peak_rss_mb"] - r["import_rss_mb"])
+    report = (result.out / "report.md").read_text()
+    assert "load + first prediction add tflite " in report and "runtime cold start on the build host" in report
+    names = [s.name for s in result.stages]
+    assert names.index("verify bundle") < names.index("runtime footprint") < names.index("report")
+
+
 def test_rebuild_reuses_cached_teacher_outputs(built: tuple[BuildResult, Path], toy_teacher_dir: Path) -> None:
     result, root = built
     with pytest.MonkeyPatch.context() as patch:

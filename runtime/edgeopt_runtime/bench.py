@@ -9,6 +9,9 @@ Definitions (all wall time, ``time.perf_counter``):
 * **import**: importing ``edgeopt_runtime``, ``tokenizers`` and the backend package in a fresh process.
 * **cold start**: ``load()`` (verify every file, load tokenizer and model, open a new cache file) plus the
   first ``predict()``, in that fresh process, after the imports.
+* **memory**: that process's resident set size after the imports, and its peak during ``load()`` and the
+  first ``predict()``; their difference is what the bundle costs in RAM (model, tokenizer, backend buffers,
+  cache connection).
 * **direct**: ``tokenizer.encode(text)`` + ``backend.run(...)``: the model with no runtime around it.
 * **uncached**: ``predict(text)`` with the cache off.
 * **miss**: ``predict(text)`` with the cache on and a key it has never seen (lookup + model + store).
@@ -67,6 +70,34 @@ SAMPLE_TEXTS: tuple[str, ...] = (
 
 _COLD_START_CODE = r"""
 import json, sys, time
+try:
+    import resource
+except ImportError:  # not on Windows
+    resource = None
+
+def memory_mb():
+    # (resident now, peak resident) in MiB. Linux: /proc, whose peak can be reset (below); elsewhere the
+    # peak of the whole process from getrusage.
+    try:
+        with open("/proc/self/status") as f:
+            status = dict(line.split(":", 1) for line in f if ":" in line)
+        return int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024
+    except (OSError, KeyError, ValueError):
+        if resource is None:
+            return None, None
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak /= 2**20 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+        return peak, peak
+
+def reset_peak():
+    # Linux >= 4.0: the peak restarts from the current RSS, so that the imports' own peak does not hide the
+    # bundle's.
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
 t0 = time.perf_counter()
 import edgeopt_runtime, tokenizers
 if sys.argv[2] == "onnx":
@@ -77,11 +108,16 @@ else:
     except ImportError:
         import tflite_runtime.interpreter
 t1 = time.perf_counter()
+rss1 = memory_mb()[0]
+reset_peak()
+t_load = time.perf_counter()
 clf = edgeopt_runtime.load(sys.argv[1], backend=sys.argv[2], threads=int(sys.argv[3]) or None, cache=sys.argv[4])
 clf.predict(sys.argv[5])
 t2 = time.perf_counter()
+peak = memory_mb()[1]
 clf.close()
-print(json.dumps({"import_ms": (t1 - t0) * 1e3, "cold_start_ms": (t2 - t1) * 1e3}))
+print(json.dumps({"import_ms": (t1 - t0) * 1e3, "cold_start_ms": (t2 - t_load) * 1e3, "import_rss_mb": rss1,
+                  "peak_rss_mb": peak}))
 """
 
 
@@ -124,11 +160,28 @@ class ColdStart:
         import_ms: Importing the runtime, ``tokenizers`` and the backend package.
         cold_start_ms: ``load()`` + first ``predict()`` after the imports.
         runs: Number of processes.
+        import_rss_mb: Resident memory of the process after the imports (MiB); None where the platform does
+            not report it.
+        peak_rss_mb: Peak resident memory during ``load()`` + first ``predict()`` (MiB; on Linux the peak is
+            reset after the imports, elsewhere it is the whole process's).
     """
 
     import_ms: float
     cold_start_ms: float
     runs: int
+    import_rss_mb: float | None = None
+    peak_rss_mb: float | None = None
+
+    @property
+    def bundle_rss_mb(self) -> float | None:
+        """Memory the bundle adds at its peak: ``peak_rss_mb - import_rss_mb`` (model, tokenizer, buffers)."""
+        if self.import_rss_mb is None or self.peak_rss_mb is None:
+            return None
+        return self.peak_rss_mb - self.import_rss_mb
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict, ``bundle_rss_mb`` included."""
+        return {**self.__dict__, "bundle_rss_mb": self.bundle_rss_mb}
 
 
 @dataclass(frozen=True)
@@ -172,7 +225,8 @@ class BackendReport:
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict, derived ratios included."""
         out: dict[str, Any] = {"backend": self.backend, "threads": self.threads}
-        for name in ("cold", "direct", "uncached", "miss", "hit"):
+        out["cold"] = self.cold.to_dict()
+        for name in ("direct", "uncached", "miss", "hit"):
             out[name] = dict(getattr(self, name).__dict__)
         out.update(
             loop_texts_per_s=self.loop_texts_per_s,
@@ -211,12 +265,14 @@ def cold_start(
 ) -> ColdStart:
     """Time import and ``load()`` + first ``predict()`` in ``runs`` fresh Python processes; return medians.
 
+    Each process also reports its peak resident memory after the imports and after the first prediction.
+
     Each process gets a new, empty cache file, as a first launch of an app would.
 
     Raises:
         InputError: A child process failed (its last stderr line is in the message).
     """
-    imports, colds = [], []
+    imports, colds, import_rss, peak_rss = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="edgeopt-bench-") as tmp:
         for i in range(runs):
             cache = str(Path(tmp) / f"cold-{i}.sqlite")
@@ -230,7 +286,16 @@ def cold_start(
             got = json.loads(proc.stdout.strip().splitlines()[-1])
             imports.append(got["import_ms"])
             colds.append(got["cold_start_ms"])
-    return ColdStart(import_ms=statistics.median(imports), cold_start_ms=statistics.median(colds), runs=runs)
+            if got["import_rss_mb"] is not None:
+                import_rss.append(got["import_rss_mb"])
+                peak_rss.append(got["peak_rss_mb"])
+    return ColdStart(
+        import_ms=statistics.median(imports),
+        cold_start_ms=statistics.median(colds),
+        runs=runs,
+        import_rss_mb=statistics.median(import_rss) if import_rss else None,
+        peak_rss_mb=statistics.median(peak_rss) if peak_rss else None,
+    )
 
 
 def _timed(fn: Any, *args: Any) -> float:

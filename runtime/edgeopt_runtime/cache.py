@@ -16,9 +16,9 @@ Design choices, and why:
 * **A result is stored after the answer, not before.** A synchronous commit costs ~25 us: a quarter of
   the latency of a small model, for a miss. The classifier stores with ``put_many(defer=True)``: the values
   are kept in memory (this process reads them at once), JSON-encoded only then, and written in one
-  transaction with the buffered lookups above (64 rows, one second, or close/exit). A process killed loses at most those rows: cache
-  entries, recomputed on the next miss; a row is never half written. Plain :meth:`ResultCache.put` still
-  commits before it returns.
+  transaction with the buffered lookups above (64 rows, one second, or close/exit). A process killed loses
+  at most those rows: cache entries, recomputed on the next miss; a row is never half written. Plain
+  :meth:`ResultCache.put` still commits before it returns.
 * **Bounds are checked without a table scan on every write.** ``count(*)`` / ``sum(size)`` over the table
   cost O(entries) per write. The cache keeps the totals it last counted and adds what it inserts (a
   replaced row is counted twice, so the estimate is never below the truth); ``PRAGMA data_version`` tells

@@ -145,6 +145,11 @@ def _bench(args: argparse.Namespace) -> int:
         for label, p50, p95 in rows:
             tail = f"{p95:>9.3f}" if p95 is not None else f"{'':>9}"
             print(f"{r.backend:<8} {label:<26} {p50:>9.3f} {tail}")
+        if r.cold.bundle_rss_mb is not None:
+            print(
+                f"{r.backend:<8} memory: {r.cold.bundle_rss_mb:.1f} MiB for load+predict "
+                f"(peak RSS {r.cold.peak_rss_mb:.1f} MiB, {r.cold.import_rss_mb:.1f} after the imports)"
+            )
         print(
             f"{r.backend:<8} miss overhead {r.miss_overhead:+.1%} vs direct; "
             f"throughput loop {r.loop_texts_per_s:.0f}/s, batch({r.batch_size}) {r.batch_texts_per_s:.0f}/s "

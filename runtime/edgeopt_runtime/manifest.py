@@ -355,6 +355,13 @@ def _with_raw(manifest: Manifest) -> Manifest:
     return Manifest(**{**manifest.__dict__, "raw": manifest.to_dict()})
 
 
+def _umask() -> int:
+    # The only portable way to read the umask is to set it; set it straight back.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_manifest(bundle_dir: str | os.PathLike[str], manifest: Manifest) -> Path:
     """Write ``manifest.json`` atomically (temporary file, then rename) and return its path."""
     path = Path(bundle_dir) / MANIFEST_NAME
@@ -363,6 +370,9 @@ def write_manifest(bundle_dir: str | os.PathLike[str], manifest: Manifest) -> Pa
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        # mkstemp makes the file 0600; a bundle is shipped and read by other users (an app, a server), so
+        # give it the mode any other file of the bundle gets: 0666 less the umask.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,19 @@ def test_manifest_roundtrip_keeps_unknown_keys(bundle_copy):
     assert again == m
     assert again.raw["future_key"] == {"x": 1}
     verify_bundle(bundle_copy)
+
+
+def test_manifest_mode_follows_umask(bundle_copy):
+    # Not mkstemp's 0600: a bundle is read by other users (an app, a server), like its other files.
+    m = read_manifest(bundle_copy)
+    old = os.umask(0o027)
+    try:
+        write_manifest(bundle_copy, m)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((bundle_copy / "manifest.json").stat().st_mode) == 0o640
+    write_manifest(bundle_copy, m)
+    assert stat.S_IMODE((bundle_copy / "manifest.json").stat().st_mode) == 0o666 & ~old
 
 
 def test_file_helpers(tmp_path):

@@ -94,6 +94,9 @@ def test_bench_json(tiny_bundle, tmp_path, capsys):
         assert r["direct"]["n"] == r["miss"]["n"] == r["hit"]["n"] == 12
         assert 0 < r["hit"]["p50_ms"] < r["miss"]["p50_ms"]
         assert r["cold"]["runs"] == 1 and r["cold"]["cold_start_ms"] > 0 and r["cold"]["import_ms"] > 0
+        cold = r["cold"]
+        assert 0 < cold["import_rss_mb"] <= cold["peak_rss_mb"] < 2048  # MiB, Linux
+        assert cold["bundle_rss_mb"] == pytest.approx(cold["peak_rss_mb"] - cold["import_rss_mb"])
         assert r["batch_size"] == 4 and r["loop_texts_per_s"] > 0 and r["batch_texts_per_s"] > 0
         assert r["miss_overhead"] == pytest.approx(r["miss"]["p50_ms"] / r["direct"]["p50_ms"] - 1)
 
@@ -102,6 +105,7 @@ def test_bench_table_and_errors(tiny_bundle, tmp_path, capsys):
     assert main(["bench", str(tiny_bundle.path), "--backend", "tflite", "-n", "5", "--cold-runs", "1"]) == 0
     out = capsys.readouterr().out
     assert "tflite   cold start: load+predict" in out and "miss overhead" in out and "onnx" not in out
+    assert "tflite   memory: " in out and "MiB for load+predict" in out
     assert main(["bench", str(tiny_bundle.path), "-n", "0"]) == 2
     assert capsys.readouterr().err == "edgeopt-runtime: error: --n 0 must be a positive integer\n"
     empty = tmp_path / "empty.txt"
