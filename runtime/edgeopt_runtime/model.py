@@ -161,7 +161,25 @@ class TextClassifier:
         Raises:
             InputError: ``text`` is not a str, or is empty or whitespace only.
         """
-        return self._predict([clean_text(text)], dedupe=False)[0]
+        # The single-text path of _predict without its batch bookkeeping: on a cache miss, every microsecond
+        # here is one more over calling the model directly (see runtime/README.md, Performance).
+        text = clean_text(text)
+        start = time.perf_counter()
+        cache = self._cache
+        key = None
+        if cache is not None:
+            key = self._key(text)
+            found = cache.get(key)
+            if found is not None:
+                pred = _from_cache(found, self.labels, (time.perf_counter() - start) * 1000.0)
+                if pred is not None:
+                    self._count(1, 1, 0, 0)
+                    return pred
+        pred = self._run(self._tokenizer.encode_cleaned([text]), start)[0]
+        if cache is not None and key is not None:
+            cache.put_many([(key, self._manifest.fingerprint, _cache_value(pred), text)], defer=True)
+        self._count(1, 0, 0, 1)
+        return pred
 
     def predict_batch(self, texts: Sequence[str], *, dedupe: bool = True) -> list[Prediction]:
         """Classify texts; cache misses go to the backend in one call (row by row for a batch-1 model).
@@ -243,23 +261,8 @@ class TextClassifier:
             for i, pred in zip(todo, fresh, strict=True):
                 results[i] = pred
             if cache is not None and keys is not None:
-                # The stored scores are a copy: the caller owns (and may change) pred.scores before the
-                # deferred write.
                 cache.put_many(
-                    [
-                        (
-                            keys[i],
-                            fingerprint,
-                            {
-                                "label": pred.label,
-                                "score": pred.score,
-                                "scores": dict(pred.scores),
-                                "truncated": pred.truncated,
-                            },
-                            texts[i],
-                        )
-                        for i, pred in zip(todo, fresh, strict=True)
-                    ],
+                    [(keys[i], fingerprint, _cache_value(pred), texts[i]) for i, pred in zip(todo, fresh, strict=True)],
                     defer=True,
                 )
         out: list[Prediction] = []
@@ -307,6 +310,11 @@ def _softmax_row(logits: list[float]) -> list[float]:
     exps = [math.exp(x - top) for x in logits]
     total = sum(exps)
     return [e / total for e in exps]
+
+
+def _cache_value(pred: Prediction) -> dict[str, object]:
+    # The scores are a copy: the caller owns (and may change) pred.scores before the deferred write.
+    return {"label": pred.label, "score": pred.score, "scores": dict(pred.scores), "truncated": pred.truncated}
 
 
 def _from_cache(value: dict[str, object] | None, labels: tuple[str, ...], latency_ms: float) -> Prediction | None:

@@ -98,6 +98,20 @@ def test_key_function_equals_cache_key(text, fingerprint, options):
     assert key_function(fingerprint, options)(text) == cache_key(fingerprint, text, options)
 
 
+@settings(max_examples=500, deadline=None)
+@given(
+    st.text(
+        # ASCII with every whitespace str.split() knows (runs and lone ones), and some non-ASCII for the slow path
+        st.sampled_from(list("ab .\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f\x00\x7f\xa0\u3000\u0301")),
+        max_size=40,
+    )
+)
+def test_normalized_bytes_equal_normalize_text(text):
+    from edgeopt_runtime.cache import _normalized_utf8
+
+    assert _normalized_utf8(text) == normalize_text(text).encode("utf-8", "surrogatepass")
+
+
 def test_default_path_env(monkeypatch, tmp_path):
     monkeypatch.setenv("EDGEOPT_CACHE_DIR", str(tmp_path / "base"))
     assert default_cache_path() == tmp_path / "base" / "results.sqlite"
