@@ -66,6 +66,12 @@ def _task_options(func: Callable[..., Any]) -> Callable[..., Any]:
             help="Teacher: a Hugging Face classifier dir, a sentence-transformers dir (fine-tuned on --train), "
             "or an ONNX model with tokenizer.json. Default: all-MiniLM-L6-v2 fine-tuned on the training data.",
         ),
+        click.option(
+            "--teacher-seq-len",
+            type=click.IntRange(8, 512),
+            help="Tokens per text the teacher reads (and is fine-tuned on) [default: 128, or fewer when the "
+            "teacher takes fewer].",
+        ),
         click.option("--train", type=click.Path(path_type=Path), help="Labeled training data (CSV, TSV or JSONL)."),
         click.option("--test", type=click.Path(path_type=Path), help="Labeled test data; default: a split of --train."),
         click.option(
@@ -117,6 +123,7 @@ def build(
     profile: str,
     out: Path | None,
     teacher: Path | None,
+    teacher_seq_len: int | None,
     train: Path | None,
     test: Path | None,
     unlabeled: Path | None,
@@ -151,6 +158,7 @@ def build(
         profile=profile,
         out=out or Path("bundles") / name,
         teacher=teacher,
+        teacher_seq_len=teacher_seq_len,
         train=train,
         test=test,
         unlabeled=unlabeled,
@@ -188,6 +196,7 @@ def compare(
     techniques: str,
     list_only: bool,
     teacher: Path | None,
+    teacher_seq_len: int | None,
     train: Path | None,
     test: Path | None,
     unlabeled: Path | None,
@@ -218,6 +227,7 @@ def compare(
     config = BuildConfig(
         profile=profile,
         teacher=teacher,
+        teacher_seq_len=teacher_seq_len,
         train=train,
         test=test,
         unlabeled=unlabeled,

@@ -82,6 +82,8 @@ class BuildConfig:
         distill: Distillation settings; ``None`` takes temperature, alpha and intermediate weight from the profile's
             ``[student]`` table (see :func:`distill_config_for`).
         finetune: Teacher fine-tuning settings (used when the teacher has to be fine-tuned).
+        teacher_seq_len: Tokens per text the teacher reads (and is fine-tuned on); None: ``finetune``'s
+            for a teacher that is fine-tuned, else 128 or what the teacher takes when that is less.
         prune_epochs: Fine-tuning epochs during pruning.
         augment_copies: Augmented copies of each training text added to the transfer set (teacher-labeled);
             ``None`` takes the profile's ``[student] augment_copies`` (0 when absent).
@@ -102,6 +104,7 @@ class BuildConfig:
     allow_over_budget: bool = False
     distill: DistillConfig | None = None
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    teacher_seq_len: int | None = None
     prune_epochs: int = 3
     augment_copies: int | None = None
     technique: str | None = None
@@ -209,15 +212,17 @@ def _load_data(config: BuildConfig) -> TaskData:
 def _resolve_teacher(config: BuildConfig, data: TaskData, progress: bool) -> Teacher:
     from edgeopt.teacher import default_teacher, detect_teacher_kind, load_teacher
 
-    max_seq_len = config.finetune.max_seq_len
+    finetune = config.finetune
+    if config.teacher_seq_len is not None:
+        finetune = replace(finetune, max_seq_len=config.teacher_seq_len)
     if config.teacher is None:
-        return load_teacher(default_teacher(data.train, config.finetune, progress=progress), max_seq_len)
+        return load_teacher(default_teacher(data.train, finetune, progress=progress), finetune.max_seq_len)
     if detect_teacher_kind(Path(config.teacher)) is TeacherKind.SENTENCE_TRANSFORMER:
         from edgeopt.teacher import cached_finetune
 
-        tuned = cached_finetune(Path(config.teacher), data.train, config.finetune, progress=progress)
-        return load_teacher(tuned, max_seq_len)
-    return load_teacher(Path(config.teacher), max_seq_len)
+        tuned = cached_finetune(Path(config.teacher), data.train, finetune, progress=progress)
+        return load_teacher(tuned, finetune.max_seq_len)
+    return load_teacher(Path(config.teacher), config.teacher_seq_len)
 
 
 def _teacher_label_order(teacher: Teacher, label_names: tuple[str, ...]) -> np.ndarray:

@@ -130,14 +130,14 @@ def make_classifier_dir(tiny_tokenizer_dir: Path, tmp_path_factory: pytest.TempP
         if arch in built:
             return built[arch]
         torch.manual_seed(0)
-        if arch == "bert":
+        if arch in ("bert", "bert64"):
             config = BertConfig(
                 vocab_size=vocab_size,
                 hidden_size=16,
                 num_hidden_layers=2,
                 num_attention_heads=2,
                 intermediate_size=32,
-                max_position_embeddings=128,
+                max_position_embeddings=64 if arch == "bert64" else 128,
                 **labels,
             )
             model = BertForSequenceClassification(config)

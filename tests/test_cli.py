@@ -121,6 +121,17 @@ def test_teacher_that_is_not_a_model(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def test_teacher_seq_len_beyond_the_teacher(make_classifier_dir: Callable[[str], Path], tmp_path: Path) -> None:
+    train = write_csv(tmp_path / "train.csv", toy_rows(20, seed=1))
+    teacher = str(make_classifier_dir("bert64"))
+    result = run(
+        "build", "--teacher", teacher, "--teacher-seq-len", "100", "--train", str(train), "--out", str(tmp_path / "out")
+    )
+    assert_one_line_error(result, "exceeds the 64 positions", "--teacher-seq-len 64 or less")
+    assert not (tmp_path / "out").exists()
+    assert_one_line_error(run("build", "--teacher-seq-len", "4"), "--teacher-seq-len", "4")
+
+
 def test_budget_that_cannot_be_met(make_classifier_dir: Callable[[str], Path], tmp_path: Path) -> None:
     profile = tiny_profile(tmp_path, max_model_mb=0.0001)
     train = write_csv(tmp_path / "train.csv", toy_rows(40, seed=1))

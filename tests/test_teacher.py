@@ -114,6 +114,35 @@ def test_seq_len_beyond_positions_is_refused(make_classifier_dir: Callable[[str]
         load_teacher(make_classifier_dir("bert"), max_seq_len=256)
 
 
+def test_seq_len_defaults_to_what_the_teacher_takes(make_classifier_dir: Callable[[str], Path]) -> None:
+    assert load_teacher(make_classifier_dir("bert")).max_seq_len == 128
+    short = load_teacher(make_classifier_dir("bert64"))
+    assert short.max_seq_len == 64
+    assert short.logits([" ".join(["free cash prize"] * 60)]).shape == (1, 2)  # 180 words, cut at 64 tokens
+    with pytest.raises(TeacherError, match=r"exceeds the 64 positions .*; pass --teacher-seq-len 64 or less$"):
+        load_teacher(make_classifier_dir("bert64"), max_seq_len=100)
+
+
+def test_onnx_teacher_with_a_fixed_length(tiny_onnx_dir: Path, toy_texts: tuple[str, ...], tmp_path: Path) -> None:
+    import onnx
+
+    model = onnx.load(str(tiny_onnx_dir / "model.onnx"))
+    for node in model.graph.input:
+        node.type.tensor_type.shape.dim[1].dim_value = 16  # as exporters with static shapes write it
+    fixed_dir = tmp_path / "fixed"
+    shutil.copytree(tiny_onnx_dir, fixed_dir)
+    onnx.save(model, str(fixed_dir / "model.onnx"))
+    fixed = load_teacher(fixed_dir)
+    assert fixed.max_seq_len == 16 and fixed.pad_to_max_seq_len
+    # Every batch is padded to 16 tokens, whatever its longest text; the logits are those of the dynamic model.
+    dynamic = load_teacher(tiny_onnx_dir, max_seq_len=16)
+    np.testing.assert_allclose(
+        fixed.logits(toy_texts, batch_size=4), dynamic.logits(toy_texts, batch_size=4), atol=1e-4
+    )
+    with pytest.raises(TeacherError, match="takes exactly 16 tokens per text, not 32; pass --teacher-seq-len 16"):
+        load_teacher(fixed_dir, max_seq_len=32)
+
+
 def test_onnx_dir_teacher_matches_torch(
     tiny_onnx_dir: Path, make_classifier_dir: Callable[[str], Path], toy_texts: tuple[str, ...]
 ) -> None:
