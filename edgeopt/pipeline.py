@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -52,6 +52,7 @@ __all__ = [
     "distill_config_for",
     "accuracy_gate",
     "runtime_footprint",
+    "monitoring_reference",
 ]
 
 logger = logging.getLogger(__name__)
@@ -533,6 +534,9 @@ def build(config: BuildConfig, quiet: bool = False) -> BuildResult:
         _write_manifest(staging, fields, extra_files=())
         with reporter.stage("verify bundle") as info:
             info.update(_smoke_test(staging, task.data.test.texts[:8], task.profile))
+        with reporter.stage("monitoring reference") as info:
+            fields["monitoring"] = monitoring_reference(staging, task.data.test.texts, task.profile)
+            info.update(texts=fields["monitoring"]["texts"], **fields["monitoring"]["label_share"])
         with reporter.stage("runtime footprint") as info:
             fields["build"]["runtime"] = runtime_footprint(staging, task.data.test.texts[0], task.profile)
             info.update(
@@ -816,12 +820,36 @@ def _versions(runtime_version: str) -> dict[str, str]:
 def _write_manifest(staging: Path, fields: dict[str, Any], extra_files: tuple[str, ...]) -> dict[str, Any]:
     from edgeopt_runtime.manifest import build_manifest, write_manifest
 
-    known = {k: v for k, v in fields.items() if k != "build"}
+    extra = {k: fields[k] for k in _EXTRA_MANIFEST_KEYS if k in fields}
+    known = {k: v for k, v in fields.items() if k not in extra}
     manifest = build_manifest(staging, tokenizer_file=TOKENIZER, extra_files=extra_files, **known)
-    # The runtime keeps keys it does not know; "build" records how the bundle was made, for people and tools.
-    manifest = replace(manifest, raw={**manifest.raw, "build": fields["build"]})
+    # The runtime keeps keys it does not know; "build" records how the bundle was made, for people and tools,
+    # and "monitoring" is the reference the runtime's drift check compares with.
+    manifest = replace(manifest, raw={**manifest.raw, **extra})
     write_manifest(staging, manifest)
     return manifest.to_dict()
+
+
+_EXTRA_MANIFEST_KEYS = ("build", "monitoring")
+
+
+def monitoring_reference(bundle: Path, texts: Sequence[str], profile: Profile) -> dict[str, Any]:
+    """What the finished bundle answers on held-out texts, through the runtime: the drift reference.
+
+    The runtime's monitor (:mod:`edgeopt_runtime.monitor`) summarizes the latest answers on the device the same
+    way (label shares, confidence histogram, truncated share) and reports their drift from this.
+
+    Returns:
+        The manifest's ``monitoring`` object.
+    """
+    import edgeopt_runtime
+
+    backend = profile.export.formats[0].value
+    with edgeopt_runtime.load(bundle, backend=backend, threads=1, cache=False, monitor_window=len(texts)) as clf:
+        for start in range(0, len(texts), 64):
+            clf.predict_batch(list(texts[start : start + 64]), dedupe=False)
+        report = clf.monitor()
+    return report.to_reference(f"{len(texts)} held-out test texts, {backend} backend, at build time").to_dict()
 
 
 def runtime_footprint(bundle: Path, text: str, profile: Profile, runs: int = 3) -> dict[str, dict[str, Any]]:

@@ -112,6 +112,7 @@ def write_report(manifest: dict[str, Any], stages: Sequence[dict[str, Any]], pat
         f"- quantization: {build['quantization']}, per-channel {build['per_channel']}, "
         f"{build['calibration_samples']} calibration texts",
         *_runtime_lines(build),
+        *_monitoring_lines(manifest.get("monitoring")),
         "",
         "## Build timings",
         "",
@@ -132,6 +133,20 @@ def _runtime_ram(build: dict[str, Any], budget: dict[str, Any]) -> str:
     over = [name for name, r in runtime.items() if r["bundle_rss_mb"] * 1.048576 > budget["max_runtime_ram_mb"]]
     verdict = f"OVER on this host for {', '.join(over)}" if over else "within it on this host"
     return f"load + first prediction add {measured} on the build host ({verdict}; measure on the device)"
+
+
+def _monitoring_lines(reference: dict[str, Any] | None) -> list[str]:
+    if not reference:
+        return []
+    labels = ", ".join(f"{name} {share:.1%}" for name, share in reference["label_share"].items())
+    edges, shares = reference["confidence_edges"], reference["confidence_share"]
+    sure = sum(share for edge, share in zip(edges, shares, strict=False) if edge >= 0.9)
+    unsure = sum(share for edge, share in zip(edges, shares, strict=False) if edge < 0.6)
+    return [
+        f"- monitoring reference ({reference['source']}): answers {labels}; top-class probability >= 0.9 for "
+        f"{sure:.1%}, below 0.6 for {unsure:.1%}; {reference['truncated_share']:.1%} of texts truncated. The "
+        "runtime's `monitor()` reports drift from this."
+    ]
 
 
 def _runtime_lines(build: dict[str, Any]) -> list[str]:

@@ -125,6 +125,22 @@ def test_runtime_footprint_measured_and_reported(built: tuple[BuildResult, Path]
     assert names.index("verify bundle") < names.index("runtime footprint") < names.index("report")
 
 
+def test_monitoring_reference_is_the_runtime_on_the_test_split(built: tuple[BuildResult, Path]) -> None:
+    # What the runtime's drift check compares with: the bundle's own answers on the held-out texts.
+    result, _ = built
+    reference = result.manifest["monitoring"]
+    test_texts = result.manifest["build"]["test_texts"]
+    assert reference["texts"] == test_texts and reference["source"].startswith(f"{test_texts} held-out")
+    assert sum(reference["label_share"].values()) == pytest.approx(1.0)
+    assert sum(reference["confidence_share"]) == pytest.approx(1.0)
+    import edgeopt_runtime
+
+    with edgeopt_runtime.load(result.out, cache=False) as clf:
+        assert clf.monitoring_reference is not None
+        assert clf.monitoring_reference.label_share == reference["label_share"]
+    assert "monitoring reference (" in (result.out / "report.md").read_text()
+
+
 def test_rebuild_reuses_cached_teacher_outputs(built: tuple[BuildResult, Path], toy_teacher_dir: Path) -> None:
     result, root = built
     with pytest.MonkeyPatch.context() as patch:

@@ -23,6 +23,7 @@ from edgeopt_runtime.errors import (
 )
 from edgeopt_runtime.manifest import Manifest, read_manifest, verify_bundle
 from edgeopt_runtime.model import ClassifierStats, Prediction, TextClassifier, load
+from edgeopt_runtime.monitor import Drift, MonitorReport, Reference
 from edgeopt_runtime.tokenizer import Encoded, TextTokenizer
 
 __all__ = [
@@ -31,6 +32,9 @@ __all__ = [
     "TextClassifier",
     "Prediction",
     "ClassifierStats",
+    "MonitorReport",
+    "Drift",
+    "Reference",
     "BackendName",
     "OnnxBackend",
     "TfliteBackend",

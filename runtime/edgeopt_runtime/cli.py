@@ -67,6 +67,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--json", action="store_true", help="print the results as JSON")
 
+    monitor = sub.add_parser(
+        "monitor",
+        help="summarize a bundle's answers on a file of texts and their drift from the build",
+        description="Classify the texts of FILE (e.g. inputs logged in production) and report the label shares, "
+        "confidence histogram and drift (PSI) from the reference the build recorded on its test split.",
+    )
+    monitor.add_argument("bundle", metavar="BUNDLE", help="bundle directory")
+    monitor.add_argument("texts", metavar="FILE", help="UTF-8 file, one text per line (blank lines skipped)")
+    monitor.add_argument(
+        "--backend", choices=[b.value for b in BackendName], default=BackendName.AUTO.value, help="inference backend"
+    )
+    monitor.add_argument("--json", action="store_true", help="print the report as JSON")
+
     cache = sub.add_parser("cache", help="inspect or empty the result cache", description="Manage the result cache.")
     cache.add_argument("action", choices=["stats", "clear"], help="stats: print counters and size; clear: empty it")
     cache.add_argument("--cache", metavar="PATH", default=None, help="result cache file (default: user cache dir)")
@@ -109,13 +122,7 @@ def _bench(args: argparse.Namespace) -> int:
             raise InputError(f"--{name.replace('_', '-')} {getattr(args, name)} must be a positive integer")
     texts: tuple[str, ...] = SAMPLE_TEXTS
     if args.texts is not None:
-        try:
-            lines = Path(args.texts).read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"--texts {args.texts}: cannot read it ({exc}); pass a UTF-8 text file") from None
-        texts = tuple(line for line in lines if line.strip())
-        if not texts:
-            raise InputError(f"--texts {args.texts} has no non-empty line; put one sample text per line")
+        texts = _read_lines(args.texts, "--texts")
     backends = available_backends(args.bundle) if args.backend == "all" else [args.backend]
     reports = [
         bench_backend(
@@ -158,6 +165,53 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_lines(path: str, option: str) -> tuple[str, ...]:
+    from edgeopt_runtime.errors import InputError
+
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{option} {path}: cannot read it ({exc}); pass a UTF-8 text file") from None
+    texts = tuple(line for line in lines if line.strip())
+    if not texts:
+        raise InputError(f"{option} {path} has no non-empty line; put one text per line")
+    return texts
+
+
+def _monitor(args: argparse.Namespace) -> int:
+    from edgeopt_runtime.model import load
+    from edgeopt_runtime.monitor import CONFIDENCE_EDGES, MIN_DRIFT_TEXTS
+
+    texts = _read_lines(args.texts, "FILE")
+    with load(args.bundle, backend=args.backend, cache=False, monitor_window=len(texts)) as classifier:
+        for start in range(0, len(texts), 64):
+            classifier.predict_batch(list(texts[start : start + 64]), dedupe=False)
+        report = classifier.monitor()
+        reference = classifier.monitoring_reference
+    if args.json:
+        print(json.dumps({**report.to_dict(), "reference": reference.to_dict() if reference else None}, indent=2))
+        return 0
+    print(f"{report.window} texts")
+    for label, share in report.label_share.items():
+        expected = f" (build: {reference.label_share[label]:.1%})" if reference else ""
+        print(f"  {label:<16} {share:7.1%}{expected}")
+    print("top-class probability:")
+    for i, share in enumerate(report.confidence_share):
+        expected = f" (build: {reference.confidence_share[i]:.1%})" if reference else ""
+        print(f"  [{CONFIDENCE_EDGES[i]:.2f}, {CONFIDENCE_EDGES[i + 1]:.2f}) {share:7.1%}{expected}")
+    print(
+        f"truncated: {report.truncated_share:.1%}" + (f" (build: {reference.truncated_share:.1%})" if reference else "")
+    )
+    if report.drift is not None:
+        d = report.drift
+        print(f"drift: {d.status} (PSI labels {d.label_psi:.3f}, confidence {d.confidence_psi:.3f})")
+    elif reference is None:
+        print("drift: the bundle has no monitoring reference (built before edgeopt recorded one)")
+    else:
+        print(f"drift: not computed (fewer than {MIN_DRIFT_TEXTS} texts)")
+    return 0
+
+
 def _cache(args: argparse.Namespace) -> int:
     from edgeopt_runtime.cache import ResultCache
 
@@ -177,7 +231,7 @@ def _cache(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit status (0 ok, 2 error)."""
     args = build_parser().parse_args(argv)
-    handlers = {"predict": _predict, "verify": _verify, "bench": _bench, "cache": _cache}
+    handlers = {"predict": _predict, "verify": _verify, "bench": _bench, "monitor": _monitor, "cache": _cache}
     try:
         return handlers[args.command](args)
     except EdgeoptRuntimeError as exc:

@@ -25,6 +25,7 @@ from edgeopt_runtime.backends import (
 from edgeopt_runtime.cache import ResultCache, key_function, normalize_text
 from edgeopt_runtime.errors import BackendUnavailable, BundleInvalid, InputError
 from edgeopt_runtime.manifest import TASK_TEXT_CLASSIFICATION, Manifest, safe_bundle_path, verify_bundle
+from edgeopt_runtime.monitor import DEFAULT_WINDOW, Monitor, MonitorReport, Reference
 from edgeopt_runtime.tokenizer import Encoded, TextTokenizer, clean_text
 
 __all__ = ["Prediction", "ClassifierStats", "TextClassifier", "load", "softmax"]
@@ -105,15 +106,22 @@ class TextClassifier:
         tokenizer: The bundle's tokenizer.
         backend: A loaded backend.
         cache: Result cache, or None for none.
+        monitor_window: Latest predictions :meth:`monitor` summarizes.
     """
 
     def __init__(
-        self, manifest: Manifest, tokenizer: TextTokenizer, backend: Backend, cache: ResultCache | None = None
+        self,
+        manifest: Manifest,
+        tokenizer: TextTokenizer,
+        backend: Backend,
+        cache: ResultCache | None = None,
+        monitor_window: int = DEFAULT_WINDOW,
     ) -> None:
         self._manifest = manifest
         self._tokenizer = tokenizer
         self._backend = backend
         self._cache = cache
+        self._monitor = Monitor(manifest.labels, _monitoring_reference(manifest), monitor_window)
         # texts, cache_hits, deduplicated, model_rows, model_calls: plain ints, cheaper than a dataclass
         self._counts = [0, 0, 0, 0, 0]
         self._counts_lock = threading.Lock()
@@ -173,12 +181,12 @@ class TextClassifier:
             if found is not None:
                 pred = _from_cache(found, self.labels, (time.perf_counter() - start) * 1000.0)
                 if pred is not None:
-                    self._count(1, 1, 0, 0)
+                    self._count(1, 0, 0, (pred,))
                     return pred
         pred = self._run(self._tokenizer.encode_cleaned([text]), start)[0]
         if cache is not None and key is not None:
             cache.put_many([(key, self._manifest.fingerprint, _cache_value(pred), text)], defer=True)
-        self._count(1, 0, 0, 1)
+        self._count(0, 0, 1, (pred,))
         return pred
 
     def predict_batch(self, texts: Sequence[str], *, dedupe: bool = True) -> list[Prediction]:
@@ -203,6 +211,21 @@ class TextClassifier:
             raise InputError("texts is empty; pass at least one text")
         return self._predict(cleaned, dedupe=dedupe)
 
+    def monitor(self) -> MonitorReport:
+        """Return what the model answered lately and its drift from the build's reference (see ``monitor.py``)."""
+        with self._counts_lock:
+            return self._monitor.report()
+
+    @property
+    def monitoring_reference(self) -> Reference | None:
+        """The build's summary of the bundle's answers on held-out texts (None for an older bundle)."""
+        return self._monitor.reference
+
+    def reset_monitor(self) -> None:
+        """Start the monitoring window afresh (e.g. after the app shipped a report)."""
+        with self._counts_lock:
+            self._monitor.reset()
+
     def stats(self) -> ClassifierStats:
         """Return what this classifier did since it was loaded (see :class:`ClassifierStats`)."""
         with self._counts_lock:
@@ -219,14 +242,17 @@ class TextClassifier:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _count(self, texts: int, hits: int, deduplicated: int, rows: int) -> None:
+    def _count(self, hits: int, deduplicated: int, rows: int, answers: Sequence[Prediction]) -> None:
         with self._counts_lock:
             counts = self._counts
-            counts[0] += texts
+            counts[0] += len(answers)
             counts[1] += hits
             counts[2] += deduplicated
             counts[3] += rows
             counts[4] += rows > 0
+            observe = self._monitor.observe
+            for p in answers:
+                observe(p.label, p.score, p.truncated, p.cached, p.latency_ms)
 
     def _predict(self, texts: list[str], *, dedupe: bool) -> list[Prediction]:
         start = time.perf_counter()
@@ -273,7 +299,7 @@ class TextClassifier:
                     raise RuntimeError(f"texts[{i}] got no prediction")
                 pred = replace(source, scores=dict(source.scores))
             out.append(pred)
-        self._count(len(texts), hits, len(texts) - len(distinct), len(todo))
+        self._count(hits, len(texts) - len(distinct), len(todo), out)
         return out
 
     def _run(self, encoded: Encoded, start: float) -> list[Prediction]:
@@ -310,6 +336,17 @@ def _softmax_row(logits: list[float]) -> list[float]:
     exps = [math.exp(x - top) for x in logits]
     total = sum(exps)
     return [e / total for e in exps]
+
+
+def _monitoring_reference(manifest: Manifest) -> Reference | None:
+    data = manifest.raw.get("monitoring")
+    if data is None:
+        return None  # a bundle built before monitoring: no drift, the rest of the monitor works
+    try:
+        return Reference.from_dict(data, manifest.labels)
+    except InputError as exc:
+        logger.warning("ignoring the bundle's monitoring reference: %s", exc)
+        return None
 
 
 def _cache_value(pred: Prediction) -> dict[str, object]:
@@ -355,6 +392,7 @@ def load(
     backend: BackendName | str = BackendName.AUTO,
     threads: int | None = None,
     cache: ResultCache | str | os.PathLike[str] | bool | None = None,
+    monitor_window: int = DEFAULT_WINDOW,
 ) -> TextClassifier:
     """Verify a bundle and load its tokenizer and model.
 
@@ -366,6 +404,7 @@ def load(
             (:func:`~edgeopt_runtime.cache.default_cache_path`), False for none, a path for that file, or a
             :class:`~edgeopt_runtime.cache.ResultCache`. Entries of other model fingerprints are purged from
             it on load.
+        monitor_window: Latest predictions :meth:`TextClassifier.monitor` summarizes.
 
     Returns:
         A ready classifier.
@@ -373,8 +412,10 @@ def load(
     Raises:
         BundleInvalid: The bundle fails verification or its model does not match the manifest.
         BackendUnavailable: The backend is not installed, or the bundle has no artifact for it.
-        InputError: ``backend`` or ``threads`` is not a valid choice.
+        InputError: ``backend``, ``threads`` or ``monitor_window`` is not a valid choice.
     """
+    if isinstance(monitor_window, bool) or not isinstance(monitor_window, int) or monitor_window < 1:
+        raise InputError(f"monitor_window {monitor_window!r} must be a positive integer")
     try:
         choice = BackendName(backend)
     except ValueError:
@@ -408,7 +449,7 @@ def load(
     if result_cache is not None:
         result_cache.keep_only(manifest.fingerprint)
     logger.debug("loaded %s with %s (%s)", bundle_dir, choice.value, name)
-    return TextClassifier(manifest, tokenizer, model, result_cache)
+    return TextClassifier(manifest, tokenizer, model, result_cache, monitor_window)
 
 
 def _open_cache(cache: ResultCache | str | os.PathLike[str] | bool | None) -> ResultCache | None:

@@ -111,4 +111,4 @@ def test_bench_table_and_errors(tiny_bundle, tmp_path, capsys):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n  \n", encoding="utf-8")
     assert main(["bench", str(tiny_bundle.path), "--texts", str(empty)]) == 2
-    assert "has no non-empty line; put one sample text per line" in capsys.readouterr().err
+    assert "has no non-empty line; put one text per line" in capsys.readouterr().err
