@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 # Bump when the layout of goldens.json changes (the Kotlin tests check it).
-GOLDEN_FORMAT = 1
+GOLDEN_FORMAT = 2
 GOLDENS_NAME = "goldens.json"
 CACHE_DB_NAME = "python_cache.sqlite"
 # A fixed clock makes the cache file reproducible and lets the JVM tests reason about expiry.
@@ -323,6 +323,7 @@ def make_goldens(bundle: Path, out: Path) -> GoldenSummary:
         },
         "cases": cases,
         "key_cases": key_cases,
+        "monitor": _monitor_goldens(manifest),
     }
     text = json.dumps(goldens, indent=1, ensure_ascii=True, allow_nan=False)
     # One array per line keeps the file short and its diffs readable.
@@ -336,6 +337,47 @@ def make_goldens(bundle: Path, out: Path) -> GoldenSummary:
         cache_rows=cache_rows,
         total_bytes=total,
     )
+
+
+# The monitor goldens: a window smaller than the observations (so that answers leave it), and checkpoints
+# before and after it holds enough answers for drift.
+MONITOR_WINDOW = 120
+MONITOR_CHECKPOINTS = (0, 1, 60, 99, 100, 120, 200)
+
+
+def _monitor_goldens(manifest: Any) -> dict[str, Any]:
+    """Replayable observations and the Python monitor's reports after each checkpoint."""
+    import random
+
+    from edgeopt_runtime.model import _monitoring_reference
+    from edgeopt_runtime.monitor import CONFIDENCE_EDGES, Monitor
+
+    reference = _monitoring_reference(manifest)
+    if reference is None:
+        raise ValueError("the bundle has no monitoring reference; rebuild it with a current edgeopt")
+    rng = random.Random(7)
+    labels = list(manifest.labels)
+    bins = range(len(CONFIDENCE_EDGES) - 1)
+    observations = []
+    for i in range(max(MONITOR_CHECKPOINTS)):
+        if i < 100:  # drawn like the reference (stable), some scores exactly on a bin edge
+            label = rng.choices(labels, weights=[reference.label_share[k] for k in labels])[0]
+            b = rng.choices(bins, weights=reference.confidence_share)[0]
+            low, high = CONFIDENCE_EDGES[b], CONFIDENCE_EDGES[b + 1]
+            score = low if rng.random() < 0.1 else rng.uniform(low, high)
+        else:  # then a shift: mostly the last label, less sure
+            label = labels[-1] if rng.random() < 0.7 else rng.choice(labels)
+            score = rng.uniform(0.5, 1.0)
+        observations.append([label, score, rng.random() < 0.3, rng.random() < 0.25, round(rng.uniform(0.01, 2), 6)])
+    monitor = Monitor(labels, reference, MONITOR_WINDOW)
+    reports = []
+    done = 0
+    for checkpoint in MONITOR_CHECKPOINTS:
+        for obs in observations[done:checkpoint]:
+            monitor.observe(*obs)
+        done = checkpoint
+        reports.append({"after": checkpoint, "report": monitor.report().to_dict()})
+    return {"window": MONITOR_WINDOW, "observations": observations, "reports": reports}
 
 
 def _compact_arrays(text: str) -> str:

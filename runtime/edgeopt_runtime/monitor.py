@@ -71,7 +71,7 @@ def psi(expected: Sequence[float], actual: Sequence[float]) -> float:
 
 
 def _confidence_bin(score: float) -> int:
-    return min(bisect_right(CONFIDENCE_EDGES, score) - 1, len(CONFIDENCE_EDGES) - 2)
+    return min(max(bisect_right(CONFIDENCE_EDGES, score) - 1, 0), len(CONFIDENCE_EDGES) - 2)
 
 
 def _shares(counts: Sequence[int], total: int) -> list[float]:

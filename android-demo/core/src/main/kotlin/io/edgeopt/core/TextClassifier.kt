@@ -24,8 +24,16 @@ class TextClassifier(
     private val model: TextModel,
     val cache: ResultCache? = null,
     private val nanoTime: () -> Long = System::nanoTime,
+    monitorWindow: Int = DEFAULT_MONITOR_WINDOW,
 ) : AutoCloseable {
     private val keyOptions = keyOptions(model.backend, manifest.labels, manifest.maxSeqLen)
+
+    /** Why the bundle's monitoring reference was ignored (malformed), or null. */
+    var monitoringError: InputError? = null
+        private set
+
+    /** Every answer (cache hits included) enters its window; see [Monitor] and runtime/README.md "Monitoring". */
+    val monitor = Monitor(manifest.labels, MonitorReference.fromManifest(manifest) { monitoringError = it }, monitorWindow)
 
     /** The last cache failure; the cache is then skipped (a prediction never fails because of the cache). */
     var cacheError: CacheError? = null
@@ -57,6 +65,7 @@ class TextClassifier(
         val out = texts.indices.map { i ->
             cached[i]?.let { Prediction(it.label, it.score, it.scores, true, lookupMs, it.truncated) } ?: fresh.next()
         }
+        out.forEach(monitor::observe)
         if (todo.isNotEmpty() && cache != null && cacheError == null) {
             guard {
                 cache.putMany(todo.map { i ->

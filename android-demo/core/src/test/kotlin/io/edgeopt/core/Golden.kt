@@ -6,7 +6,7 @@ import java.io.File
 import java.nio.file.Files
 
 /** Layout version of goldens.json this test code reads (scripts/make_android_goldens.py `GOLDEN_FORMAT`). */
-const val GOLDEN_FORMAT = 1
+const val GOLDEN_FORMAT = 2
 const val REGENERATE = "the goldens are stale; regenerate them from a current bundle: " +
     "python scripts/make_android_goldens.py --bundle BUNDLE --out android-demo/core/src/test/resources/golden/"
 

@@ -49,6 +49,11 @@ class TextClassifierTest {
             assertEquals(first.first().copy(cached = true, latencyMs = again.latencyMs), again)
             assertEquals(1, model.calls)
             assertEquals(expected(Golden.validCases.first()).getString("cache_key"), clf.cacheKey(texts.first()))
+            // The monitor saw every answer, the cache hit included, against the bundle's reference.
+            val report = clf.monitor.report()
+            assertEquals(texts.size + 1, report.window)
+            assertEquals(1.0 / (texts.size + 1), report.cacheHitShare, 1e-12)
+            assertEquals(true, clf.monitor.reference != null && clf.monitoringError == null)
         }
     }
 
