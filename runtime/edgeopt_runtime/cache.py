@@ -213,10 +213,7 @@ def cache_key(fingerprint: str, text: str, options: Mapping[str, str] | None = N
     Returns:
         64 lowercase hex characters.
     """
-    opts = ";".join(f"{k}={v}" for k, v in sorted((options or {}).items()))
-    payload = f"{fingerprint}\n{opts}\n{normalize_text(text)}"
-    # surrogatepass: a lone surrogate must give a key, not an exception (the runtime replaces them earlier).
-    return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
+    return key_function(fingerprint, options)(text)
 
 
 def key_function(fingerprint: str, options: Mapping[str, str] | None = None) -> Callable[[str], str]:
@@ -226,6 +223,7 @@ def key_function(fingerprint: str, options: Mapping[str, str] | None = None) -> 
     own bytes of SHA-256 only (SHA-256 of a concatenation equals hashing its parts in order).
     """
     opts = ";".join(f"{k}={v}" for k, v in sorted((options or {}).items()))
+    # surrogatepass: a lone surrogate must give a key, not an exception (the runtime replaces them earlier).
     prefix = hashlib.sha256(f"{fingerprint}\n{opts}\n".encode("utf-8", "surrogatepass"))
 
     def key(text: str) -> str:

@@ -91,11 +91,9 @@ class ClassifierStats:
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    """Return row-wise softmax of ``[n, k]`` logits, computed in float64 for stability."""
-    z = logits.astype(np.float64)
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    """Return row-wise softmax of ``[n, k]`` logits in float64, exactly as predictions compute their scores."""
+    rows = np.asarray(logits, dtype=np.float64)
+    return np.asarray([_softmax_row(row) for row in rows.tolist()], dtype=np.float64).reshape(rows.shape)
 
 
 class TextClassifier:
@@ -181,12 +179,12 @@ class TextClassifier:
             if found is not None:
                 pred = _from_cache(found, self.labels, (time.perf_counter() - start) * 1000.0)
                 if pred is not None:
-                    self._count(1, 0, 0, (pred,))
+                    self._record(1, 0, 0, (pred,))
                     return pred
         pred = self._run(self._tokenizer.encode_cleaned([text]), start)[0]
         if cache is not None and key is not None:
             cache.put_many([(key, self._manifest.fingerprint, _cache_value(pred), text)], defer=True)
-        self._count(0, 0, 1, (pred,))
+        self._record(0, 0, 1, (pred,))
         return pred
 
     def predict_batch(self, texts: Sequence[str], *, dedupe: bool = True) -> list[Prediction]:
@@ -242,7 +240,8 @@ class TextClassifier:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _count(self, hits: int, deduplicated: int, rows: int, answers: Sequence[Prediction]) -> None:
+    def _record(self, hits: int, deduplicated: int, rows: int, answers: Sequence[Prediction]) -> None:
+        # The counters of stats() and the monitor's window, under one lock.
         with self._counts_lock:
             counts = self._counts
             counts[0] += len(answers)
@@ -299,7 +298,7 @@ class TextClassifier:
                     raise RuntimeError(f"texts[{i}] got no prediction")
                 pred = replace(source, scores=dict(source.scores))
             out.append(pred)
-        self._count(hits, len(texts) - len(distinct), len(todo), out)
+        self._record(hits, len(texts) - len(distinct), len(todo), out)
         return out
 
     def _run(self, encoded: Encoded, start: float) -> list[Prediction]:
@@ -331,7 +330,7 @@ class TextClassifier:
 
 
 def _softmax_row(logits: list[float]) -> list[float]:
-    # Same arithmetic as softmax(): float64, shifted by the maximum.
+    # float64, shifted by the maximum so that exp cannot overflow.
     top = max(logits)
     exps = [math.exp(x - top) for x in logits]
     total = sum(exps)

@@ -236,9 +236,12 @@ def test_changing_a_prediction_leaves_the_cache_alone(tiny_bundle, tmp_path):
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.floats(-80, 80, width=32), min_size=1, max_size=6))
-def test_row_softmax_equals_numpy(row):
-    from edgeopt_runtime.model import _softmax_row, softmax
+def test_softmax_equals_numpy(row):
+    from edgeopt_runtime.model import softmax
 
-    got = _softmax_row([float(x) for x in row])
-    expected = softmax(np.asarray([row], dtype=np.float32))[0]
-    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-300)
+    z = np.asarray([row], dtype=np.float32).astype(np.float64)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    got = softmax(np.asarray([row, row[::-1]], dtype=np.float32))
+    assert got.shape == (2, len(row)) and got.dtype == np.float64
+    np.testing.assert_allclose(got[0], (e / e.sum(axis=1, keepdims=True))[0], rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(got[1], got[0][::-1], rtol=1e-12, atol=1e-300)

@@ -93,9 +93,13 @@ _OPTION_TEXT = st.text(st.characters(exclude_characters="=;\n"), max_size=8)
     fingerprint=st.sampled_from([FP_A, FP_B, "", "caf\u00e9"]),
     options=st.none() | st.dictionaries(_OPTION_TEXT, _OPTION_TEXT, max_size=4),
 )
-def test_key_function_equals_cache_key(text, fingerprint, options):
-    # The classifier keys texts with key_function; the documented key (and the Android client) is cache_key.
-    assert key_function(fingerprint, options)(text) == cache_key(fingerprint, text, options)
+def test_key_is_the_documented_hash(text, fingerprint, options):
+    # runtime/README.md's definition, which the Android client implements: SHA-256 of fingerprint, options and
+    # normalized text, each line ended by a newline but the last.
+    opts = ";".join(f"{k}={v}" for k, v in sorted((options or {}).items()))
+    spec = f"{fingerprint}\n{opts}\n{normalize_text(text)}".encode("utf-8", "surrogatepass")
+    expected = hashlib.sha256(spec).hexdigest()
+    assert key_function(fingerprint, options)(text) == cache_key(fingerprint, text, options) == expected
 
 
 @settings(max_examples=500, deadline=None)
