@@ -845,7 +845,8 @@ def monitoring_reference(bundle: Path, texts: Sequence[str], profile: Profile) -
     import edgeopt_runtime
 
     backend = profile.export.formats[0].value
-    with edgeopt_runtime.load(bundle, backend=backend, threads=1, cache=False, monitor_window=len(texts)) as clf:
+    window = max(1, len(texts))
+    with edgeopt_runtime.load(bundle, backend=backend, threads=1, cache=False, monitor_window=window) as clf:
         for start in range(0, len(texts), 64):
             clf.predict_batch(list(texts[start : start + 64]), dedupe=False)
         report = clf.monitor()

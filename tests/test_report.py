@@ -1,0 +1,42 @@
+"""The report's runtime lines: measured RAM against the profile's budget, cold start, the monitoring reference."""
+
+from __future__ import annotations
+
+from edgeopt.report import _monitoring_lines, _runtime_lines, _runtime_ram
+
+BUDGET = {"max_runtime_ram_mb": 24}
+
+
+def _runtime(onnx_mib: float | None, tflite_mib: float) -> dict:
+    def one(mib: float | None) -> dict:
+        return {"bundle_rss_mb": mib, "cold_start_ms": 20.0, "import_ms": 80.0, "runs": 3}
+
+    return {"runtime": {"onnx": one(onnx_mib), "tflite": one(tflite_mib)}}
+
+
+def test_runtime_ram_against_the_budget() -> None:
+    # MiB measured, MB budgeted: 22.5 MiB is 23.6 MB (within 24), 23 MiB is 24.1 MB (over).
+    assert "onnx 22.5 MiB, tflite 12.0 MiB on the build host (within it on this host" in _runtime_ram(
+        _runtime(22.5, 12.0), BUDGET
+    )
+    assert "(OVER on this host for onnx;" in _runtime_ram(_runtime(23.0, 12.0), BUDGET)
+    assert "tflite 12.0 MiB" in _runtime_ram(_runtime(None, 12.0), BUDGET)  # a platform without RSS for one
+    assert _runtime_ram({}, BUDGET) == "not measured on this host"
+    assert _runtime_lines(_runtime(22.5, 12.0)) == [
+        "- runtime cold start on the build host (fresh process: load, verify, first prediction; median of 3): "
+        "onnx 20 ms (+80 ms imports), tflite 20 ms (+80 ms imports)"
+    ]
+
+
+def test_monitoring_line() -> None:
+    reference = {
+        "source": "10 held-out test texts",
+        "label_share": {"ham": 0.7, "spam": 0.3},
+        "confidence_edges": [0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0],
+        "confidence_share": [0.0, 0.1, 0.0, 0.0, 0.0, 0.2, 0.3, 0.4],
+        "truncated_share": 0.25,
+    }
+    (line,) = _monitoring_lines(reference)
+    assert "answers ham 70.0%, spam 30.0%; top-class probability >= 0.9 for 90.0%, below 0.6 for 10.0%" in line
+    assert "25.0% of texts truncated" in line
+    assert _monitoring_lines(None) == []
