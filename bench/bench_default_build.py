@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pickle
 import sys
 import tempfile
 import time
@@ -29,48 +28,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def p50_ms(func, items, warmup: int = 10) -> float:  # noqa: ANN001
-    for item in items[:warmup]:
-        func(item)
-    times = []
-    for item in items:
-        start = time.perf_counter()
-        func(item)
-        times.append((time.perf_counter() - start) * 1000)
-    return float(np.median(times))
-
-
-def tfidf_baseline(data, texts: list[str]) -> dict[str, float]:  # noqa: ANN001
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GridSearchCV
-    from sklearn.pipeline import make_pipeline
-
-    # A fair baseline is a tuned one: C is chosen by 3-fold cross-validation on the training split only.
-    search = GridSearchCV(
-        make_pipeline(
-            TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
-            LogisticRegression(max_iter=3000),
-        ),
-        {"logisticregression__C": [1.0, 10.0, 100.0]},
-        cv=3,
-    )
-    start = time.perf_counter()
-    search.fit(list(data.train.texts), list(data.train.labels))
-    fit_s = time.perf_counter() - start
-    model = search.best_estimator_
-    accuracy = float(np.mean(model.predict(list(data.test.texts)) == np.asarray(data.test.labels)))
-    size = len(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
-    latency = p50_ms(lambda t: model.predict([t]), texts)
-    return {
-        "accuracy": accuracy,
-        "bytes": size,
-        "p50_ms_end_to_end": latency,
-        "fit_s": fit_s,
-        "C": search.best_params_["logisticregression__C"],
-    }
+from baselines import p50_ms, tfidf_baseline  # noqa: E402
 
 
 def main() -> int:
@@ -137,7 +97,9 @@ def main() -> int:
             ),
             "p50_ms_end_to_end": p50_ms(model.predict, texts),
         }
-    rows["TF-IDF + logistic regression"] = tfidf_baseline(data, texts)
+    baseline = tfidf_baseline(data, texts)
+    baseline.pop("model")
+    rows["TF-IDF + logistic regression"] = baseline
 
     for row in rows.values():
         row["size_ratio_vs_teacher"] = teacher["bytes"] / row["bytes"]

@@ -1,9 +1,12 @@
-"""Cheap text augmentation and the distillation transfer set (labeled + unlabeled + augmented texts).
+"""Cheap text augmentation, crops, and the distillation transfer set (labeled + unlabeled + augmented + crops).
 
 A student learns more of the teacher's function from more texts, and the teacher labels any text for free: edited
 copies of the training texts (Tang et al., 2019, "Distilling Task-Specific Knowledge from BERT into Simple Neural
 Networks") probe the teacher around each example. The edits are small and mostly keep the label, but the label is
 not trusted: augmented texts carry only the teacher's soft targets (label -1).
+
+Crops (first line, first sentence, random spans) teach the student what the teacher does on short texts, which a
+corpus of long documents never shows it.
 
 Every edit is drawn from a generator seeded by ``(seed, copy, text)``: the same text always gets the same copies,
 whatever dataset it sits in, so the teacher cache serves them on rebuilds.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 import string
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -21,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edgeopt.data import first_line
 from edgeopt.errors import DataError, StageError
 
 if TYPE_CHECKING:
@@ -28,11 +33,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AugmentMethod",
+    "CropKind",
     "DEFAULT_METHODS",
+    "LENGTH_BUCKETS",
     "TransferSource",
     "TransferSet",
     "augment_texts",
     "build_transfer_set",
+    "crop_texts",
+    "length_bucket",
 ]
 
 
@@ -59,19 +68,44 @@ class TransferSource(StrEnum):
     LABELED = "labeled"
     UNLABELED = "unlabeled"
     AUGMENTED = "augmented"
+    CROP = "crop"
+
+
+class CropKind(StrEnum):
+    """One way of cutting a shorter text out of a longer one.
+
+    ``first-line`` is the first non-blank line (an email's subject, a document's title), ``first-sentence`` the
+    text up to its first sentence end, ``span`` a random run of 3-20 consecutive words.
+    """
+
+    FIRST_LINE = "first-line"
+    FIRST_SENTENCE = "first-sentence"
+    SPAN = "span"
+
+
+# Word-count buckets of the fidelity report: (name, most words); the last has no upper bound.
+LENGTH_BUCKETS: tuple[tuple[str, int | None], ...] = (
+    ("<=8", 8),
+    ("9-32", 32),
+    ("33-128", 128),
+    (">128", None),
+)
+_SPAN_WORDS = (3, 20)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_MAX_SENTENCE_WORDS = 64
 
 
 @dataclass(frozen=True)
 class TransferSet:
     """The texts the student is distilled on.
 
-    Rows are ordered labeled, then unlabeled, then augmented.
+    Rows are ordered labeled, then unlabeled, then augmented, then crops.
 
     Attributes:
         texts: The texts.
-        labels: The label of each labeled text; -1 for unlabeled and augmented texts (soft targets only).
+        labels: The label of each labeled text; -1 for unlabeled, augmented and cropped texts (soft targets only).
         sources: Where each text comes from.
-        origins: For an augmented text, the row it was made from; for any other text, its own row.
+        origins: For an augmented or cropped text, the row it was made from; for any other text, its own row.
     """
 
     texts: tuple[str, ...]
@@ -89,8 +123,8 @@ class TransferSet:
     def training_rows(self, validation_rows: Collection[int]) -> np.ndarray:
         """Rows to train on when ``validation_rows`` (labeled rows) are held out for early stopping.
 
-        Augmented copies of a held-out text are held out too: a near-copy in training would leak the validation
-        text and make early stopping trust an inflated accuracy.
+        Augmented copies and crops of a held-out text are held out too: a near-copy in training would leak the
+        validation text and make early stopping trust an inflated accuracy.
 
         Returns:
             Sorted int64 row indices.
@@ -165,8 +199,9 @@ def build_transfer_set(
     seed: int,
     methods: Sequence[AugmentMethod | str] = DEFAULT_METHODS,
     augment_unlabeled: bool = False,
+    crop_copies: int = 0,
 ) -> TransferSet:
-    """Combine labeled, unlabeled and augmented texts into the transfer set.
+    """Combine labeled, unlabeled, augmented and cropped texts into the transfer set.
 
     Args:
         train: The labeled training texts (kept first, in order, so row ``i`` is ``train.texts[i]``).
@@ -175,9 +210,10 @@ def build_transfer_set(
         seed: Seed of the edits.
         methods: Edit methods (see :func:`augment_texts`).
         augment_unlabeled: Also augment the unlabeled texts, not only the labeled ones.
+        crop_copies: Crops per labeled and unlabeled text (see :func:`crop_texts`; 0: none).
 
     Returns:
-        The transfer set; augmented rows have label -1 and record the row they came from.
+        The transfer set; augmented and cropped rows have label -1 and record the row they came from.
     """
     n_train = len(train.texts)
     base = [*train.texts, *unlabeled]
@@ -185,12 +221,76 @@ def build_transfer_set(
     to_augment = len(base) if augment_unlabeled else n_train
     augmented = augment_texts(base[:to_augment], augment_copies, seed, methods)
     origins = list(range(len(base))) + [row for row in range(to_augment) for _ in range(augment_copies)]
+    # Crops of every labeled and unlabeled text, minus any that is already a text of the set (a subject line that
+    # is also a training text keeps its true label and is not shown twice).
+    known = set(base) | set(augmented)
+    crops = [(row, crop) for row, crop, _ in crop_texts(base, crop_copies, seed) if crop not in known]
     return TransferSet(
-        texts=tuple(base + augmented),
-        labels=tuple(train.labels) + (-1,) * (len(unlabeled) + len(augmented)),
-        sources=tuple(sources + [TransferSource.AUGMENTED] * len(augmented)),
-        origins=tuple(origins),
+        texts=tuple(base + augmented + [crop for _, crop in crops]),
+        labels=tuple(train.labels) + (-1,) * (len(unlabeled) + len(augmented) + len(crops)),
+        sources=tuple(sources + [TransferSource.AUGMENTED] * len(augmented) + [TransferSource.CROP] * len(crops)),
+        origins=tuple(origins + [row for row, _ in crops]),
     )
+
+
+def crop_texts(texts: Sequence[str], copies: int, seed: int = 0) -> list[tuple[int, str, CropKind]]:
+    """Cut up to ``copies`` shorter texts out of each text: its first line, its first sentence, then random spans.
+
+    A model distilled on whole documents only has never seen a short text; the teacher labels crops for free, so
+    they teach the student what the teacher does on a subject line or a one-line message. The same crops of
+    held-out texts measure that (:func:`edgeopt.evaluate.fidelity_set`). A crop is kept only when it is shorter
+    than its text and differs from the text's other crops, so a short text gets fewer crops (a one-word text none).
+
+    Args:
+        texts: The texts.
+        copies: Crops per text, >= 0: the first line, the first sentence, then ``copies - 2`` random spans.
+        seed: Seed; the same ``(seed, text)`` always gives the same crops.
+
+    Returns:
+        ``(row of the source text, crop, kind)`` in row order.
+
+    Raises:
+        StageError: ``copies`` is negative.
+    """
+    if copies < 0:
+        raise StageError(f"crop copies must be >= 0, got {copies}")
+    out: list[tuple[int, str, CropKind]] = []
+    if copies == 0:
+        return out
+    for row, text in enumerate(texts):
+        words = text.split()
+        flat = " ".join(words)
+        rng = random.Random(f"{seed}:crop:{hashlib.sha256(text.encode('utf-8')).hexdigest()}")
+        made: list[str] = []
+        kinds = [CropKind.FIRST_LINE, CropKind.FIRST_SENTENCE] + [CropKind.SPAN] * max(0, copies - 2)
+        for kind in kinds[:copies]:
+            if kind is CropKind.FIRST_LINE:
+                crop = first_line(text)
+            elif kind is CropKind.FIRST_SENTENCE:
+                crop = " ".join(_SENTENCE_END.split(flat, maxsplit=1)[0].split()[:_MAX_SENTENCE_WORDS])
+            else:
+                crop = _random_span(words, rng)
+            if crop and crop != flat and crop not in made:
+                made.append(crop)
+                out.append((row, crop, kind))
+    return out
+
+
+def length_bucket(text: str) -> str:
+    """Name of the word-count bucket of :data:`LENGTH_BUCKETS` that ``text`` falls in."""
+    count = len(text.split())
+    for name, most in LENGTH_BUCKETS:
+        if most is None or count <= most:
+            return name
+    raise AssertionError("the last bucket has no upper bound")
+
+
+def _random_span(words: list[str], rng: random.Random) -> str:
+    if len(words) <= _SPAN_WORDS[0]:
+        return ""
+    size = rng.randint(_SPAN_WORDS[0], min(_SPAN_WORDS[1], len(words) - 1))
+    start = rng.randrange(len(words) - size + 1)
+    return " ".join(words[start : start + size])
 
 
 def _check_methods(methods: Sequence[AugmentMethod | str]) -> tuple[AugmentMethod, ...]:

@@ -115,6 +115,24 @@ def _task_options(func: Callable[..., Any]) -> Callable[..., Any]:
     help="Augmented copies of each training text (word dropout/swap/mask) added to the transfer set "
     "[default: the profile's, else 0].",
 )
+@click.option(
+    "--crop-copies",
+    type=click.IntRange(0, 10),
+    help="Crops of each training text (first line, first sentence, random 3-20 word spans) the teacher labels "
+    "for the student, so it learns short texts too [default: the profile's, else 3].",
+)
+@click.option(
+    "--embedding-init",
+    type=click.Choice(["teacher", "random"]),
+    help="Start the student's embedding table from the teacher's token embeddings (PCA to the student's width) "
+    "or at random [default: the profile's, else teacher].",
+)
+@click.option(
+    "--calibrate/--no-calibrate",
+    default=None,
+    help="Fit a temperature on the validation split and fold it into the logits, so scores are calibrated "
+    "[default: the profile's, else on].",
+)
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @click.option("--allow-over-budget", is_flag=True, help="Keep a bundle that misses the profile's budgets.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
@@ -135,6 +153,9 @@ def build(
     intermediate_weight: float | None,
     technique: str | None,
     augment_copies: int | None,
+    crop_copies: int | None,
+    embedding_init: str | None,
+    calibrate: bool | None,
     force: bool,
     allow_over_budget: bool,
     quiet: bool,
@@ -172,6 +193,9 @@ def build(
         else distill_config_for(loaded, temperature, alpha, intermediate_weight, seed),
         augment_copies=augment_copies,
         technique=technique,
+        crop_copies=crop_copies,
+        embedding_init=embedding_init,
+        calibrate=calibrate,
     )
     result = run_build(config, quiet=quiet)
     if not quiet:

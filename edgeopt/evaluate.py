@@ -11,13 +11,17 @@ from __future__ import annotations
 import gzip
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 __all__ = [
     "ArtifactMetrics",
+    "FidelitySet",
+    "expected_calibration_error",
+    "fidelity_by_bucket",
+    "fidelity_set",
     "classification_scores",
     "gzip_size",
     "measure_latency_ms",
@@ -28,6 +32,77 @@ __all__ = [
 
 LATENCY_SAMPLES = 200
 _WARMUP = 10
+ECE_BINS = 15
+FIDELITY_CROPS = 3
+"""Crops of each held-out text in the fidelity set: its first line, its first sentence and one random span."""
+
+
+@dataclass(frozen=True)
+class FidelitySet:
+    """Held-out texts and crops of them, with the teacher's label of each: how far the student follows the teacher.
+
+    The test split alone says how the student does on texts like the training texts; apps see texts of every
+    length. The crops (first line, first sentence, a random 3-20 word span) are cut from the held-out texts, so
+    no training text is among them, and agreement is reported per word-count bucket.
+
+    Attributes:
+        texts: The held-out texts, then their crops.
+        buckets: The word-count bucket of each text (:data:`edgeopt.augment.LENGTH_BUCKETS`).
+        teacher_predicted: The teacher's label index of each text.
+    """
+
+    texts: tuple[str, ...]
+    buckets: tuple[str, ...]
+    teacher_predicted: np.ndarray
+
+
+def fidelity_set(test_texts: Sequence[str], seed: int) -> tuple[str, ...]:
+    """The texts of a fidelity set: ``test_texts`` then up to :data:`FIDELITY_CROPS` crops of each."""
+    from edgeopt.augment import crop_texts
+
+    return (*test_texts, *(crop for _, crop, _ in crop_texts(test_texts, FIDELITY_CROPS, seed)))
+
+
+def fidelity_by_bucket(predicted: np.ndarray, fidelity: FidelitySet) -> dict[str, dict[str, float | int]]:
+    """Agreement with the teacher per word-count bucket and over all texts (``"all"``).
+
+    Returns:
+        ``{bucket: {"texts": n, "agreement": share}}`` for each bucket that holds a text, then ``"all"``.
+    """
+    from edgeopt.augment import LENGTH_BUCKETS
+
+    buckets = np.asarray(fidelity.buckets)
+    agree = np.asarray(predicted) == fidelity.teacher_predicted
+    out: dict[str, dict[str, float | int]] = {}
+    for name, _ in LENGTH_BUCKETS:
+        chosen = buckets == name
+        if chosen.any():
+            out[name] = {"texts": int(chosen.sum()), "agreement": float(agree[chosen].mean())}
+    out["all"] = {"texts": len(agree), "agreement": float(agree.mean()) if len(agree) else 0.0}
+    return out
+
+
+def expected_calibration_error(logits: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Expected calibration error of the top-class probability (equal-width bins; Guo et al., 2017).
+
+    The gap between how sure the model says it is and how often it is right, averaged over confidence bins
+    weighted by their share of texts: 0 means a score of 0.8 is right 80% of the time.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    if not len(logits):
+        return 0.0
+    shifted = logits - logits.max(-1, keepdims=True)
+    probs = np.exp(shifted) / np.exp(shifted).sum(-1, keepdims=True)
+    confidence = probs.max(-1)
+    correct = probs.argmax(-1) == np.asarray(labels)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        chosen = which == b
+        if chosen.any():
+            ece += chosen.mean() * abs(correct[chosen].mean() - confidence[chosen].mean())
+    return float(ece)
 
 
 @dataclass(frozen=True)
@@ -42,6 +117,9 @@ class ArtifactMetrics:
         gzip_bytes: Size gzipped (what a download carries; shows unstructured sparsity).
         p50_ms: Median latency of one model call, batch 1, 1 thread, on the build host.
         p95_ms: 95th percentile of the same.
+        ece: Expected calibration error of its scores on the test split.
+        fidelity: Agreement with the teacher on held-out texts and crops of them, per word-count bucket
+            (:func:`fidelity_by_bucket`); empty when not measured.
     """
 
     accuracy: float
@@ -51,6 +129,8 @@ class ArtifactMetrics:
     gzip_bytes: int
     p50_ms: float
     p95_ms: float
+    ece: float = 0.0
+    fidelity: dict[str, dict[str, float | int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, float | int]:
         """JSON form for manifests and reports."""
@@ -104,6 +184,7 @@ def evaluate_artifact(
     teacher_predicted: np.ndarray,
     num_labels: int,
     latency_samples: int = LATENCY_SAMPLES,
+    fidelity: tuple[FidelitySet, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> ArtifactMetrics:
     """Evaluate one .onnx or .tflite file through the runtime's backend for it.
 
@@ -114,14 +195,20 @@ def evaluate_artifact(
         teacher_predicted: The teacher's label indices on the same texts.
         num_labels: Number of classes.
         latency_samples: How many single-text calls to time.
+        fidelity: A fidelity set and its ``(input_ids, attention_mask)``: measure agreement with the teacher on it.
 
     Returns:
         The artifact's metrics.
     """
-    ids, mask = encoded
     batch_backend = _backend(path, threads=None)
-    logits = np.concatenate([batch_backend.run(ids[i : i + 64], mask[i : i + 64]) for i in range(0, len(ids), 64)])
+
+    def run_all(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return np.concatenate([batch_backend.run(ids[i : i + 64], mask[i : i + 64]) for i in range(0, len(ids), 64)])
+
+    ids, mask = encoded
+    logits = run_all(ids, mask)
     accuracy, macro_f1, agreement = classification_scores(logits.argmax(-1), labels, teacher_predicted, num_labels)
+    by_bucket = {} if fidelity is None else fidelity_by_bucket(run_all(*fidelity[1]).argmax(-1), fidelity[0])
     p50 = p95 = 0.0  # latency_samples=0: accuracy only (e.g. inside a search loop)
     if latency_samples > 0:
         p50, p95 = measure_latency_ms(_backend(path, threads=1).run, ids, mask, latency_samples)
@@ -133,6 +220,8 @@ def evaluate_artifact(
         gzip_bytes=gzip_size(path),
         p50_ms=p50,
         p95_ms=p95,
+        ece=expected_calibration_error(logits, labels),
+        fidelity=by_bucket,
     )
 
 
@@ -179,4 +268,5 @@ def evaluate_teacher(
         gzip_bytes=gzip_size(onnx_path),
         p50_ms=p50,
         p95_ms=p95,
+        ece=expected_calibration_error(teacher_logits, labels),
     )

@@ -24,13 +24,14 @@ import numpy as np
 
 from edgeopt import __version__
 from edgeopt._tf import import_tf, native_output_captured
-from edgeopt.augment import TransferSet, build_transfer_set
+from edgeopt.augment import TransferSet, TransferSource, build_transfer_set
 from edgeopt.bundle import check_output_path, staged_output
+from edgeopt.calibrate import ScoreCalibration
 from edgeopt.data import TaskData, load_default, load_task, stratified_split
 from edgeopt.distill import DistillConfig, DistillResult, distill, pack_targets
-from edgeopt.errors import BudgetError, StageError, TeacherError
-from edgeopt.evaluate import ArtifactMetrics, evaluate_artifact, evaluate_teacher
-from edgeopt.profiles import ExportFormat, Profile, Quantization, load_profile
+from edgeopt.errors import BudgetError, ProfileError, StageError, TeacherError
+from edgeopt.evaluate import ArtifactMetrics, FidelitySet, evaluate_artifact, evaluate_teacher, fidelity_set
+from edgeopt.profiles import ExportFormat, Profile, Quantization, StudentSpec, load_profile
 from edgeopt.prune import PruneConfig, PruneResult, prune
 from edgeopt.quantize import CalibrationMethod
 from edgeopt.student import PrunedVocabulary
@@ -90,6 +91,12 @@ class BuildConfig:
             ``None`` takes the profile's ``[student] augment_copies`` (0 when absent).
         technique: A named technique (``edgeopt compare --list``) replacing the profile's pruning and quantization;
             ``None`` uses the profile's ``export.technique``, or its sparsity and quantization scheme.
+        crop_copies: Crops of each training text (first line, first sentence, random spans) the teacher labels
+            for the student; ``None`` takes the profile's ``[student] crop_copies`` (3 when absent).
+        embedding_init: ``"teacher"`` (the teacher's token embeddings, PCA-reduced) or ``"random"``; ``None``
+            takes the profile's ``[student] embedding_init``.
+        calibrate: Fit a temperature on the validation split and fold it into the logits; ``None`` takes the
+            profile's ``[student] calibrate``.
     """
 
     profile: str | Path = "pixel8"
@@ -109,6 +116,9 @@ class BuildConfig:
     prune_epochs: int = 3
     augment_copies: int | None = None
     technique: str | None = None
+    crop_copies: int | None = None
+    embedding_init: str | None = None
+    calibrate: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -182,6 +192,20 @@ def distill_config_for(
     )
 
 
+def student_spec_for(config: BuildConfig, profile: Profile) -> StudentSpec:
+    """The profile's ``[student]`` settings with the build's overrides applied (validated like the profile)."""
+    overrides = {
+        "augment_copies": config.augment_copies,
+        "crop_copies": config.crop_copies,
+        "embedding_init": config.embedding_init,
+        "calibrate": config.calibrate,
+    }
+    try:
+        return replace(profile.student, **{k: v for k, v in overrides.items() if v is not None})
+    except ProfileError as error:
+        raise StageError(f"build setting {error}") from None
+
+
 def _distill_settings(config: BuildConfig, profile: Profile) -> DistillConfig:
     return replace(config.distill or distill_config_for(profile), seed=config.seed)
 
@@ -253,6 +277,8 @@ class PreparedTask:
         transfer_texts: Its texts.
         transfer_logits: The teacher's logits for them, in the data's label order.
         test_logits: The teacher's logits for the test texts.
+        fidelity: The test texts and crops of them, with the teacher's labels.
+        student_spec: The student's settings (the profile's, with the build's overrides).
     """
 
     profile: Profile
@@ -262,6 +288,8 @@ class PreparedTask:
     transfer_texts: list[str]
     transfer_logits: np.ndarray
     test_logits: np.ndarray
+    fidelity: FidelitySet
+    student_spec: StudentSpec
     transfer_features: np.ndarray | None = None
 
     @property
@@ -285,6 +313,9 @@ class TrainedStudent:
         val_rows: Labeled rows held out for early stopping.
         distill_config: The distillation settings used.
         distilled: How distillation went.
+        fidelity_ids: ``(input_ids, attention_mask)`` of the fidelity set (test texts and their crops).
+        embedding_init: Where the embedding table started (``teacher`` or ``random``).
+        score_calibration: The temperature folded into the logits, or None when calibration is off.
     """
 
     model: Any
@@ -297,10 +328,27 @@ class TrainedStudent:
     val_rows: np.ndarray
     distill_config: DistillConfig
     distilled: DistillResult
+    fidelity_ids: tuple[np.ndarray, np.ndarray]
+    embedding_init: str
+    score_calibration: ScoreCalibration | None
 
     def rows(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(input_ids, attention_mask)`` of the given transfer rows."""
         return self.transfer_ids[0][index], self.transfer_ids[1][index]
+
+    def calibrate_scores(self, model: Any, labels: np.ndarray) -> ScoreCalibration:
+        """Fit a temperature on the validation rows' true labels and fold it into ``model``'s logits, in place.
+
+        Args:
+            model: A float Keras student (the distilled one, or a pruned copy).
+            labels: The labeled training texts' labels (the validation rows index into them).
+        """
+        from edgeopt.calibrate import fit_temperature, fold_temperature
+
+        logits = model.predict(list(self.rows(self.val_rows)), batch_size=256, verbose=0)
+        fitted = fit_temperature(logits, np.asarray(labels)[self.val_rows])
+        fold_temperature(model, fitted.temperature)
+        return fitted
 
     def calibration(self, count: int, labeled_count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """A seeded sample of training texts for calibrating int8 ranges."""
@@ -335,16 +383,28 @@ def prepare(config: BuildConfig, reporter: Reporter, quiet: bool = False) -> Pre
         teacher = _resolve_teacher(config, data, progress=not quiet)
         column_order = _teacher_label_order(teacher, data.label_names)
         info.update(kind=teacher.kind.value, path=str(teacher.path))
+    spec = student_spec_for(config, profile)
     with reporter.stage("teacher outputs") as info, TeacherLogitCache() as logit_cache:
-        copies = profile.student.augment_copies if config.augment_copies is None else config.augment_copies
-        transfer = build_transfer_set(data.train, data.unlabeled, copies, config.seed)
+        transfer = build_transfer_set(
+            data.train, data.unlabeled, spec.augment_copies, config.seed, crop_copies=spec.crop_copies
+        )
         transfer_texts = list(transfer.texts)
-        all_texts = transfer_texts + list(data.test.texts)
+        # The test texts come first in the fidelity set, so its logits hold the test split's too.
+        fidelity_texts = fidelity_set(data.test.texts, config.seed)
+        all_texts = transfer_texts + list(fidelity_texts)
         all_logits = logit_cache.get_or_compute(teacher, all_texts, progress=not quiet)[:, column_order]
         features = None
         if _distill_settings(config, profile).intermediate_weight > 0:
             features = logit_cache.get_or_compute_features(teacher, transfer_texts, progress=not quiet)
-        info.update(texts=len(all_texts), cached=logit_cache.hits, computed=logit_cache.misses)
+        info.update(
+            texts=len(all_texts),
+            crops=transfer.count(TransferSource.CROP),
+            cached=logit_cache.hits,
+            computed=logit_cache.misses,
+        )
+    from edgeopt.augment import length_bucket
+
+    fidelity_logits = all_logits[len(transfer_texts) :]
     return PreparedTask(
         profile=profile,
         data=data,
@@ -352,23 +412,46 @@ def prepare(config: BuildConfig, reporter: Reporter, quiet: bool = False) -> Pre
         transfer=transfer,
         transfer_texts=transfer_texts,
         transfer_logits=all_logits[: len(transfer_texts)],
-        test_logits=all_logits[len(transfer_texts) :],
+        test_logits=fidelity_logits[: len(data.test)],
+        fidelity=FidelitySet(
+            texts=fidelity_texts,
+            buckets=tuple(length_bucket(text) for text in fidelity_texts),
+            teacher_predicted=fidelity_logits.argmax(-1),
+        ),
+        student_spec=spec,
         transfer_features=features,
     )
 
 
 def train_student(task: PreparedTask, config: BuildConfig, work: Path, reporter: Reporter) -> TrainedStudent:
     """Prune the vocabulary, tokenize, and distill the profile's student from the teacher's soft targets."""
-    from edgeopt.student import build_student, count_parameters, encode_texts, prune_vocabulary
+    from edgeopt.student import (
+        build_student,
+        count_parameters,
+        encode_texts,
+        prune_vocabulary,
+        teacher_embedding_init,
+    )
 
     data = task.data
+    spec = task.student_spec
     max_seq_len = task.profile.budget.max_seq_len
     distill_config = _distill_settings(config, task.profile)
     with reporter.stage("student vocabulary") as info:
         vocab = prune_vocabulary(task.teacher.tokenizer_json, task.transfer_texts, work / TOKENIZER)
         info.update(teacher_tokens=vocab.teacher_vocab_size, kept_tokens=vocab.size)
         transfer_ids = encode_texts(vocab.tokenizer_json, task.transfer_texts, max_seq_len)
-        test_ids = encode_texts(vocab.tokenizer_json, data.test.texts, max_seq_len)
+        fidelity_ids = encode_texts(vocab.tokenizer_json, task.fidelity.texts, max_seq_len)
+        test_ids = (fidelity_ids[0][: len(data.test)], fidelity_ids[1][: len(data.test)])
+        embeddings, embedding_init = None, "random"
+        if spec.embedding_init == "teacher":
+            table = task.teacher.token_embeddings()
+            if table is None:
+                logger.warning("the teacher has no token embedding table to start from; the student starts random")
+            else:
+                embeddings = teacher_embedding_init(table, vocab.teacher_ids, spec.embedding_dim)
+                embedding_init = "teacher"
+        info.update(embedding_init=embedding_init)
 
     # Labeled rows split into fit/validation (labeled rows come first in the transfer set); unlabeled and augmented
     # texts train on soft targets only, and augmented copies of a validation text are held out with it.
@@ -381,7 +464,7 @@ def train_student(task: PreparedTask, config: BuildConfig, work: Path, reporter:
     features = task.transfer_features
 
     with reporter.stage("distill") as info:
-        student = build_student(task.profile.student, vocab.size, task.num_labels, max_seq_len, seed=config.seed)
+        student = build_student(spec, vocab.size, task.num_labels, max_seq_len, seed=config.seed, embeddings=embeddings)
         distilled = distill(
             student,
             (transfer_ids[0][fit], transfer_ids[1][fit]),
@@ -401,7 +484,7 @@ def train_student(task: PreparedTask, config: BuildConfig, work: Path, reporter:
             intermediate_weight=distill_config.intermediate_weight,
             transfer_texts=len(task.transfer_texts),
         )
-    return TrainedStudent(
+    trained = TrainedStudent(
         model=student,
         vocab=vocab,
         max_seq_len=max_seq_len,
@@ -412,7 +495,15 @@ def train_student(task: PreparedTask, config: BuildConfig, work: Path, reporter:
         val_rows=val,
         distill_config=distill_config,
         distilled=distilled,
+        fidelity_ids=fidelity_ids,
+        embedding_init=embedding_init,
+        score_calibration=None,
     )
+    if spec.calibrate:
+        with reporter.stage("calibrate") as info:
+            trained.score_calibration = trained.calibrate_scores(student, np.asarray(data.train.labels))
+            info.update(temperature=trained.score_calibration.temperature)
+    return trained
 
 
 def export_model(
@@ -496,8 +587,9 @@ def measure(task: PreparedTask, student: TrainedStudent, paths: dict[str, Path])
     """Evaluate each artifact through the runtime on the test split."""
     labels = np.asarray(task.data.test.labels)
     teacher_predicted = task.test_logits.argmax(-1)
+    fidelity = (task.fidelity, student.fidelity_ids)
     return {
-        name: evaluate_artifact(path, student.test_ids, labels, teacher_predicted, task.num_labels)
+        name: evaluate_artifact(path, student.test_ids, labels, teacher_predicted, task.num_labels, fidelity=fidelity)
         for name, path in paths.items()
     }
 
@@ -571,6 +663,7 @@ def _make_bundle(
 
     pruned_model = student.model
     prune_result: PruneResult | None = None
+    pruned_calibration: ScoreCalibration | None = None
     technique_record: dict[str, Any] | None = None
     calibration = student.calibration(profile.export.calibration_samples, len(task.data.train), config.seed)
     scheme = profile.export.quantization
@@ -602,6 +695,11 @@ def _make_bundle(
                     prune_config,
                 )
                 info.update(target=prune_config.target_sparsity, reached=prune_result.overall_sparsity)
+            if student.score_calibration is not None:
+                # Pruning fine-tunes on the distillation loss, which moves the logit scale again.
+                with reporter.stage("calibrate pruned") as info:
+                    pruned_calibration = student.calibrate_scores(pruned_model, np.asarray(task.data.train.labels))
+                    info.update(temperature=pruned_calibration.temperature)
         with reporter.stage("export + quantize") as info:
             float_onnx = export.to_onnx(pruned_model, work / "student-fp32.onnx", student.max_seq_len)
             float_tflite = export.to_tflite(pruned_model, work / "student-fp32.tflite")
@@ -675,7 +773,7 @@ def _make_bundle(
             "fingerprint": teacher.fingerprint,
             "kind": teacher.kind.value,
             "max_seq_len": teacher.max_seq_len,
-            **{k: teacher_metrics.to_dict()[k] for k in ("accuracy", "macro_f1", "bytes", "gzip_bytes", "p50_ms")},
+            **{k: teacher_metrics.to_dict()[k] for k in _TEACHER_METRICS},
         },
         "metrics": {name: {**m.to_dict(), "shipped": name in artifacts} for name, m in metrics.items()},
         "versions": _versions(edgeopt_runtime.__version__),
@@ -685,14 +783,26 @@ def _make_bundle(
             "data_fingerprint": data.fingerprint(),
             "train_texts": len(data.train),
             "unlabeled_texts": len(data.unlabeled),
-            "augmented_texts": len(task.transfer_texts) - len(data.train) - len(data.unlabeled),
+            "augmented_texts": task.transfer.count(TransferSource.AUGMENTED),
             "test_texts": len(data.test),
             "seed": config.seed,
-            "distill": {**asdict(student.distill_config), "epochs_run": student.distilled.epochs_run},
+            "distill": {
+                **asdict(student.distill_config),
+                "epochs_run": student.distilled.epochs_run,
+                "best_val_accuracy": student.distilled.best_val_accuracy,
+            },
             "student": {
-                **asdict(profile.student),
+                **asdict(task.student_spec),
+                "embedding_init": student.embedding_init,
                 "vocabulary": student.vocab.size,
                 "parameters": count_parameters(student.model),
+            },
+            "transfer": {source.value: task.transfer.count(source) for source in TransferSource},
+            "score_calibration": None
+            if student.score_calibration is None
+            else {
+                **student.score_calibration.to_dict(),
+                "pruned": None if pruned_calibration is None else pruned_calibration.to_dict(),
             },
             "prune": None if prune_result is None else prune_result.to_dict(),
             "technique": technique_record,
@@ -831,6 +941,7 @@ def _write_manifest(staging: Path, fields: dict[str, Any], extra_files: tuple[st
 
 
 _EXTRA_MANIFEST_KEYS = ("build", "monitoring")
+_TEACHER_METRICS = ("accuracy", "macro_f1", "bytes", "gzip_bytes", "p50_ms", "ece")
 
 
 def monitoring_reference(bundle: Path, texts: Sequence[str], profile: Profile) -> dict[str, Any]:

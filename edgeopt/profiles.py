@@ -21,6 +21,7 @@ from typing import Any, ClassVar, get_args, get_origin, get_type_hints
 from edgeopt.errors import ProfileError
 
 __all__ = [
+    "EMBEDDING_INITS",
     "Quantization",
     "ExportFormat",
     "DeviceSpec",
@@ -36,6 +37,8 @@ __all__ = [
 PROFILES_DIR_ENV = "EDGEOPT_PROFILES_DIR"
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _ARCHITECTURES = ("cnn",)
+EMBEDDING_INITS = ("teacher", "random")
+"""Where the student's embedding table starts (``[student] embedding_init``)."""
 
 
 class Quantization(StrEnum):
@@ -66,9 +69,11 @@ def _spec(
     return field(metadata={"lo": lo, "hi": hi, "positive": positive, "choices": choices, "nonempty": nonempty})
 
 
-def _optional(default: Any, lo: float | None = None, hi: float | None = None) -> Any:
+def _optional(default: Any, lo: float | None = None, hi: float | None = None, choices: tuple[str, ...] = ()) -> Any:
     """A field a profile may leave out; listed in ``_OPTIONAL_KEYS``."""
-    return field(default=default, metadata={"lo": lo, "hi": hi, "positive": False, "choices": (), "nonempty": False})
+    return field(
+        default=default, metadata={"lo": lo, "hi": hi, "positive": False, "choices": choices, "nonempty": False}
+    )
 
 
 def _fmt(number: float) -> str:
@@ -193,6 +198,12 @@ class StudentSpec(_Validated):
     alpha: float = _optional(0.5, lo=0.0, hi=1.0)
     intermediate_weight: float = _optional(0.0, lo=0.0)
     augment_copies: int = _optional(0, lo=0, hi=10)
+    # Crops (first line, first sentence, random spans) of each training text the teacher labels for the student.
+    crop_copies: int = _optional(3, lo=0, hi=10)
+    # Where the student's embedding table starts: the teacher's token embeddings reduced by PCA, or random.
+    embedding_init: str = _optional("teacher", choices=EMBEDDING_INITS)
+    # Fit a temperature on the validation split and fold it into the logits layer, so scores are calibrated.
+    calibrate: bool = _optional(True)
 
 
 @dataclass(frozen=True)
@@ -274,7 +285,18 @@ class Profile(_Validated):
 
 
 # Keys a profile may leave out (their dataclass default applies).
-_OPTIONAL_KEYS = frozenset({"technique", "temperature", "alpha", "intermediate_weight", "augment_copies"})
+_OPTIONAL_KEYS = frozenset(
+    {
+        "technique",
+        "temperature",
+        "alpha",
+        "intermediate_weight",
+        "augment_copies",
+        "crop_copies",
+        "embedding_init",
+        "calibrate",
+    }
+)
 
 _TABLES: dict[str, type] = {
     "device": DeviceSpec,

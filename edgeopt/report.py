@@ -61,6 +61,7 @@ def write_report(manifest: dict[str, Any], stages: Sequence[dict[str, Any]], pat
             f"{m['bytes']:,} | {m['gzip_bytes']:,} | {m['p50_ms']:.3f} | "
             f"{_ratio(teacher['bytes'], m['bytes'])} | {_ratio(teacher['p50_ms'], m['p50_ms'])} |"
         )
+    lines += _fidelity_lines(manifest)
     verdict = "within budget" if build["within_budget"] else "OVER BUDGET (kept with --allow-over-budget)"
     lines += [
         "",
@@ -99,7 +100,10 @@ def write_report(manifest: dict[str, Any], stages: Sequence[dict[str, Any]], pat
         f"kernel {student['kernel_size']}, dense {student['dense_dim']}; vocabulary pruned to "
         f"{student['vocabulary']:,} tokens; {student['parameters']:,} parameters",
         f"- distillation: temperature {build['distill']['temperature']}, alpha {build['distill']['alpha']}, "
-        f"{build['distill']['epochs_run']} epochs (early stopping)",
+        f"{build['distill']['epochs_run']} epochs (early stopping); embedding table started from the "
+        f"{student.get('embedding_init', 'random')} vectors",
+        *_transfer_lines(build),
+        *_calibration_lines(manifest),
         "- pruning: none"
         if prune is None
         else f"- pruning: magnitude, {prune['overall_sparsity']:.1%} of prunable weights zero "
@@ -123,6 +127,56 @@ def write_report(manifest: dict[str, Any], stages: Sequence[dict[str, Any]], pat
     lines += ["", "![accuracy vs size](report.png)", ""]
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def _fidelity_lines(manifest: dict[str, Any]) -> list[str]:
+    """Agreement with the teacher per word-count bucket, for every measured model that has it."""
+    rows = [(name, m["fidelity"]) for name, m in stage_rows(manifest) if m.get("fidelity")]
+    if not rows:
+        return []
+    buckets = list(rows[0][1])
+    counts = ", ".join(f"{b} words {rows[0][1][b]['texts']:,}" for b in buckets if b != "all")
+    lines = [
+        "",
+        "## Fidelity to the teacher on held-out texts of every length",
+        "",
+        "Share of texts where the model gives the teacher's label, on the test texts and crops of them (first line,",
+        f"first sentence, a random 3-20 word span), by length in words ({counts}).",
+        "",
+        "| model | " + " | ".join(buckets) + " |",
+        "|---|" + "---|" * len(buckets),
+    ]
+    for name, fidelity in rows:
+        cells = " | ".join(f"{fidelity[b]['agreement']:.4f}" if b in fidelity else "" for b in buckets)
+        lines.append(f"| {name} | {cells} |")
+    return lines
+
+
+def _transfer_lines(build: dict[str, Any]) -> list[str]:
+    transfer = build.get("transfer")
+    if not transfer:
+        return []
+    parts = ", ".join(f"{count:,} {source}" for source, count in transfer.items() if count)
+    return [f"- transfer set (texts the teacher labeled for the student): {parts}"]
+
+
+def _calibration_lines(manifest: dict[str, Any]) -> list[str]:
+    calibration = manifest["build"].get("score_calibration")
+    if not calibration:
+        return ["- calibration: off (scores are the student's raw softmax)"]
+    steps = [calibration, *([calibration["pruned"]] if calibration.get("pruned") else [])]
+    temperature = 1.0
+    for step in steps:
+        temperature *= step["temperature"]
+    shipped = [
+        f"{name} {m['ece']:.4f}" for name, m in stage_rows(manifest) if name.startswith("shipped") and "ece" in m
+    ]
+    return [
+        f"- calibration: logits divided by {temperature:.3f} (fitted on {calibration['validation_texts']} "
+        f"validation texts, folded into the last layer); validation ECE {steps[0]['ece_before']:.4f} -> "
+        f"{steps[-1]['ece_after']:.4f}; test ECE of the shipped models: {', '.join(shipped) or 'n/a'} "
+        f"(teacher {manifest['teacher'].get('ece', float('nan')):.4f})"
+    ]
 
 
 def _runtime_ram(build: dict[str, Any], budget: dict[str, Any]) -> str:

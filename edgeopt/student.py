@@ -32,10 +32,15 @@ __all__ = [
     "encode_texts",
     "build_student",
     "count_parameters",
+    "teacher_embedding_init",
     "DROPOUT_RATE",
+    "INIT_EMBEDDING_STD",
 ]
 
 DROPOUT_RATE = 0.3
+INIT_EMBEDDING_STD = 0.05
+"""Standard deviation of a teacher-initialized embedding table's entries: the order of Keras' random uniform
+initializer (std ~0.03), so Adam's first steps move it as much as they would a random table."""
 
 
 @dataclass(frozen=True)
@@ -143,13 +148,63 @@ def encode_texts(tokenizer_json: Path, texts: Sequence[str], max_seq_len: int) -
     return encoded.input_ids.astype(np.int32), encoded.attention_mask.astype(np.int32)
 
 
-def build_student(spec: StudentSpec, vocab_size: int, num_labels: int, max_seq_len: int, seed: int = 0) -> Any:
+def teacher_embedding_init(teacher_table: np.ndarray, teacher_ids: Sequence[int], dim: int) -> np.ndarray:
+    """The student's starting embedding table: the teacher's token vectors, reduced by PCA to the student's width.
+
+    A random table knows nothing of the words the training set never shows; the teacher's table knows every token
+    it was pre-trained on, so a word first seen on the device still lands near its synonyms (the idea of
+    model2vec, which goes further and distills static vectors from forward passes). PCA is fitted on the kept
+    rows only; components keep their relative variance (no whitening), and the table is scaled to
+    :data:`INIT_EMBEDDING_STD`.
+
+    Args:
+        teacher_table: ``[teacher_vocab, hidden]`` (:meth:`edgeopt.teacher.Teacher.token_embeddings`).
+        teacher_ids: For each student token, its teacher id (:attr:`PrunedVocabulary.teacher_ids`).
+        dim: The student's embedding width.
+
+    Returns:
+        float32 ``[len(teacher_ids), dim]``.
+
+    Raises:
+        StageError: A teacher id is outside the table.
+    """
+    ids = np.asarray(teacher_ids, dtype=np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= len(teacher_table)):
+        raise StageError(
+            f"teacher ids reach {int(ids.max())} but the teacher's embedding table has {len(teacher_table)} rows; "
+            "the student vocabulary was not pruned from this teacher's tokenizer"
+        )
+    rows = np.asarray(teacher_table, dtype=np.float64)[ids]
+    rows -= rows.mean(axis=0)
+    _, _, components = np.linalg.svd(rows, full_matrices=False)
+    reduced = rows @ components[:dim].T
+    if reduced.shape[1] < dim:
+        # A teacher narrower than the student: the extra dimensions start at zero.
+        reduced = np.pad(reduced, ((0, 0), (0, dim - reduced.shape[1])))
+    std = reduced.std()
+    return (reduced * (INIT_EMBEDDING_STD / std if std > 0 else 1.0)).astype(np.float32)
+
+
+def build_student(
+    spec: StudentSpec,
+    vocab_size: int,
+    num_labels: int,
+    max_seq_len: int,
+    seed: int = 0,
+    embeddings: np.ndarray | None = None,
+) -> Any:
     """Build the convolutional student as a ``tf_keras`` functional model.
 
     Inputs are ``input_ids`` and ``attention_mask`` (int32, ``[batch, max_seq_len]``), the output is ``logits``.
     Padding is zeroed before and after the convolution so that the max pool never sees it: the ReLU output is
-    non-negative, so a zeroed position cannot win the max.
+    non-negative, so a zeroed position cannot win the max. ``embeddings`` (``[vocab_size, embedding_dim]``, from
+    :func:`teacher_embedding_init`) is the embedding table's starting value; None starts it at random.
     """
+    if embeddings is not None and tuple(np.shape(embeddings)) != (vocab_size, spec.embedding_dim):
+        raise StageError(
+            f"initial embeddings have shape {tuple(np.shape(embeddings))}; the student needs "
+            f"({vocab_size}, {spec.embedding_dim})"
+        )
     if spec.architecture != "cnn":
         raise StageError(f"unknown student architecture {spec.architecture!r}; this version builds 'cnn'")
     tf, keras = import_tf()
@@ -158,7 +213,10 @@ def build_student(spec: StudentSpec, vocab_size: int, num_labels: int, max_seq_l
     input_ids = keras.Input((max_seq_len,), dtype="int32", name="input_ids")
     attention_mask = keras.Input((max_seq_len,), dtype="int32", name="attention_mask")
     mask = layers.Lambda(lambda m: tf.expand_dims(tf.cast(m, tf.float32), -1), name="mask")(attention_mask)
-    x = layers.Embedding(vocab_size, spec.embedding_dim, name="embedding")(input_ids)
+    initializer = "uniform" if embeddings is None else keras.initializers.Constant(embeddings)
+    x = layers.Embedding(vocab_size, spec.embedding_dim, embeddings_initializer=initializer, name="embedding")(
+        input_ids
+    )
     x = layers.Multiply(name="mask_embeddings")([x, mask])
     x = layers.Conv1D(spec.hidden_dim, spec.kernel_size, padding="same", activation="relu", name="conv")(x)
     x = layers.Multiply(name="mask_conv")([x, mask])

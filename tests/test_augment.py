@@ -10,9 +10,12 @@ from hypothesis import strategies as st
 from edgeopt.augment import (
     DEFAULT_METHODS,
     AugmentMethod,
+    CropKind,
     TransferSource,
     augment_texts,
     build_transfer_set,
+    crop_texts,
+    length_bucket,
 )
 from edgeopt.data import TextDataset
 from edgeopt.errors import DataError, StageError
@@ -140,3 +143,86 @@ def test_training_rows_hold_out_validation_texts_and_their_copies() -> None:
     np.testing.assert_array_equal(rows, [0, 2, 4, 5, 6, 9, 10])
     assert rows.dtype == np.int64
     np.testing.assert_array_equal(transfer.training_rows([]), np.arange(len(transfer)))
+
+
+# --- crops ---
+
+EMAIL = "Lunch at noon\nHi all. The usual place works for me! Bring the quarterly numbers and the draft plan please."
+
+
+def test_crops_are_first_line_first_sentence_then_spans() -> None:
+    crops = crop_texts([EMAIL], copies=4, seed=3)
+    kinds = [kind for _, _, kind in crops]
+    assert kinds[:2] == [CropKind.FIRST_LINE, CropKind.FIRST_SENTENCE] and set(kinds[2:]) == {CropKind.SPAN}
+    assert crops[0][1] == "Lunch at noon"
+    assert crops[1][1] == "Lunch at noon Hi all."
+    flat = " ".join(EMAIL.split())
+    for row, crop, kind in crops:
+        assert row == 0 and crop != flat
+        if kind is CropKind.SPAN:
+            assert 3 <= len(crop.split()) <= 20 and crop in flat
+    assert len({crop for _, crop, _ in crops}) == len(crops)
+
+
+def test_crops_depend_on_seed_and_text_only() -> None:
+    texts = [EMAIL, " ".join(f"word{i}" for i in range(60))]
+    crops = crop_texts(texts, copies=5, seed=1)
+    assert crops == crop_texts(texts, copies=5, seed=1)
+    assert [c for r, c, _ in crops if r == 1] == [c for _, c, _ in crop_texts(texts[1:], copies=5, seed=1)]
+    assert crops != crop_texts(texts, copies=5, seed=2)
+    assert crop_texts(texts, copies=0) == []
+
+
+def test_a_first_sentence_equal_to_the_first_line_is_kept_once() -> None:
+    kinds = [kind for _, _, kind in crop_texts(["Lunch at noon?\nHi all. See you there, bring the notes."], 2)]
+    assert kinds == [CropKind.FIRST_LINE]
+
+
+def test_short_texts_get_fewer_crops_and_never_themselves() -> None:
+    assert crop_texts(["hello"], copies=3) == []
+    assert crop_texts(["one two three"], copies=3) == []  # one line, one sentence, too short for a span
+    two = crop_texts(["Subject here\nbody"], copies=3)
+    assert [c for _, c, _ in two] == ["Subject here"]
+
+
+@given(texts=texts_strategy, copies=st.integers(0, 6))
+@settings(max_examples=60, deadline=None)
+def test_every_crop_is_a_nonempty_shorter_run_of_its_texts_words(texts: list[str], copies: int) -> None:
+    for row, crop, _ in crop_texts(texts, copies):
+        words = " ".join(texts[row].split())
+        assert crop.strip() and crop != words
+        assert len(crop.split()) <= len(words.split())
+
+
+def test_negative_crop_copies_is_a_stage_error() -> None:
+    with pytest.raises(StageError, match="crop copies must be >= 0, got -1"):
+        crop_texts(TEXTS, copies=-1)
+
+
+def test_length_buckets() -> None:
+    assert [length_bucket(" ".join(["w"] * n)) for n in (1, 8, 9, 32, 33, 128, 129)] == [
+        "<=8",
+        "<=8",
+        "9-32",
+        "9-32",
+        "33-128",
+        "33-128",
+        ">128",
+    ]
+
+
+def test_transfer_set_adds_crops_as_soft_targets_with_their_origin() -> None:
+    train = TextDataset(
+        texts=(EMAIL, "Win cash now\nClaim your free prize today by clicking the link below right now", "short"),
+        labels=(0, 1, 0),
+        label_names=("ham", "spam"),
+    )
+    transfer = build_transfer_set(train, ["Unlabeled note\nsecond line of the note"], 0, seed=0, crop_copies=2)
+    crops = [i for i, s in enumerate(transfer.sources) if s is TransferSource.CROP]
+    assert transfer.count(TransferSource.CROP) == len(crops) > 0
+    assert crops == list(range(4, len(transfer)))
+    assert all(transfer.labels[i] == -1 for i in crops)
+    assert {transfer.origins[i] for i in crops} == {0, 1, 3}  # "short" has no crop
+    assert transfer.texts[crops[0]] == "Lunch at noon"
+    # Crops of a validation text are held out with it.
+    assert not set(crops[:2]) & set(transfer.training_rows([0]).tolist())

@@ -20,6 +20,7 @@ from edgeopt.data import (
     read_labeled_file,
     read_unlabeled_file,
     stratified_split,
+    subject_line,
 )
 from edgeopt.errors import DataError
 
@@ -326,11 +327,34 @@ def test_default_dataset():
     assert len(task.train) > 4000 and len(task.test) > 1000
     assert not set(task.train.texts) & set(task.test.texts)
     assert len(set(task.train.texts)) == len(task.train)
-    for split in (task.train, task.test):
-        spam_share = sum(split.labels) / len(split)
+    emails = len(task.test) * 4  # 80/20 split of the shipped file
+    for labels in (task.train.labels[:emails], task.test.labels):
+        spam_share = sum(labels) / len(labels)
         assert 0.27 < spam_share < 0.33  # the corpus is 1763 spam of 5870 after cleaning
-        assert all(0 < len(text) <= 2000 for text in split.texts)
+    assert all(0 < len(text) <= 2000 for text in (*task.train.texts, *task.test.texts))
     assert "PDDL" in task.source
+
+
+def test_default_training_split_adds_cleaned_subject_lines():
+    task = load_default()
+    emails = task.train.texts[:4696]
+    subjects = task.train.texts[4696:]
+    assert 3000 < len(subjects) < 4696
+    assert all("\n" not in s and len(s) < 300 for s in subjects)
+    assert not any(s.lower().startswith(("re:", "fwd:", "[ilug]", "[satalk]", "[zzzzteana]")) for s in subjects)
+    by_subject = {subject_line(e): label for e, label in zip(emails, task.train.labels, strict=False)}
+    for subject, label in zip(subjects, task.train.labels[4696:], strict=True):
+        assert by_subject[subject] == label
+    assert all("\n" in t or len(t) > 300 for t in task.test.texts[:50])
+
+
+def test_subject_line_cuts_reply_prefixes_and_list_tags():
+    assert subject_line("Re: [ILUG] Fwd: Sun Solaris..\nbody") == "Sun Solaris.."
+    assert subject_line("  RE[2]:  Lunch   at noon?\nbody") == "Lunch at noon?"
+    assert subject_line("[zzzzteana] Moscow bomber\nbody") == "Moscow bomber"
+    assert subject_line("Get rich [now]\nbody") == "Get rich [now]"
+    assert subject_line("\nan email without a subject") == ""
+    assert subject_line("one line, no body") == ""
 
 
 def test_provenance_counts_match_shipped_file():

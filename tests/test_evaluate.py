@@ -11,10 +11,16 @@ from typing import Any
 import numpy as np
 import pytest
 
+from edgeopt.augment import crop_texts, length_bucket
 from edgeopt.evaluate import (
+    FIDELITY_CROPS,
     ArtifactMetrics,
+    FidelitySet,
     classification_scores,
     evaluate_artifact,
+    expected_calibration_error,
+    fidelity_by_bucket,
+    fidelity_set,
     gzip_size,
     measure_latency_ms,
 )
@@ -211,3 +217,46 @@ def test_evaluate_teacher_scores_logits_and_times_the_onnx_model(
     assert metrics.bytes == 12_345
     assert metrics.gzip_bytes == gzip_size(onnx_path)
     assert 0 < metrics.p50_ms <= metrics.p95_ms
+
+
+# --- fidelity on texts of every length ------------------------------------------------------------------------
+
+
+def test_fidelity_by_bucket_counts_agreement_per_length() -> None:
+    texts = ("one two", "a " * 20, "b " * 40, "c " * 200, "three words here")
+    fidelity = FidelitySet(
+        texts=texts,
+        buckets=tuple(length_bucket(t) for t in texts),
+        teacher_predicted=np.array([0, 1, 1, 0, 1]),
+    )
+    got = fidelity_by_bucket(np.array([0, 0, 1, 0, 0]), fidelity)
+    assert got == {
+        "<=8": {"texts": 2, "agreement": 0.5},
+        "9-32": {"texts": 1, "agreement": 0.0},
+        "33-128": {"texts": 1, "agreement": 1.0},
+        ">128": {"texts": 1, "agreement": 1.0},
+        "all": {"texts": 5, "agreement": 0.6},
+    }
+
+
+def test_fidelity_set_is_the_texts_then_their_crops() -> None:
+    texts = ("Lunch at noon\nHi all. The usual place works for me, bring the numbers and the plan.", "short")
+    made = fidelity_set(texts, seed=0)
+    assert made[:2] == texts
+    assert list(made[2:]) == [crop for _, crop, _ in crop_texts(texts, FIDELITY_CROPS, 0)]
+    assert len(made) == 2 + 3
+
+
+def test_evaluate_artifact_measures_fidelity_and_ece(artifacts: dict[str, Path], task: ToyTask) -> None:
+    path = artifacts["int8.tflite"]
+    texts = tuple(task.texts)
+    teacher = np.asarray(task.labels)
+    fidelity = FidelitySet(texts, tuple(length_bucket(t) for t in texts), teacher)
+    metrics = evaluate_artifact(
+        path, task.encoded, task.labels, teacher, NUM_LABELS, latency_samples=0, fidelity=(fidelity, task.encoded)
+    )
+    logits = _direct_logits(path, task.encoded)
+    assert metrics.fidelity == fidelity_by_bucket(logits.argmax(-1), fidelity)
+    assert metrics.fidelity["all"]["agreement"] == pytest.approx(metrics.agreement)
+    assert metrics.ece == pytest.approx(expected_calibration_error(logits, task.labels), abs=1e-6)
+    assert evaluate_artifact(path, task.encoded, task.labels, teacher, NUM_LABELS, 0).fidelity == {}

@@ -158,7 +158,11 @@ def test_rebuild_reuses_cached_teacher_outputs(built: tuple[BuildResult, Path], 
         )
     outputs = next(s for s in again.stages if s.name == "teacher outputs")
     assert outputs.details["computed"] == 0
-    assert outputs.details["cached"] == outputs.details["texts"] == 80
+    transfer = again.manifest["build"]["transfer"]
+    fidelity = again.manifest["metrics"]["model.onnx"]["fidelity"]["all"]["texts"]
+    # 60 training and 20 test texts (fidelity texts start with the test texts), then crops of both.
+    assert transfer["labeled"] == 60 and transfer["crop"] > 0 and fidelity > 20
+    assert outputs.details["cached"] == outputs.details["texts"] == sum(transfer.values()) + fidelity
 
 
 def test_cli_predict_and_inspect(built: tuple[BuildResult, Path]) -> None:

@@ -331,3 +331,22 @@ def test_optional_keys_default_and_validate(tmp_path: Path) -> None:
     assert (loaded.student.temperature, loaded.student.alpha) == (4.0, 0.9)
     bad = write_variant(tmp_path, "target_sparsity = 0.5", "target_sparsity = 0.5\nalpha = 1.5", stem="bad")
     assert "student.alpha must be in [0, 1]; got 1.5" in load_error(bad)
+
+
+def test_student_lever_keys_default_and_validate(tmp_path: Path) -> None:
+    shipped = load_profile("pixel8").student
+    assert (shipped.crop_copies, shipped.embedding_init, shipped.calibrate) == (3, "teacher", True)
+    given = write_variant(
+        tmp_path,
+        "target_sparsity = 0.5",
+        'target_sparsity = 0.5\ncrop_copies = 0\nembedding_init = "random"\ncalibrate = false',
+    )
+    student = load_profile(given).student
+    assert (student.crop_copies, student.embedding_init, student.calibrate) == (0, "random", False)
+    for line, expected in (
+        ("crop_copies = 11", "student.crop_copies must be in [0, 10]; got 11"),
+        ('embedding_init = "glove"', "student.embedding_init must be one of teacher, random; got 'glove'"),
+        ('calibrate = "yes"', "student.calibrate must be a boolean (true/false); got 'yes' (str)"),
+    ):
+        bad = write_variant(tmp_path, "target_sparsity = 0.5", f"target_sparsity = 0.5\n{line}")
+        assert expected in load_error(bad)

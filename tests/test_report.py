@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from edgeopt.report import _monitoring_lines, _runtime_lines, _runtime_ram
+from edgeopt.report import (
+    _calibration_lines,
+    _fidelity_lines,
+    _monitoring_lines,
+    _runtime_lines,
+    _runtime_ram,
+    _transfer_lines,
+)
 
 BUDGET = {"max_runtime_ram_mb": 24}
 
@@ -40,3 +47,55 @@ def test_monitoring_line() -> None:
     assert "answers ham 70.0%, spam 30.0%; top-class probability >= 0.9 for 90.0%, below 0.6 for 10.0%" in line
     assert "25.0% of texts truncated" in line
     assert _monitoring_lines(None) == []
+
+
+def _manifest_with_fidelity() -> dict:
+    def fid(short: float) -> dict:
+        return {
+            "<=8": {"texts": 40, "agreement": short},
+            ">128": {"texts": 10, "agreement": 1.0},
+            "all": {"texts": 50, "agreement": (40 * short + 10) / 50},
+        }
+
+    return {
+        "teacher": {"accuracy": 0.9, "ece": 0.05},
+        "artifacts": {"model.tflite": {"precision": "int8"}},
+        "metrics": {
+            "student-dense-fp32.tflite": {"accuracy": 0.9, "fidelity": fid(0.95)},
+            "model.tflite": {"accuracy": 0.88, "fidelity": fid(0.9), "ece": 0.031},
+        },
+        "build": {
+            "transfer": {"labeled": 100, "unlabeled": 0, "augmented": 0, "crop": 250},
+            "score_calibration": {
+                "temperature": 2.0,
+                "validation_texts": 10,
+                "ece_before": 0.2,
+                "ece_after": 0.05,
+                "pruned": {"temperature": 1.5, "validation_texts": 10, "ece_before": 0.08, "ece_after": 0.04},
+            },
+        },
+    }
+
+
+def test_fidelity_table_per_length_bucket() -> None:
+    lines = _fidelity_lines(_manifest_with_fidelity())
+    assert "by length in words (<=8 words 40, >128 words 10)." in lines[4]
+    assert lines[6] == "| model | <=8 | >128 | all |"
+    assert lines[8] == "| distilled student (fp32) | 0.9500 | 1.0000 | 0.9600 |"
+    assert lines[9] == "| shipped TFLite (int8) | 0.9000 | 1.0000 | 0.9200 |"
+    assert _fidelity_lines({"teacher": {}, "metrics": {}, "artifacts": {}}) == []
+
+
+def test_calibration_and_transfer_lines() -> None:
+    manifest = _manifest_with_fidelity()
+    (line,) = _calibration_lines(manifest)
+    assert line == (
+        "- calibration: logits divided by 3.000 (fitted on 10 validation texts, folded into the last layer); "
+        "validation ECE 0.2000 -> 0.0400; test ECE of the shipped models: shipped TFLite (int8) 0.0310 "
+        "(teacher 0.0500)"
+    )
+    manifest["build"]["score_calibration"] = None
+    assert _calibration_lines(manifest) == ["- calibration: off (scores are the student's raw softmax)"]
+    assert _transfer_lines(manifest["build"]) == [
+        "- transfer set (texts the teacher labeled for the student): 100 labeled, 250 crop"
+    ]

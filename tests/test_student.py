@@ -12,7 +12,14 @@ import pytest
 from tokenizers import Tokenizer
 
 from edgeopt.errors import StageError
-from edgeopt.student import build_student, count_parameters, encode_texts, prune_vocabulary
+from edgeopt.student import (
+    INIT_EMBEDDING_STD,
+    build_student,
+    count_parameters,
+    encode_texts,
+    prune_vocabulary,
+    teacher_embedding_init,
+)
 from stage_fixtures import (
     MAX_SEQ_LEN,
     NUM_LABELS,
@@ -201,3 +208,45 @@ def test_unknown_architecture_is_a_stage_error() -> None:
     object.__setattr__(spec, "architecture", "lstm")
     with pytest.raises(StageError, match=r"unknown student architecture 'lstm'; this version builds 'cnn'"):
         build_student(spec, 10, NUM_LABELS, MAX_SEQ_LEN)
+
+
+# --- initialization from the teacher ------------------------------------------------------------------------
+
+
+def test_teacher_init_is_the_pca_of_the_kept_teacher_rows(task: ToyTask) -> None:
+    rng = np.random.default_rng(0)
+    hidden = 24
+    teacher_table = rng.normal(size=(max(task.teacher_ids) + 5, hidden)).astype(np.float32)
+    table = teacher_embedding_init(teacher_table, task.teacher_ids, dim=8)
+    assert table.shape == (task.vocab_size, 8) and table.dtype == np.float32
+    assert table.std() == pytest.approx(INIT_EMBEDDING_STD, rel=1e-4)
+    # Same subspace as an SVD of the centered kept rows, component by component up to sign.
+    rows = teacher_table[list(task.teacher_ids)].astype(np.float64)
+    rows -= rows.mean(0)
+    u, s, _ = np.linalg.svd(rows, full_matrices=False)
+    reference = u[:, :8] * s[:8]
+    for k in range(8):
+        corr = np.corrcoef(table[:, k], reference[:, k])[0, 1]
+        assert abs(corr) == pytest.approx(1.0, abs=1e-4)
+    # Components keep their order of importance (no whitening).
+    assert np.all(np.diff(table.var(0)) <= 1e-9)
+
+
+def test_teacher_init_pads_a_narrow_teacher(task: ToyTask) -> None:
+    teacher_table = np.random.default_rng(1).normal(size=(max(task.teacher_ids) + 1, 4))
+    table = teacher_embedding_init(teacher_table, task.teacher_ids, dim=6)
+    assert table.shape == (task.vocab_size, 6) and np.all(table[:, 4:] == 0)
+
+
+def test_teacher_init_refuses_ids_outside_the_table(task: ToyTask) -> None:
+    with pytest.raises(StageError, match="teacher's embedding table has 3 rows"):
+        teacher_embedding_init(np.zeros((3, 8)), task.teacher_ids, dim=4)
+
+
+def test_build_student_starts_from_the_given_table(task: ToyTask) -> None:
+    spec = tiny_spec()
+    table = np.random.default_rng(2).normal(size=(task.vocab_size, spec.embedding_dim)).astype(np.float32)
+    model = build_student(spec, task.vocab_size, NUM_LABELS, MAX_SEQ_LEN, seed=0, embeddings=table)
+    np.testing.assert_array_equal(model.get_layer("embedding").get_weights()[0], table)
+    with pytest.raises(StageError, match=r"initial embeddings have shape \(3, 2\)"):
+        build_student(spec, task.vocab_size, NUM_LABELS, MAX_SEQ_LEN, embeddings=np.zeros((3, 2)))

@@ -289,3 +289,30 @@ def test_export_onnx_matches_torch(
 def test_export_onnx_of_onnx_teacher_copies_the_file(tiny_onnx_dir: Path, tmp_path: Path) -> None:
     out = load_teacher(tiny_onnx_dir).export_onnx(tmp_path / "copy.onnx")
     assert out.read_bytes() == (tiny_onnx_dir / "model.onnx").read_bytes()
+
+
+@pytest.mark.parametrize("arch", ["bert", "distilbert"])
+def test_token_embeddings_are_the_models_input_table(
+    arch: str, make_classifier_dir: Callable[[str], Path], tmp_path: Path
+) -> None:
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    path = make_classifier_dir(arch)
+    teacher = load_teacher(path, max_seq_len=16)
+    table = teacher.token_embeddings()
+    model = AutoModelForSequenceClassification.from_pretrained(path)
+    expected = model.get_input_embeddings().weight.detach().to(torch.float32).numpy()
+    assert table is not None and table.dtype == np.float32
+    np.testing.assert_array_equal(table, expected[: len(table)])
+    assert len(table) == max(_vocab_ids(teacher.tokenizer_json)) + 1
+    # The same table comes out of the teacher's ONNX export, whose initializers keep the torch names.
+    onnx_path = teacher.export_onnx(tmp_path / "model.onnx")
+    (tmp_path / "tokenizer.json").write_bytes(teacher.tokenizer_json.read_bytes())
+    onnx_table = load_teacher(onnx_path, max_seq_len=16).token_embeddings()
+    assert onnx_table is not None
+    np.testing.assert_allclose(onnx_table, table, atol=1e-6)
+
+
+def _vocab_ids(path: Path) -> list[int]:
+    return list(json.loads(path.read_text())["model"]["vocab"].values())
