@@ -36,6 +36,7 @@ __all__ = [
     "distillation_loss",
     "distill",
     "compile_for_distillation",
+    "length_bucketed_batches",
 ]
 
 
@@ -150,6 +151,77 @@ def distillation_loss(num_labels: int, temperature: float, alpha: float) -> Any:
     return loss
 
 
+_POOL_BATCHES = 50
+_MIN_WIDTH = 16
+
+
+def length_bucketed_batches(
+    inputs: tuple[np.ndarray, np.ndarray], targets: Any, batch_size: int, seed: int, shuffle: bool = True
+) -> Any:
+    """Batches of similar-length rows, each cut to a width just above its longest row: a Keras ``Sequence``.
+
+    Transfer sets mix 2 kB documents with subject lines and crops; padded to ``max_seq_len`` a 10-token crop costs
+    as much as a document. The student's convolution and masked max-pool give the same logits at any width at
+    least the text's length (padding is zeroed, and zero is what the convolution pads with), so a batch needs only
+    its longest row's width. Widths are powers of two from 16 up to the input's width, so Keras traces a handful
+    of shapes. Rows are drawn in random pools of 50 batches sorted by width (as Hugging Face's group_by_length
+    sorts by length), reshuffled each epoch from ``seed``.
+
+    Args:
+        inputs: ``(input_ids, attention_mask)``, ``[n, max_seq_len]``.
+        targets: ``[n, ...]`` array, or a dict of them (one per model output).
+        batch_size: Rows per batch.
+        seed: Seed of the order.
+        shuffle: Reshuffle each epoch; False gives a fixed order (for validation).
+    """
+    _, keras = import_tf()
+    ids, mask = inputs
+    lengths = np.asarray(mask).sum(axis=1)
+    full = ids.shape[1]
+    widths = sorted({w for w in (2**k for k in range(4, 16)) if w < full} | {full})
+
+    def width_for(longest: int) -> int:
+        return next(w for w in widths if w >= max(longest, min(_MIN_WIDTH, full)))
+
+    row_widths = np.array([width_for(int(n)) for n in lengths])
+
+    class _Batches(keras.utils.Sequence):  # type: ignore[misc, name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self._epoch = 0
+            self._batches = self._order()
+
+        def _order(self) -> list[np.ndarray]:
+            if not shuffle:
+                order = np.argsort(lengths, kind="stable")
+                return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+            rng = np.random.default_rng([seed, self._epoch])
+            order = rng.permutation(len(lengths))
+            pool = batch_size * _POOL_BATCHES
+            batches = []
+            for start in range(0, len(order), pool):
+                chunk = order[start : start + pool]
+                # By width, not exact length: rows of one width cost the same, and stay randomly mixed.
+                chunk = chunk[np.argsort(row_widths[chunk], kind="stable")]
+                batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+            return [batches[i] for i in rng.permutation(len(batches))]
+
+        def __len__(self) -> int:
+            return len(self._batches)
+
+        def __getitem__(self, index: int) -> tuple[list[np.ndarray], Any]:
+            rows = np.sort(self._batches[index])
+            width = int(row_widths[rows].max())
+            batch_targets = {k: v[rows] for k, v in targets.items()} if isinstance(targets, dict) else targets[rows]
+            return [ids[rows, :width], mask[rows, :width]], batch_targets
+
+        def on_epoch_end(self) -> None:
+            self._epoch += 1
+            self._batches = self._order()
+
+    return _Batches()
+
+
 def _label_accuracy(num_labels: int) -> Any:
     tf, _ = import_tf()
 
@@ -238,18 +310,13 @@ def distill(
         patience=config.patience,
         restore_best_weights=True,
     )
-    fit_args: dict[str, Any] = {
-        "epochs": config.epochs,
-        "batch_size": config.batch_size,
-        "shuffle": True,
-        "verbose": verbose,
-    }
+    # The batches' own order is reshuffled each epoch; Keras must not shuffle a Sequence again.
+    fit_args: dict[str, Any] = {"epochs": config.epochs, "shuffle": False, "verbose": verbose}
     if features is None:
         compile_for_distillation(model, num_labels, config, config.learning_rate)
         history = model.fit(
-            list(inputs),
-            targets,
-            validation_data=(list(validation[0]), validation[1]),
+            length_bucketed_batches(inputs, targets, config.batch_size, config.seed),
+            validation_data=length_bucketed_batches(validation[0], validation[1], 256, 0, shuffle=False),
             callbacks=[stopper],
             **fit_args,
         ).history
@@ -266,9 +333,12 @@ def distill(
             metrics={"logits": [_label_accuracy(num_labels)]},
         )
         history = trainer.fit(
-            list(inputs),
-            {"logits": targets, PROJECTION_LAYER: train_features},
-            validation_data=(list(validation[0]), {"logits": validation[1], PROJECTION_LAYER: val_features}),
+            length_bucketed_batches(
+                inputs, {"logits": targets, PROJECTION_LAYER: train_features}, config.batch_size, config.seed
+            ),
+            validation_data=length_bucketed_batches(
+                validation[0], {"logits": validation[1], PROJECTION_LAYER: val_features}, 256, 0, shuffle=False
+            ),
             callbacks=[stopper],
             **fit_args,
         ).history

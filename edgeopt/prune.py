@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from edgeopt._tf import import_tf
-from edgeopt.distill import DistillConfig, compile_for_distillation
+from edgeopt.distill import DistillConfig, compile_for_distillation, length_bucketed_batches
 from edgeopt.errors import StageError
 
 __all__ = [
@@ -263,12 +263,10 @@ def prune(
     pruned = keras.models.clone_model(model, clone_function=wrap)
     compile_for_distillation(pruned, num_labels, distill_config, config.learning_rate)
     pruned.fit(
-        list(inputs),
-        targets,
+        length_bucketed_batches(inputs, targets, distill_config.batch_size, distill_config.seed),
         epochs=config.epochs,
-        batch_size=distill_config.batch_size,
         callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
-        shuffle=True,
+        shuffle=False,
         verbose=verbose,
     )
     stripped = tfmot.sparsity.keras.strip_pruning(pruned)

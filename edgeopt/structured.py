@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from edgeopt._tf import import_tf
-from edgeopt.distill import DistillConfig, compile_for_distillation
+from edgeopt.distill import DistillConfig, compile_for_distillation, length_bucketed_batches
 from edgeopt.errors import StageError
 from edgeopt.profiles import StudentSpec
 
@@ -232,11 +232,9 @@ def structured_prune(
     keras.utils.set_random_seed(distill_config.seed)
     compile_for_distillation(small, num_labels, distill_config, learning_rate)
     small.fit(
-        list(inputs),
-        targets,
+        length_bucketed_batches(inputs, targets, distill_config.batch_size, distill_config.seed),
         epochs=epochs,
-        batch_size=distill_config.batch_size,
-        shuffle=True,
+        shuffle=False,
         verbose=verbose,
     )
     return small, result

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -123,3 +124,77 @@ def test_runtime_backends_agree_on_test_texts(default_bundle: Path) -> None:
     onnx = [p.label for p in edgeopt_runtime.load(default_bundle, backend="onnx", cache=False).predict_batch(texts)]
     tflite = [p.label for p in edgeopt_runtime.load(default_bundle, backend="tflite", cache=False).predict_batch(texts)]
     assert np.mean(np.asarray(onnx) == np.asarray(tflite)) >= 0.98
+
+
+def _teacher(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The default build's fine-tuned teacher, from the cache the build filled (no second fine-tune)."""
+    from edgeopt.data import load_default
+    from edgeopt.teacher import default_teacher, load_teacher
+
+    monkeypatch.setenv("EDGEOPT_CACHE_DIR", os.environ.get("EDGEOPT_E2E_CACHE_DIR", str(ROOT / ".cache" / "edgeopt")))
+    return load_teacher(default_teacher(load_default().train, progress=False))
+
+
+def _direct_labels(bundle: Path, texts: list[str]) -> dict[str, np.ndarray]:
+    """Labels of both shipped artifacts, run straight in ONNX Runtime and LiteRT (not through edgeopt_runtime)."""
+    import onnxruntime as ort
+    from ai_edge_litert.interpreter import Interpreter
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(bundle / "tokenizer.json"))
+    tokenizer.enable_truncation(256)
+    tokenizer.enable_padding(length=256, pad_id=tokenizer.token_to_id("[PAD]"), pad_token="[PAD]")
+    encodings = tokenizer.encode_batch(texts)
+    ids = np.array([e.ids for e in encodings], dtype=np.int32)
+    mask = np.array([e.attention_mask for e in encodings], dtype=np.int32)
+    session = ort.InferenceSession(str(bundle / "model.onnx"), providers=["CPUExecutionProvider"])
+    (logits,) = session.run(["logits"], {"input_ids": ids, "attention_mask": mask})
+    interpreter = Interpreter(model_path=str(bundle / "model.tflite"))
+    runner = interpreter.get_signature_runner("serving_default")
+    tflite = np.array(
+        [
+            int(runner(input_ids=ids[i : i + 1], attention_mask=mask[i : i + 1])["logits"][0].argmax())
+            for i in range(len(ids))
+        ]
+    )
+    return {"onnx": logits.argmax(-1), "tflite": tflite}
+
+
+def test_fidelity_to_the_teacher_on_crops_of_held_out_texts(
+    default_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Agreement with the teacher on short crops of test emails, computed here, not read from the manifest."""
+    from edgeopt.augment import crop_texts
+    from edgeopt.data import load_default
+
+    test_texts = list(load_default().test.texts)
+    rng = np.random.default_rng(0)
+    chosen = [test_texts[i] for i in sorted(rng.choice(len(test_texts), 400, replace=False))]
+    crops = [crop for _, crop, _ in crop_texts(chosen, 3, seed=11)]
+    short = [c for c in crops if len(c.split()) <= 8]
+    medium = [c for c in crops if 9 <= len(c.split()) <= 32]
+    teacher = _teacher(monkeypatch)
+    for bucket in (short, medium):
+        assert len(bucket) > 200
+        expected = teacher.logits(bucket).argmax(-1)
+        for backend, labels in _direct_labels(default_bundle, bucket).items():
+            assert np.mean(labels == expected) >= 0.93, backend
+    # The manifest reports the same kind of number on the whole test split's crops.
+    fidelity = json.loads((default_bundle / "manifest.json").read_text())["metrics"]["model.tflite"]["fidelity"]
+    assert set(fidelity) == {"<=8", "9-32", "33-128", ">128", "all"}
+
+
+def test_everyday_short_messages_get_the_teachers_label(default_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import csv
+
+    with (ROOT / "tests" / "data" / "everyday_messages.tsv").open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    texts = [r["text"] for r in rows]
+    teacher = _teacher(monkeypatch)
+    expected = teacher.logits(texts).argmax(-1)
+    for backend, labels in _direct_labels(default_bundle, texts).items():
+        assert np.mean(labels == expected) >= 0.9, backend
+        assert labels[texts.index("Lunch at noon?")] == expected[texts.index("Lunch at noon?")], backend
+    # And the teacher itself answers them as a person would.
+    truth = np.array([teacher.label_names.index(r["label"]) for r in rows])
+    assert np.mean(expected == truth) >= 0.85
