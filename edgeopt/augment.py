@@ -135,6 +135,20 @@ class TransferSet:
             dtype=np.int64,
         )
 
+    def held_out_rows(self, validation_rows: Collection[int]) -> np.ndarray:
+        """``validation_rows`` and then the augmented copies and crops made from them (none of them trains).
+
+        Early stopping watches all of these: the validation texts for accuracy, their crops for agreement with
+        the teacher on shorter texts (a crop carries the teacher's label only).
+
+        Returns:
+            int64 row indices: ``validation_rows`` in their order, then the rows made from them in row order.
+        """
+        held_out = [int(row) for row in validation_rows]
+        chosen = set(held_out)
+        derived = [row for row, origin in enumerate(self.origins) if origin in chosen and row not in chosen]
+        return np.asarray(held_out + derived, dtype=np.int64)
+
 
 def augment_texts(
     texts: Sequence[str],

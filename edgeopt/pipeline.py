@@ -453,13 +453,16 @@ def train_student(task: PreparedTask, config: BuildConfig, work: Path, reporter:
                 embedding_init = "teacher"
         info.update(embedding_init=embedding_init)
 
-    # Labeled rows split into fit/validation (labeled rows come first in the transfer set); unlabeled and augmented
-    # texts train on soft targets only, and augmented copies of a validation text are held out with it.
+    # Labeled rows split into fit/validation (labeled rows come first in the transfer set); unlabeled, augmented and
+    # cropped texts train on soft targets only. Copies and crops of a validation text are held out with it, and
+    # early stopping watches them too: its score is accuracy on the validation texts and agreement with the teacher
+    # on their crops, so the weights kept are the ones that also follow the teacher on shorter texts.
     _, val_rows = stratified_split(
         list(data.train.texts), list(data.train.labels), distill_config.validation_fraction, config.seed
     )
     val = np.asarray(val_rows, dtype=int)
     fit = task.transfer.training_rows(val).astype(int)
+    watched = task.transfer.held_out_rows(val).astype(int)
     targets = pack_targets(task.transfer_logits, np.asarray(task.transfer.labels), task.num_labels)
     features = task.transfer_features
 
@@ -469,11 +472,11 @@ def train_student(task: PreparedTask, config: BuildConfig, work: Path, reporter:
             student,
             (transfer_ids[0][fit], transfer_ids[1][fit]),
             targets[fit],
-            ((transfer_ids[0][val], transfer_ids[1][val]), targets[val]),
+            ((transfer_ids[0][watched], transfer_ids[1][watched]), targets[watched]),
             task.num_labels,
             distill_config,
             teacher_features=None if features is None else features[fit],
-            validation_features=None if features is None else features[val],
+            validation_features=None if features is None else features[watched],
         )
         info.update(
             parameters=count_parameters(student),

@@ -226,3 +226,17 @@ def test_transfer_set_adds_crops_as_soft_targets_with_their_origin() -> None:
     assert transfer.texts[crops[0]] == "Lunch at noon"
     # Crops of a validation text are held out with it.
     assert not set(crops[:2]) & set(transfer.training_rows([0]).tolist())
+
+
+def test_held_out_rows_are_the_validation_rows_then_what_was_made_from_them() -> None:
+    train = TextDataset(
+        texts=(EMAIL, "Win cash now\nClaim your free prize today by clicking the link below", "Team lunch"),
+        labels=(0, 1, 0),
+        label_names=("ham", "spam"),
+    )
+    transfer = build_transfer_set(train, [], 1, seed=0, crop_copies=2)
+    held = transfer.held_out_rows([1]).tolist()
+    assert held[0] == 1 and len(held) > 2
+    assert all(transfer.origins[row] == 1 for row in held)
+    assert not set(held) & set(transfer.training_rows([1]).tolist())
+    assert sorted(held + transfer.training_rows([1]).tolist()) == list(range(len(transfer)))
