@@ -11,8 +11,9 @@ For each task (`scripts/dev_tasks.py`; `spam` is the built-in default) it fine-t
 cached), trains TF-IDF (word 1-2 grams) + logistic regression with C tuned by 3-fold CV on the train split, and runs
 `edgeopt build --profile pixel8` once per variant:
 
-- `shipped`: the defaults (crops in the transfer set, teacher-initialized embeddings, calibrated scores);
-- `no-crops`, `random-init`, `no-calibration`: the defaults less one lever;
+- `shipped`: the defaults (crops in the transfer set, embeddings started from the teacher's static token vectors,
+  frozen or trained as the validation split prefers, calibrated scores);
+- `no-crops`, `random-init` (a random, trained table), `no-calibration`: the defaults less one lever;
 - `none`: all three levers off (the student as it was before them).
 
 Every number is measured on the task's held-out test split, which no variant tunes on: accuracy of the int8 TFLite
@@ -121,6 +122,9 @@ def row_of(task: str, variant: str, manifest: dict[str, Any], stages: dict[str, 
         "bytes": shipped["bytes"],
         "transfer": build["transfer"],
         "temperature": (build.get("score_calibration") or {}).get("temperature"),
+        "embedding_init": build["student"].get("embedding_init"),
+        "embedding_training": build["student"].get("embedding_training"),
+        "search": build.get("search"),
         "build_seconds": round(seconds, 1),
         "stage_seconds": stages,
         "train_texts": build["train_texts"],

@@ -123,9 +123,16 @@ def _task_options(func: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option(
     "--embedding-init",
-    type=click.Choice(["teacher", "random"]),
-    help="Start the student's embedding table from the teacher's token embeddings (PCA to the student's width) "
-    "or at random [default: the profile's, else teacher].",
+    type=click.Choice(["teacher-static", "teacher", "random"]),
+    help="Start the student's embedding table from each token's vector in a teacher forward pass (teacher-static), "
+    "from the teacher's input embeddings (teacher), both PCA-reduced to the student's width, or at random "
+    "[default: the profile's, else teacher-static].",
+)
+@click.option(
+    "--embedding-training",
+    type=click.Choice(["search", "frozen", "trained"]),
+    help="Keep a teacher-initialized embedding table fixed (frozen), train it, or distill both and keep the better "
+    "on the validation split (search) [default: the profile's, else search].",
 )
 @click.option(
     "--calibrate/--no-calibrate",
@@ -155,6 +162,7 @@ def build(
     augment_copies: int | None,
     crop_copies: int | None,
     embedding_init: str | None,
+    embedding_training: str | None,
     calibrate: bool | None,
     force: bool,
     allow_over_budget: bool,
@@ -195,6 +203,7 @@ def build(
         technique=technique,
         crop_copies=crop_copies,
         embedding_init=embedding_init,
+        embedding_training=embedding_training,
         calibrate=calibrate,
     )
     result = run_build(config, quiet=quiet)

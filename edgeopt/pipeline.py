@@ -93,8 +93,12 @@ class BuildConfig:
             ``None`` uses the profile's ``export.technique``, or its sparsity and quantization scheme.
         crop_copies: Crops of each training text (first line, first sentence, random spans) the teacher labels
             for the student; ``None`` takes the profile's ``[student] crop_copies`` (3 when absent).
-        embedding_init: ``"teacher"`` (the teacher's token embeddings, PCA-reduced) or ``"random"``; ``None``
-            takes the profile's ``[student] embedding_init``.
+        embedding_init: ``"teacher-static"`` (each token's vector from a teacher forward pass, PCA-reduced),
+            ``"teacher"`` (the teacher's input embedding table, PCA-reduced) or ``"random"``; ``None`` takes the
+            profile's ``[student] embedding_init``.
+        embedding_training: ``"frozen"`` (a teacher-initialized table stays as it starts), ``"trained"``, or
+            ``"search"`` (distill both, keep the better on validation); ``None`` takes the profile's
+            ``[student] embedding_training``.
         calibrate: Fit a temperature on the validation split and fold it into the logits; ``None`` takes the
             profile's ``[student] calibrate``.
     """
@@ -118,6 +122,7 @@ class BuildConfig:
     technique: str | None = None
     crop_copies: int | None = None
     embedding_init: str | None = None
+    embedding_training: str | None = None
     calibrate: bool | None = None
 
 
@@ -198,6 +203,7 @@ def student_spec_for(config: BuildConfig, profile: Profile) -> StudentSpec:
         "augment_copies": config.augment_copies,
         "crop_copies": config.crop_copies,
         "embedding_init": config.embedding_init,
+        "embedding_training": config.embedding_training,
         "calibrate": config.calibrate,
     }
     try:
@@ -316,6 +322,8 @@ class TrainedStudent:
         fidelity_ids: ``(input_ids, attention_mask)`` of the fidelity set (test texts and their crops).
         embedding_init: Where the embedding table started (``teacher`` or ``random``).
         score_calibration: The temperature folded into the logits, or None when calibration is off.
+        embedding_training: Whether the embedding table was ``frozen`` or ``trained`` in the student kept.
+        search: Every student distilled, with its validation score (the best one is ``model``).
     """
 
     model: Any
@@ -331,6 +339,8 @@ class TrainedStudent:
     fidelity_ids: tuple[np.ndarray, np.ndarray]
     embedding_init: str
     score_calibration: ScoreCalibration | None
+    embedding_training: str = "trained"
+    search: tuple[dict[str, Any], ...] = ()
 
     def rows(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(input_ids, attention_mask)`` of the given transfer rows."""
@@ -444,13 +454,12 @@ def train_student(task: PreparedTask, config: BuildConfig, work: Path, reporter:
         fidelity_ids = encode_texts(vocab.tokenizer_json, task.fidelity.texts, max_seq_len)
         test_ids = (fidelity_ids[0][: len(data.test)], fidelity_ids[1][: len(data.test)])
         embeddings, embedding_init = None, "random"
-        if spec.embedding_init == "teacher":
-            table = task.teacher.token_embeddings()
+        if spec.embedding_init != "random":
+            table, embedding_init = _teacher_vectors(task.teacher, vocab, spec.embedding_init)
             if table is None:
-                logger.warning("the teacher has no token embedding table to start from; the student starts random")
+                logger.warning("the teacher has no token vectors to start from; the student starts random")
             else:
-                embeddings = teacher_embedding_init(table, vocab.teacher_ids, spec.embedding_dim)
-                embedding_init = "teacher"
+                embeddings = teacher_embedding_init(table, range(len(table)), spec.embedding_dim)
         info.update(embedding_init=embedding_init)
 
     # Labeled rows split into fit/validation (labeled rows come first in the transfer set); unlabeled, augmented and
@@ -466,27 +475,54 @@ def train_student(task: PreparedTask, config: BuildConfig, work: Path, reporter:
     targets = pack_targets(task.transfer_logits, np.asarray(task.transfer.labels), task.num_labels)
     features = task.transfer_features
 
-    with reporter.stage("distill") as info:
-        student = build_student(spec, vocab.size, task.num_labels, max_seq_len, seed=config.seed, embeddings=embeddings)
-        distilled = distill(
-            student,
-            (transfer_ids[0][fit], transfer_ids[1][fit]),
-            targets[fit],
-            ((transfer_ids[0][watched], transfer_ids[1][watched]), targets[watched]),
-            task.num_labels,
-            distill_config,
-            teacher_features=None if features is None else features[fit],
-            validation_features=None if features is None else features[watched],
+    # A frozen teacher table keeps what the teacher knows of rare words but is only as good as the teacher's
+    # vectors and the student's width; a trained one adapts. Neither wins everywhere, so with "search" both are
+    # distilled and the validation score (never the test split) picks one.
+    if embeddings is None:
+        candidates = [("trained", True)]
+    elif spec.embedding_training == "search":
+        candidates = [("frozen", False), ("trained", True)]
+    else:
+        candidates = [(spec.embedding_training, spec.embedding_training == "trained")]
+    search: list[dict[str, Any]] = []
+    best: tuple[Any, DistillResult, str] | None = None
+    for name, train_embeddings in candidates:
+        with reporter.stage(f"distill ({name} embeddings)" if len(candidates) > 1 else "distill") as info:
+            student = build_student(
+                spec,
+                vocab.size,
+                task.num_labels,
+                max_seq_len,
+                seed=config.seed,
+                embeddings=embeddings,
+                train_embeddings=train_embeddings,
+            )
+            distilled = distill(
+                student,
+                (transfer_ids[0][fit], transfer_ids[1][fit]),
+                targets[fit],
+                ((transfer_ids[0][watched], transfer_ids[1][watched]), targets[watched]),
+                task.num_labels,
+                distill_config,
+                teacher_features=None if features is None else features[fit],
+                validation_features=None if features is None else features[watched],
+            )
+            info.update(
+                parameters=count_parameters(student),
+                epochs=distilled.epochs_run,
+                val_accuracy=distilled.best_val_accuracy,
+                temperature=distill_config.temperature,
+                alpha=distill_config.alpha,
+                intermediate_weight=distill_config.intermediate_weight,
+                transfer_texts=len(task.transfer_texts),
+            )
+        search.append(
+            {"embeddings": name, "validation_score": distilled.best_val_accuracy, "epochs": distilled.epochs_run}
         )
-        info.update(
-            parameters=count_parameters(student),
-            epochs=distilled.epochs_run,
-            val_accuracy=distilled.best_val_accuracy,
-            temperature=distill_config.temperature,
-            alpha=distill_config.alpha,
-            intermediate_weight=distill_config.intermediate_weight,
-            transfer_texts=len(task.transfer_texts),
-        )
+        if best is None or distilled.best_val_accuracy > best[1].best_val_accuracy:
+            best = (student, distilled, name)
+    assert best is not None  # candidates is never empty
+    student, distilled, embedding_training = best
     trained = TrainedStudent(
         model=student,
         vocab=vocab,
@@ -501,12 +537,29 @@ def train_student(task: PreparedTask, config: BuildConfig, work: Path, reporter:
         fidelity_ids=fidelity_ids,
         embedding_init=embedding_init,
         score_calibration=None,
+        embedding_training=embedding_training,
+        search=tuple(search),
     )
     if spec.calibrate:
         with reporter.stage("calibrate") as info:
             trained.score_calibration = trained.calibrate_scores(student, np.asarray(data.train.labels))
             info.update(temperature=trained.score_calibration.temperature)
     return trained
+
+
+def _teacher_vectors(teacher: Teacher, vocab: PrunedVocabulary, kind: str) -> tuple[np.ndarray | None, str]:
+    """One teacher vector per student token (``[vocab.size, hidden]``) and where it came from.
+
+    ``teacher-static`` falls back to the input embedding table for a teacher that cannot run token by token (ONNX).
+    """
+    if kind == "teacher-static":
+        static = teacher.static_token_vectors(vocab.teacher_ids)
+        if static is not None:
+            return static, "teacher-static"
+    table = teacher.token_embeddings()
+    if table is None or max(vocab.teacher_ids) >= len(table):
+        return None, "random"
+    return table[list(vocab.teacher_ids)], "teacher"
 
 
 def export_model(
@@ -797,10 +850,12 @@ def _make_bundle(
             "student": {
                 **asdict(task.student_spec),
                 "embedding_init": student.embedding_init,
+                "embedding_training": student.embedding_training,
                 "vocabulary": student.vocab.size,
                 "parameters": count_parameters(student.model),
             },
             "transfer": {source.value: task.transfer.count(source) for source in TransferSource},
+            "search": list(student.search),
             "score_calibration": None
             if student.score_calibration is None
             else {

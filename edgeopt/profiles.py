@@ -22,6 +22,7 @@ from edgeopt.errors import ProfileError
 
 __all__ = [
     "EMBEDDING_INITS",
+    "EMBEDDING_TRAINING",
     "Quantization",
     "ExportFormat",
     "DeviceSpec",
@@ -37,8 +38,10 @@ __all__ = [
 PROFILES_DIR_ENV = "EDGEOPT_PROFILES_DIR"
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _ARCHITECTURES = ("cnn",)
-EMBEDDING_INITS = ("teacher", "random")
+EMBEDDING_INITS = ("teacher-static", "teacher", "random")
 """Where the student's embedding table starts (``[student] embedding_init``)."""
+EMBEDDING_TRAINING = ("search", "frozen", "trained")
+"""Whether a teacher-initialized table trains (``[student] embedding_training``)."""
 
 
 class Quantization(StrEnum):
@@ -200,8 +203,12 @@ class StudentSpec(_Validated):
     augment_copies: int = _optional(0, lo=0, hi=10)
     # Crops (first line, first sentence, random spans) of each training text the teacher labels for the student.
     crop_copies: int = _optional(3, lo=0, hi=10)
-    # Where the student's embedding table starts: the teacher's token embeddings reduced by PCA, or random.
-    embedding_init: str = _optional("teacher", choices=EMBEDDING_INITS)
+    # Where the student's embedding table starts: the teacher's vector of each token from a forward pass
+    # (teacher-static) or its input embedding table (teacher), reduced by PCA; or random.
+    embedding_init: str = _optional("teacher-static", choices=EMBEDDING_INITS)
+    # A teacher-initialized table kept as it starts (frozen: rare words keep the teacher's view of them), trained,
+    # or both distilled and the better on validation kept (search); a random table always trains.
+    embedding_training: str = _optional("search", choices=EMBEDDING_TRAINING)
     # Fit a temperature on the validation split and fold it into the logits layer, so scores are calibrated.
     calibrate: bool = _optional(True)
 
@@ -294,6 +301,7 @@ _OPTIONAL_KEYS = frozenset(
         "augment_copies",
         "crop_copies",
         "embedding_init",
+        "embedding_training",
         "calibrate",
     }
 )

@@ -100,8 +100,10 @@ def write_report(manifest: dict[str, Any], stages: Sequence[dict[str, Any]], pat
         f"kernel {student['kernel_size']}, dense {student['dense_dim']}; vocabulary pruned to "
         f"{student['vocabulary']:,} tokens; {student['parameters']:,} parameters",
         f"- distillation: temperature {build['distill']['temperature']}, alpha {build['distill']['alpha']}, "
-        f"{build['distill']['epochs_run']} epochs (early stopping); embedding table started from the "
-        f"{student.get('embedding_init', 'random')} vectors",
+        f"{build['distill']['epochs_run']} epochs (early stopping); embedding table started from "
+        f"{_INIT_NAMES.get(student.get('embedding_init', 'random'), 'random values')}"
+        f", {student.get('embedding_training', 'trained')}",
+        *_search_lines(build),
         *_transfer_lines(build),
         *_calibration_lines(manifest),
         "- pruning: none"
@@ -129,6 +131,13 @@ def write_report(manifest: dict[str, Any], stages: Sequence[dict[str, Any]], pat
     return path
 
 
+_INIT_NAMES = {
+    "teacher-static": "the teacher's vector of each token (one forward pass per token, PCA-reduced)",
+    "teacher": "the teacher's input token embeddings (PCA-reduced)",
+    "random": "random values",
+}
+
+
 def _fidelity_lines(manifest: dict[str, Any]) -> list[str]:
     """Agreement with the teacher per word-count bucket, for every measured model that has it."""
     rows = [(name, m["fidelity"]) for name, m in stage_rows(manifest) if m.get("fidelity")]
@@ -150,6 +159,14 @@ def _fidelity_lines(manifest: dict[str, Any]) -> list[str]:
         cells = " | ".join(f"{fidelity[b]['agreement']:.4f}" if b in fidelity else "" for b in buckets)
         lines.append(f"| {name} | {cells} |")
     return lines
+
+
+def _search_lines(build: dict[str, Any]) -> list[str]:
+    search = build.get("search") or []
+    if len(search) < 2:
+        return []
+    parts = ", ".join(f"{c['embeddings']} embeddings {c['validation_score']:.4f}" for c in search)
+    return [f"- student search on the validation split (accuracy, and agreement on crops): {parts}"]
 
 
 def _transfer_lines(build: dict[str, Any]) -> list[str]:

@@ -192,6 +192,7 @@ def build_student(
     max_seq_len: int,
     seed: int = 0,
     embeddings: np.ndarray | None = None,
+    train_embeddings: bool = True,
 ) -> Any:
     """Build the convolutional student as a ``tf_keras`` functional model.
 
@@ -199,6 +200,7 @@ def build_student(
     Padding is zeroed before and after the convolution so that the max pool never sees it: the ReLU output is
     non-negative, so a zeroed position cannot win the max. ``embeddings`` (``[vocab_size, embedding_dim]``, from
     :func:`teacher_embedding_init`) is the embedding table's starting value; None starts it at random.
+    ``train_embeddings=False`` keeps the table at that value (it is still pruned and quantized like the rest).
     """
     if embeddings is not None and tuple(np.shape(embeddings)) != (vocab_size, spec.embedding_dim):
         raise StageError(
@@ -214,9 +216,13 @@ def build_student(
     attention_mask = keras.Input((max_seq_len,), dtype="int32", name="attention_mask")
     mask = layers.Lambda(lambda m: tf.expand_dims(tf.cast(m, tf.float32), -1), name="mask")(attention_mask)
     initializer = "uniform" if embeddings is None else keras.initializers.Constant(embeddings)
-    x = layers.Embedding(vocab_size, spec.embedding_dim, embeddings_initializer=initializer, name="embedding")(
-        input_ids
-    )
+    x = layers.Embedding(
+        vocab_size,
+        spec.embedding_dim,
+        embeddings_initializer=initializer,
+        trainable=train_embeddings,
+        name="embedding",
+    )(input_ids)
     x = layers.Multiply(name="mask_embeddings")([x, mask])
     x = layers.Conv1D(spec.hidden_dim, spec.kernel_size, padding="same", activation="relu", name="conv")(x)
     x = layers.Multiply(name="mask_conv")([x, mask])

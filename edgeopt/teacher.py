@@ -478,6 +478,35 @@ class Teacher:
         fitting = [t for t in tables if t.ndim == 2 and t.shape[0] >= vocab_size]
         return np.asarray(fitting[0][:vocab_size], dtype=np.float32) if fitting else None
 
+    def static_token_vectors(self, token_ids: Sequence[int], batch_size: int = 512) -> np.ndarray | None:
+        """Each token's vector from a forward pass of the teacher over ``[CLS] token [SEP]`` (as model2vec does).
+
+        Unlike the input embedding table, these vectors are what the teacher's whole network makes of a token, in
+        the space its classifier reads; a student table started from them knows, for a word it never trains on,
+        roughly what the teacher thinks of it. The vector is the last hidden state mean-pooled over the three
+        positions (the same pooling as :meth:`features`).
+
+        Args:
+            token_ids: Teacher token ids.
+            batch_size: Tokens per forward pass.
+
+        Returns:
+            float32 ``[len(token_ids), hidden]``, or None for an ONNX teacher (it exposes logits only).
+        """
+        if self.kind is TeacherKind.ONNX:
+            return None
+        tokenizer = self._get_tokenizer()
+        cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+        if cls is None or sep is None:
+            return None
+        ids = np.asarray(token_ids, dtype=np.int64)
+        out = np.zeros((len(ids), self._hidden_size()), dtype=np.float32)
+        for start in range(0, len(ids), batch_size):
+            chunk = ids[start : start + batch_size]
+            batch = np.stack([np.full_like(chunk, cls), chunk, np.full_like(chunk, sep)], axis=1)
+            out[start : start + len(chunk)] = self._run_features(batch, np.ones_like(batch), np.zeros_like(batch))
+        return out
+
     def weights_bytes(self) -> int:
         """Return the size in bytes of the teacher's weight files on disk (fp32 as saved)."""
         return sum(p.stat().st_size for p in _weight_files(self.path, self.kind))

@@ -290,3 +290,18 @@ def test_profile_technique_is_checked_when_the_build_starts(toy_teacher_dir: Pat
     assert result.exit_code != 0
     assert "unknown technique(s) no-such-thing" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_the_student_search_keeps_the_candidate_with_the_better_validation_score(
+    built: tuple[BuildResult, Path],
+) -> None:
+    result, _ = built
+    build_record = result.manifest["build"]
+    search = build_record["search"]
+    assert [c["embeddings"] for c in search] == ["frozen", "trained"]
+    best = max(search, key=lambda c: c["validation_score"])
+    assert build_record["student"]["embedding_training"] == best["embeddings"]
+    assert build_record["student"]["embedding_init"] == "teacher-static"
+    assert build_record["distill"]["best_val_accuracy"] == best["validation_score"]
+    names = [s.name for s in result.stages]
+    assert "distill (frozen embeddings)" in names and "distill (trained embeddings)" in names

@@ -250,3 +250,17 @@ def test_build_student_starts_from_the_given_table(task: ToyTask) -> None:
     np.testing.assert_array_equal(model.get_layer("embedding").get_weights()[0], table)
     with pytest.raises(StageError, match=r"initial embeddings have shape \(3, 2\)"):
         build_student(spec, task.vocab_size, NUM_LABELS, MAX_SEQ_LEN, embeddings=np.zeros((3, 2)))
+
+
+def test_a_frozen_table_keeps_its_starting_value_while_the_rest_trains(task: ToyTask) -> None:
+    from edgeopt.distill import DistillConfig, compile_for_distillation, pack_targets
+
+    spec = tiny_spec()
+    table = np.random.default_rng(3).normal(size=(task.vocab_size, spec.embedding_dim)).astype(np.float32)
+    model = build_student(spec, task.vocab_size, NUM_LABELS, MAX_SEQ_LEN, embeddings=table, train_embeddings=False)
+    dense_before = model.get_layer("dense").get_weights()[0].copy()
+    compile_for_distillation(model, NUM_LABELS, DistillConfig(), 1e-2)
+    targets = pack_targets(np.zeros((len(task.labels), NUM_LABELS)), task.labels, NUM_LABELS)
+    model.fit(list(task.encoded), targets, epochs=1, batch_size=8, verbose=0)
+    np.testing.assert_array_equal(model.get_layer("embedding").get_weights()[0], table)
+    assert not np.allclose(model.get_layer("dense").get_weights()[0], dense_before)

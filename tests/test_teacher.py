@@ -316,3 +316,24 @@ def test_token_embeddings_are_the_models_input_table(
 
 def _vocab_ids(path: Path) -> list[int]:
     return list(json.loads(path.read_text())["model"]["vocab"].values())
+
+
+def test_static_token_vectors_are_one_forward_pass_per_token(make_classifier_dir: Callable[[str], Path]) -> None:
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    path = make_classifier_dir("bert")
+    teacher = load_teacher(path, max_seq_len=16)
+    ids = [5, 9, 30, 31]
+    vectors = teacher.static_token_vectors(ids, batch_size=3)
+    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    cls, sep = teacher._get_tokenizer().token_to_id("[CLS]"), teacher._get_tokenizer().token_to_id("[SEP]")
+    with torch.inference_mode():
+        batch = torch.tensor([[cls, i, sep] for i in ids])
+        hidden = model(input_ids=batch, output_hidden_states=True).hidden_states[-1]
+    assert vectors is not None and vectors.shape == (4, hidden.shape[-1])
+    np.testing.assert_allclose(vectors, hidden.mean(dim=1).numpy(), atol=1e-5)
+
+
+def test_onnx_teacher_has_no_static_vectors(tiny_onnx_dir: Path) -> None:
+    assert load_teacher(tiny_onnx_dir).static_token_vectors([1, 2]) is None

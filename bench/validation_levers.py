@@ -1,0 +1,121 @@
+"""Distillation settings compared on the validation split only: how the student's defaults were chosen.
+
+Reproduce (from the repository root; the task's teacher logits must be cached, e.g. by one `bench/bench_tasks.py`
+run or one `edgeopt build` of the task):
+
+    .venv/bin/python bench/validation_levers.py spam base,alpha02,wide,crops6,random,patience6
+    .venv/bin/python bench/validation_levers.py spam-subjects base,random
+
+Tuning never looks at a test split: each variant distills the float student (no pruning, no export) and is scored
+on the labeled validation texts held out of the training split (accuracy) and on the crops of those texts
+(agreement with the teacher, by length bucket). Results are appended to bench/results/validation_levers.jsonl.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "validation_levers.jsonl"
+TASKS_DIR = ROOT / ".cache" / "dev-tasks"
+
+
+def variants() -> dict[str, dict[str, Any]]:
+    from edgeopt.distill import DistillConfig
+
+    return {
+        "base": {},
+        "alpha02": {"distill": DistillConfig(alpha=0.2)},
+        "alpha08": {"distill": DistillConfig(alpha=0.8)},
+        "t1": {"distill": DistillConfig(temperature=1.0)},
+        "t4": {"distill": DistillConfig(temperature=4.0)},
+        "crops6": {"crop_copies": 6},
+        "random": {"embedding_init": "random"},
+        "input-table": {"embedding_init": "teacher"},
+        "static": {"embedding_init": "teacher-static"},
+        "static-frozen": {"embedding_init": "teacher-static", "freeze": True},
+        "static-wide": {"embedding_init": "teacher-static", "student": {"embedding_dim": 128}},
+        "static-frozen-wide": {"embedding_init": "teacher-static", "freeze": True, "student": {"embedding_dim": 128}},
+        "wide": {"student": {"embedding_dim": 96, "hidden_dim": 256, "dense_dim": 128}},
+        "k5": {"student": {"kernel_size": 5}},
+        "patience6": {"distill": DistillConfig(patience=6, epochs=30)},
+    }
+
+
+def _freeze_embeddings(freeze: bool) -> None:
+    """Experiment only: keep the student's embedding table at its starting value."""
+    import edgeopt.student as student_module
+
+    original = getattr(student_module, "_original_build_student", student_module.build_student)
+    student_module._original_build_student = original
+
+    def build(*args: Any, **kwargs: Any) -> Any:
+        model = original(*args, **kwargs)
+        model.get_layer("embedding").trainable = not freeze
+        return model
+
+    student_module.build_student = build
+
+
+def main() -> int:
+    from edgeopt.augment import TransferSource, length_bucket
+    from edgeopt.pipeline import BuildConfig, Reporter, prepare, train_student
+
+    task_name, names = sys.argv[1], sys.argv[2].split(",")
+    folder = TASKS_DIR / task_name
+    files = {} if task_name == "spam" else {"train": folder / "train.jsonl", "test": folder / "test.jsonl"}
+    table = variants()
+    for name in names:
+        settings = dict(table[name])
+        student_overrides = settings.pop("student", None)
+        _freeze_embeddings(settings.pop("freeze", False))
+        config = BuildConfig(profile="pixel8", out=Path("unused"), calibrate=False, **files, **settings)
+        reporter = Reporter(quiet=True)
+        task = prepare(config, reporter, quiet=True)
+        if student_overrides:
+            task.student_spec = replace(task.student_spec, **student_overrides)
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory() as work:
+            student = train_student(task, config, Path(work), reporter)
+        seconds = time.perf_counter() - start
+        transfer = task.transfer
+        held = set(student.val_rows.tolist())
+        crops = [
+            i
+            for i, (source, origin) in enumerate(zip(transfer.sources, transfer.origins, strict=True))
+            if source is TransferSource.CROP and origin in held
+        ]
+        rows = np.concatenate([student.val_rows, np.asarray(crops, dtype=int)])
+        logits = student.model.predict(list(student.rows(rows)), batch_size=256, verbose=0)
+        agree = logits.argmax(-1) == task.transfer_logits[rows].argmax(-1)
+        buckets = np.array([length_bucket(transfer.texts[i]) for i in rows])
+        labels = np.asarray(task.data.train.labels)[student.val_rows]
+        record = {
+            "task": task_name,
+            "variant": name,
+            "validation_accuracy": round(float(np.mean(logits[: len(labels)].argmax(-1) == labels)), 4),
+            "validation_fidelity": {
+                b: round(float(agree[buckets == b].mean()), 4)
+                for b in ("<=8", "9-32", "33-128", ">128")
+                if (buckets == b).any()
+            },
+            "validation_crops": len(crops),
+            "epochs": student.distilled.epochs_run,
+            "distill_seconds": round(seconds),
+        }
+        print(json.dumps(record), flush=True)
+        with RESULTS.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
