@@ -540,10 +540,6 @@ def train_student(task: PreparedTask, config: BuildConfig, work: Path, reporter:
         embedding_training=embedding_training,
         search=tuple(search),
     )
-    if spec.calibrate:
-        with reporter.stage("calibrate") as info:
-            trained.score_calibration = trained.calibrate_scores(student, np.asarray(data.train.labels))
-            info.update(temperature=trained.score_calibration.temperature)
     return trained
 
 
@@ -719,7 +715,6 @@ def _make_bundle(
 
     pruned_model = student.model
     prune_result: PruneResult | None = None
-    pruned_calibration: ScoreCalibration | None = None
     technique_record: dict[str, Any] | None = None
     calibration = student.calibration(profile.export.calibration_samples, len(task.data.train), config.seed)
     scheme = profile.export.quantization
@@ -729,6 +724,10 @@ def _make_bundle(
 
         technique = resolve_techniques([technique_name])[0]
         scheme = technique.quantization
+        if task.student_spec.calibrate:
+            # A technique exports inside make_variant, so its fine-tuning (pruning, QAT) starts from the calibrated
+            # student and keeps roughly its scale; the profile's own scheme below calibrates the final model instead.
+            _calibrate(task, student, student.model, reporter)
         with reporter.stage(f"technique {technique.name}") as info:
             artifacts, details, pruned_model = make_variant(
                 technique, student, task, config, staging, set(profile.export.formats)
@@ -751,11 +750,9 @@ def _make_bundle(
                     prune_config,
                 )
                 info.update(target=prune_config.target_sparsity, reached=prune_result.overall_sparsity)
-            if student.score_calibration is not None:
-                # Pruning fine-tunes on the distillation loss, which moves the logit scale again.
-                with reporter.stage("calibrate pruned") as info:
-                    pruned_calibration = student.calibrate_scores(pruned_model, np.asarray(task.data.train.labels))
-                    info.update(temperature=pruned_calibration.temperature)
+        if task.student_spec.calibrate:
+            # Last, on the model that is exported: pruning's fine-tune would move a scale fitted before it.
+            _calibrate(task, student, pruned_model, reporter)
         with reporter.stage("export + quantize") as info:
             float_onnx = export.to_onnx(pruned_model, work / "student-fp32.onnx", student.max_seq_len)
             float_tflite = export.to_tflite(pruned_model, work / "student-fp32.tflite")
@@ -856,12 +853,7 @@ def _make_bundle(
             },
             "transfer": {source.value: task.transfer.count(source) for source in TransferSource},
             "search": list(student.search),
-            "score_calibration": None
-            if student.score_calibration is None
-            else {
-                **student.score_calibration.to_dict(),
-                "pruned": None if pruned_calibration is None else pruned_calibration.to_dict(),
-            },
+            "score_calibration": None if student.score_calibration is None else student.score_calibration.to_dict(),
             "prune": None if prune_result is None else prune_result.to_dict(),
             "technique": technique_record,
             "quantization": scheme.value,
@@ -873,6 +865,12 @@ def _make_bundle(
         },
     }
     return fields, problems
+
+
+def _calibrate(task: PreparedTask, student: TrainedStudent, model: Any, reporter: Reporter) -> None:
+    with reporter.stage("calibrate") as info:
+        student.score_calibration = student.calibrate_scores(model, np.asarray(task.data.train.labels))
+        info.update(temperature=student.score_calibration.temperature)
 
 
 def accuracy_gate(

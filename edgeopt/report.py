@@ -181,17 +181,14 @@ def _calibration_lines(manifest: dict[str, Any]) -> list[str]:
     calibration = manifest["build"].get("score_calibration")
     if not calibration:
         return ["- calibration: off (scores are the student's raw softmax)"]
-    steps = [calibration, *([calibration["pruned"]] if calibration.get("pruned") else [])]
-    temperature = 1.0
-    for step in steps:
-        temperature *= step["temperature"]
     shipped = [
         f"{name} {m['ece']:.4f}" for name, m in stage_rows(manifest) if name.startswith("shipped") and "ece" in m
     ]
     return [
-        f"- calibration: logits divided by {temperature:.3f} (fitted on {calibration['validation_texts']} "
-        f"validation texts, folded into the last layer); validation ECE {steps[0]['ece_before']:.4f} -> "
-        f"{steps[-1]['ece_after']:.4f}; test ECE of the shipped models: {', '.join(shipped) or 'n/a'} "
+        f"- calibration: logits divided by {calibration['temperature']:.3f} (fitted on "
+        f"{calibration['validation_texts']} validation texts, folded into the last layer); validation ECE "
+        f"{calibration['ece_before']:.4f} -> {calibration['ece_after']:.4f}; test ECE of the shipped models: "
+        f"{', '.join(shipped) or 'n/a'} "
         f"(teacher {manifest['teacher'].get('ece', float('nan')):.4f})"
     ]
 

@@ -305,3 +305,13 @@ def test_the_student_search_keeps_the_candidate_with_the_better_validation_score
     assert build_record["distill"]["best_val_accuracy"] == best["validation_score"]
     names = [s.name for s in result.stages]
     assert "distill (frozen embeddings)" in names and "distill (trained embeddings)" in names
+
+
+def test_scores_are_calibrated_last_on_the_exported_model(built: tuple[BuildResult, Path]) -> None:
+    result, _ = built
+    names = [s.name for s in result.stages]
+    assert names.index("prune") < names.index("calibrate") < names.index("export + quantize")
+    calibration = result.manifest["build"]["score_calibration"]
+    assert calibration["temperature"] > 0 and calibration["validation_texts"] > 0
+    assert calibration["ece_after"] <= calibration["ece_before"] + 1e-9
+    assert "- calibration: logits divided by" in (result.out / "report.md").read_text()

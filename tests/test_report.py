@@ -67,11 +67,10 @@ def _manifest_with_fidelity() -> dict:
         "build": {
             "transfer": {"labeled": 100, "unlabeled": 0, "augmented": 0, "crop": 250},
             "score_calibration": {
-                "temperature": 2.0,
+                "temperature": 3.0,
                 "validation_texts": 10,
                 "ece_before": 0.2,
-                "ece_after": 0.05,
-                "pruned": {"temperature": 1.5, "validation_texts": 10, "ece_before": 0.08, "ece_after": 0.04},
+                "ece_after": 0.04,
             },
         },
     }
