@@ -165,8 +165,13 @@ def _search_lines(build: dict[str, Any]) -> list[str]:
     search = build.get("search") or []
     if len(search) < 2:
         return []
-    parts = ", ".join(f"{c['embeddings']} embeddings {c['validation_score']:.4f}" for c in search)
-    return [f"- student search on the validation split (accuracy, and agreement on crops): {parts}"]
+    parts = ", ".join(
+        f"{c['embeddings']} embeddings {c['validation_accuracy']:.4f} ({c['validation_score']:.4f})" for c in search
+    )
+    return [
+        f"- student search on the validation split, accuracy (and with agreement on crops): {parts}; the first "
+        "number decides"
+    ]
 
 
 def _transfer_lines(build: dict[str, Any]) -> list[str]:
