@@ -144,7 +144,7 @@ def write_outputs(rows: list[dict[str, Any]], baselines: dict[str, Any], command
         "",
         f"`{command}`. Fidelity: agreement with the teacher on the test texts and crops of them, by length in words.",
         "",
-        "| task | variant | teacher | TF-IDF | student | x teacher | val acc | "
+        "| task | variant | teacher | TF-IDF | student | x teacher | val score | "
         + " | ".join(f"fidelity {b}" for b in buckets)
         + " | ECE (teacher) | MB | build s |",
         "|---|---|---|---|---|---|---|" + "---|" * len(buckets) + "---|---|---|",
