@@ -12,9 +12,10 @@ cached), trains TF-IDF (word 1-2 grams) + logistic regression with C tuned by 3-
 `edgeopt build --profile pixel8` once per variant:
 
 - `shipped`: the defaults (crops in the transfer set, embeddings started from the teacher's static token vectors,
-  frozen or trained as the validation split prefers, calibrated scores);
+  the student search over the max-pool and attention-pool architectures, calibrated scores);
 - `no-crops`, `random-init` (a random, trained table), `no-calibration`: the defaults less one lever;
-- `none`: all three levers off (the student as it was before them).
+- `none`: crops, teacher initialization and calibration off (the student as it was before them);
+- `cnn-only`: the architecture search off (`--student cnn/trained`, the max-pool student alone).
 
 Every number is measured on the task's held-out test split, which no variant tunes on: accuracy of the int8 TFLite
 artifact against the teacher's, agreement with the teacher on test texts and crops of them by length bucket
@@ -52,6 +53,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "random-init": {"embedding_init": "random"},
     "no-calibration": {"calibrate": False},
     "none": {"crop_copies": 0, "embedding_init": "random", "calibrate": False},
+    "cnn-only": {"student": "cnn/trained"},
 }
 
 
@@ -125,6 +127,7 @@ def row_of(task: str, variant: str, manifest: dict[str, Any], stages: dict[str, 
         "embedding_init": build["student"].get("embedding_init"),
         "embedding_training": build["student"].get("embedding_training"),
         "search": build.get("search"),
+        "kept": next((c["name"] for c in build.get("search") or [] if c.get("status") == "chosen"), None),
         "build_seconds": round(seconds, 1),
         "stage_seconds": stages,
         "train_texts": build["train_texts"],
@@ -144,16 +147,17 @@ def write_outputs(rows: list[dict[str, Any]], baselines: dict[str, Any], command
         "",
         f"`{command}`. Fidelity: agreement with the teacher on the test texts and crops of them, by length in words.",
         "",
-        "| task | variant | teacher | TF-IDF | student | x teacher | val score | "
+        "| task | variant | student kept | teacher | TF-IDF | student | x teacher | val score | "
         + " | ".join(f"fidelity {b}" for b in buckets)
         + " | ECE (teacher) | MB | build s |",
-        "|---|---|---|---|---|---|---|" + "---|" * len(buckets) + "---|---|---|",
+        "|---|---|---|---|---|---|---|---|" + "---|" * len(buckets) + "---|---|---|",
     ]
     for r in rows:
         fid = " | ".join(f"{r['fidelity'][b]['agreement']:.3f}" if b in r["fidelity"] else "" for b in buckets)
         base = baselines.get(r["task"], {})
         lines.append(
-            f"| {r['task']} | {r['variant']} | {r['teacher_accuracy']:.4f} | {base.get('accuracy', float('nan')):.4f} "
+            f"| {r['task']} | {r['variant']} | {r.get('kept') or ''} | {r['teacher_accuracy']:.4f} "
+            f"| {base.get('accuracy', float('nan')):.4f} "
             f"| {r['accuracy']:.4f} | {r['accuracy_ratio']:.3f} | {r['validation_accuracy'] or float('nan'):.4f} | "
             f"{fid} | {r['ece']:.3f} ({r['teacher_ece'] or float('nan'):.3f}) | {r['bytes'] / 1e6:.2f} | "
             f"{r['build_seconds']:.0f} |"

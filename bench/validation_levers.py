@@ -5,6 +5,7 @@ run or one `edgeopt build` of the task):
 
     .venv/bin/python bench/validation_levers.py spam base,alpha02,wide,crops6,random,patience6
     .venv/bin/python bench/validation_levers.py spam-subjects base,random
+    .venv/bin/python bench/validation_levers.py fortunes-topics cnn,attention 0,1,2   # seeds (split and init)
 
 Tuning never looks at a test split: each variant distills the float student (no pruning, no export) and is scored
 on the labeled validation texts held out of the training split (accuracy) and on the crops of those texts
@@ -46,6 +47,8 @@ def variants() -> dict[str, dict[str, Any]]:
         "static-frozen-wide": {"embedding_init": "teacher-static", "freeze": True, "student": {"embedding_dim": 128}},
         "wide": {"student": {"embedding_dim": 96, "hidden_dim": 256, "dense_dim": 128}},
         "k5": {"student": {"kernel_size": 5}},
+        "cnn": {"student": {"architecture": "cnn"}},
+        "attention": {"student": {"architecture": "cnn-attention"}},
         "patience6": {"distill": DistillConfig(patience=6, epochs=30)},
     }
 
@@ -70,14 +73,15 @@ def main() -> int:
     from edgeopt.pipeline import BuildConfig, Reporter, prepare, train_student
 
     task_name, names = sys.argv[1], sys.argv[2].split(",")
+    seeds = [int(s) for s in sys.argv[3].split(",")] if len(sys.argv) > 3 else [0]
     folder = TASKS_DIR / task_name
     files = {} if task_name == "spam" else {"train": folder / "train.jsonl", "test": folder / "test.jsonl"}
     table = variants()
-    for name in names:
+    for name, seed in [(name, seed) for seed in seeds for name in names]:
         settings = dict(table[name])
         student_overrides = settings.pop("student", None)
         _freeze_embeddings(settings.pop("freeze", False))
-        config = BuildConfig(profile="pixel8", out=Path("unused"), calibrate=False, **files, **settings)
+        config = BuildConfig(profile="pixel8", out=Path("unused"), calibrate=False, seed=seed, **files, **settings)
         reporter = Reporter(quiet=True)
         task = prepare(config, reporter, quiet=True)
         if student_overrides:
@@ -101,6 +105,8 @@ def main() -> int:
         record = {
             "task": task_name,
             "variant": name,
+            "seed": seed,
+            "kept": [c["name"] for c in student.search if c["status"] == "chosen"][0],
             "validation_accuracy": round(float(np.mean(logits[: len(labels)].argmax(-1) == labels)), 4),
             "validation_fidelity": {
                 b: round(float(agree[buckets == b].mean()), 4)

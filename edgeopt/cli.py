@@ -38,6 +38,19 @@ def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _check_student(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Refuse a malformed ``--student`` before any work starts."""
+    if value is None:
+        return None
+    from edgeopt.errors import StageError
+    from edgeopt.search import StudentCandidate
+
+    try:
+        return StudentCandidate.parse(value).name
+    except StageError as error:
+        raise click.BadParameter(str(error)) from None
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="edgeopt")
 def cli() -> None:
@@ -132,13 +145,25 @@ def _task_options(func: Callable[..., Any]) -> Callable[..., Any]:
     "--embedding-training",
     type=click.Choice(["search", "frozen", "trained"]),
     help="Keep a teacher-initialized embedding table fixed (frozen), train it, or distill both and keep the better "
-    "on the validation split (search) [default: the profile's, else search].",
+    "on the validation split (search) [default: the profile's, else trained].",
 )
 @click.option(
     "--calibrate/--no-calibrate",
     default=None,
     help="Fit a temperature on the validation split and fold it into the logits, so scores are calibrated "
     "[default: the profile's, else on].",
+)
+@click.option(
+    "--student",
+    callback=_check_student,
+    help="Pin one student configuration, ARCHITECTURE/frozen|trained[/xWIDTH] (e.g. cnn-attention/trained/x1), "
+    "instead of the profile's student search [default: search as the profile says].",
+)
+@click.option(
+    "--search-budget",
+    type=click.FloatRange(min=0),
+    help="Seconds the student search may take; the first candidate always runs and the best so far is kept "
+    "(0: no limit) [default: the profile's, else 0].",
 )
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @click.option("--allow-over-budget", is_flag=True, help="Keep a bundle that misses the profile's budgets.")
@@ -164,6 +189,8 @@ def build(
     embedding_init: str | None,
     embedding_training: str | None,
     calibrate: bool | None,
+    student: str | None,
+    search_budget: float | None,
     force: bool,
     allow_over_budget: bool,
     quiet: bool,
@@ -205,6 +232,8 @@ def build(
         embedding_init=embedding_init,
         embedding_training=embedding_training,
         calibrate=calibrate,
+        student=student,
+        search_budget_s=search_budget,
     )
     result = run_build(config, quiet=quiet)
     if not quiet:

@@ -242,7 +242,7 @@ def _prune_variant(
         from edgeopt.structured import structured_prune
 
         smaller, result = structured_prune(
-            model, task.profile.student, technique.sparsity, *args, epochs=config.prune_epochs
+            model, student.spec or task.student_spec, technique.sparsity, *args, epochs=config.prune_epochs
         )
         return smaller, {"structured": result.to_dict()}
     if technique.pruning is Pruning.SENSITIVITY:

@@ -44,6 +44,8 @@ PROJECTION_LAYER = "feature_projection"
 """Name of the training-only layer that maps the student's pooled features to the teacher's hidden size."""
 
 _POOL_LAYER = "pool"
+_WATCHED_SCORE = "val_watched_score"
+_LOSS_TIE_BREAK = 1e-6
 
 
 class FeatureLoss(StrEnum):
@@ -304,8 +306,22 @@ def distill(
     keras.utils.set_random_seed(config.seed)
     # With features the trainer, whose weights include every student weight, is watched: restoring its best
     # weights restores the best student.
+    accuracy_key = "val_label_accuracy" if features is None else "val_logits_label_accuracy"
+
+    class _WatchedScore(keras.callbacks.Callback):  # type: ignore[misc, name-defined]
+        """Validation accuracy, ties broken by the lower validation loss.
+
+        Keras' stopper keeps the first epoch of a tie, so on a small validation set every later epoch that
+        matches the first perfect score was thrown away, however much closer to the teacher it got. The loss
+        term (1e-6 of it) is far below one validation text's share of the accuracy, so it only ever breaks ties.
+        """
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            if logs is not None and accuracy_key in logs:
+                logs[_WATCHED_SCORE] = float(logs[accuracy_key]) - _LOSS_TIE_BREAK * float(logs["val_loss"])
+
     stopper = keras.callbacks.EarlyStopping(
-        monitor="val_label_accuracy" if features is None else "val_logits_label_accuracy",
+        monitor=_WATCHED_SCORE,
         mode="max",
         patience=config.patience,
         restore_best_weights=True,
@@ -317,7 +333,7 @@ def distill(
         history = model.fit(
             length_bucketed_batches(inputs, targets, config.batch_size, config.seed),
             validation_data=length_bucketed_batches(validation[0], validation[1], 256, 0, shuffle=False),
-            callbacks=[stopper],
+            callbacks=[_WatchedScore(), stopper],
             **fit_args,
         ).history
     else:
@@ -339,7 +355,7 @@ def distill(
             validation_data=length_bucketed_batches(
                 validation[0], {"logits": validation[1], PROJECTION_LAYER: val_features}, 256, 0, shuffle=False
             ),
-            callbacks=[stopper],
+            callbacks=[_WatchedScore(), stopper],
             **fit_args,
         ).history
         history = {_rename(key): value for key, value in history.items()}

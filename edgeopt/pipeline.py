@@ -34,6 +34,7 @@ from edgeopt.evaluate import ArtifactMetrics, FidelitySet, evaluate_artifact, ev
 from edgeopt.profiles import ExportFormat, Profile, Quantization, StudentSpec, load_profile
 from edgeopt.prune import PruneConfig, PruneResult, prune
 from edgeopt.quantize import CalibrationMethod
+from edgeopt.search import BYTES_PER_WEIGHT, CandidateOutcome, StudentCandidate, search_students, student_candidates
 from edgeopt.student import PrunedVocabulary
 from edgeopt.teacher import FinetuneConfig, Teacher, TeacherKind
 
@@ -101,6 +102,10 @@ class BuildConfig:
             ``[student] embedding_training``.
         calibrate: Fit a temperature on the validation split and fold it into the logits; ``None`` takes the
             profile's ``[student] calibrate``.
+        student: One student configuration (:attr:`edgeopt.search.StudentCandidate.name`, e.g.
+            ``cnn-attention/trained/x1``) instead of the profile's search; ``None`` searches as the profile says.
+        search_budget_s: Seconds the student search may take (0: no limit); ``None`` takes the profile's
+            ``[student] search_budget_s``.
     """
 
     profile: str | Path = "pixel8"
@@ -124,6 +129,8 @@ class BuildConfig:
     embedding_init: str | None = None
     embedding_training: str | None = None
     calibrate: bool | None = None
+    student: str | None = None
+    search_budget_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -205,6 +212,7 @@ def student_spec_for(config: BuildConfig, profile: Profile) -> StudentSpec:
         "embedding_init": config.embedding_init,
         "embedding_training": config.embedding_training,
         "calibrate": config.calibrate,
+        "search_budget_s": config.search_budget_s,
     }
     try:
         return replace(profile.student, **{k: v for k, v in overrides.items() if v is not None})
@@ -323,7 +331,9 @@ class TrainedStudent:
         embedding_init: Where the embedding table started (``teacher`` or ``random``).
         score_calibration: The temperature folded into the logits, or None when calibration is off.
         embedding_training: Whether the embedding table was ``frozen`` or ``trained`` in the student kept.
-        search: Every student distilled, with its validation score (the best one is ``model``).
+        search: Every student candidate (:class:`edgeopt.search.CandidateResult` as JSON), the kept one first
+            marked ``chosen``.
+        spec: The kept student's settings (its architecture and sizes; the profile's may say ``search``).
     """
 
     model: Any
@@ -341,6 +351,7 @@ class TrainedStudent:
     score_calibration: ScoreCalibration | None
     embedding_training: str = "trained"
     search: tuple[dict[str, Any], ...] = ()
+    spec: StudentSpec | None = None
 
     def rows(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(input_ids, attention_mask)`` of the given transfer rows."""
@@ -459,7 +470,8 @@ def train_student(task: PreparedTask, config: BuildConfig, work: Path, reporter:
             if table is None:
                 logger.warning("the teacher has no token vectors to start from; the student starts random")
             else:
-                embeddings = teacher_embedding_init(table, range(len(table)), spec.embedding_dim)
+                widest = max(1, round(spec.embedding_dim * max(spec.search_widths)))
+                embeddings = teacher_embedding_init(table, range(len(table)), widest)
         info.update(embedding_init=embedding_init)
 
     # Labeled rows split into fit/validation (labeled rows come first in the transfer set); unlabeled, augmented and
@@ -476,26 +488,24 @@ def train_student(task: PreparedTask, config: BuildConfig, work: Path, reporter:
     features = task.transfer_features
 
     # A frozen teacher table keeps what the teacher knows of rare words but is only as good as the teacher's
-    # vectors and the student's width; a trained one adapts. Neither wins everywhere, so with "search" both are
-    # distilled and the validation split (never the test split) picks one.
-    if embeddings is None:
-        candidates = [("trained", True)]
-    elif spec.embedding_training == "search":
-        candidates = [("frozen", False), ("trained", True)]
-    else:
-        candidates = [(spec.embedding_training, spec.embedding_training == "trained")]
-    search: list[dict[str, Any]] = []
-    best: tuple[tuple[float, float], Any, DistillResult, str] | None = None
-    for name, train_embeddings in candidates:
-        with reporter.stage(f"distill ({name} embeddings)" if len(candidates) > 1 else "distill") as info:
+    # vectors and the student's width; a trained one adapts. Neither wins everywhere, nor does one architecture, so
+    # the search (edgeopt.search) distills the candidates the profile allows and the validation split (never the
+    # test split) picks one.
+    pinned = None if config.student is None else StudentCandidate.parse(config.student)
+    candidates = student_candidates(spec, teacher_table=embeddings is not None, pinned=pinned)
+    labels = np.asarray(data.train.labels)
+
+    def distill_candidate(candidate: StudentCandidate, candidate_spec: StudentSpec) -> CandidateOutcome:
+        title = f"distill ({candidate.name})" if len(candidates) > 1 else "distill"
+        with reporter.stage(title) as info:
             student = build_student(
-                spec,
+                candidate_spec,
                 vocab.size,
                 task.num_labels,
                 max_seq_len,
                 seed=config.seed,
-                embeddings=embeddings,
-                train_embeddings=train_embeddings,
+                embeddings=None if embeddings is None else _fit_width(embeddings, candidate_spec.embedding_dim),
+                train_embeddings=candidate.embedding_training == "trained",
             )
             distilled = distill(
                 student,
@@ -507,32 +517,32 @@ def train_student(task: PreparedTask, config: BuildConfig, work: Path, reporter:
                 teacher_features=None if features is None else features[fit],
                 validation_features=None if features is None else features[watched],
             )
+            val_logits = student.predict([transfer_ids[0][val], transfer_ids[1][val]], batch_size=256, verbose=0)
+            val_accuracy = float(np.mean(val_logits.argmax(-1) == labels[val]))
             info.update(
                 parameters=count_parameters(student),
                 epochs=distilled.epochs_run,
-                val_accuracy=distilled.best_val_accuracy,
+                val_accuracy=val_accuracy,
                 temperature=distill_config.temperature,
                 alpha=distill_config.alpha,
                 intermediate_weight=distill_config.intermediate_weight,
                 transfer_texts=len(task.transfer_texts),
             )
-        val_logits = student.predict([transfer_ids[0][val], transfer_ids[1][val]], batch_size=256, verbose=0)
-        val_accuracy = float(np.mean(val_logits.argmax(-1) == np.asarray(data.train.labels)[val]))
-        search.append(
-            {
-                "embeddings": name,
-                "validation_accuracy": val_accuracy,
-                "validation_score": distilled.best_val_accuracy,
-                "epochs": distilled.epochs_run,
-            }
-        )
-        # Accuracy on the validation texts first (what the profile's accuracy budget holds the build to), then the
-        # score early stopping watched (accuracy and agreement with the teacher on crops).
-        rank = (val_accuracy, distilled.best_val_accuracy)
-        if best is None or rank > best[0]:
-            best = (rank, student, distilled, name)
-    assert best is not None  # candidates is never empty
-    _, student, distilled, embedding_training = best
+        return CandidateOutcome(student, val_accuracy, distilled.best_val_accuracy, distilled.epochs_run, distilled)
+
+    quantization = task.profile.export.quantization.value
+    chosen, outcome, search = search_students(
+        candidates,
+        spec,
+        distill_candidate,
+        vocab_size=vocab.size,
+        num_labels=task.num_labels,
+        seq_len=max_seq_len,
+        max_model_bytes=task.profile.budget.max_model_mb * 1e6,
+        bytes_per_weight=BYTES_PER_WEIGHT[quantization],
+        budget_s=spec.search_budget_s,
+    )
+    student, distilled = outcome.model, outcome.detail
     trained = TrainedStudent(
         model=student,
         vocab=vocab,
@@ -547,10 +557,18 @@ def train_student(task: PreparedTask, config: BuildConfig, work: Path, reporter:
         fidelity_ids=fidelity_ids,
         embedding_init=embedding_init,
         score_calibration=None,
-        embedding_training=embedding_training,
-        search=tuple(search),
+        embedding_training=chosen.embedding_training,
+        search=tuple(r.to_dict() for r in search),
+        spec=chosen.spec(spec),
     )
     return trained
+
+
+def _fit_width(table: np.ndarray, dim: int) -> np.ndarray:
+    """A PCA-ordered starting table cut (or zero-padded) to another width: the leading components are kept."""
+    if table.shape[1] >= dim:
+        return table[:, :dim]
+    return np.pad(table, ((0, 0), (0, dim - table.shape[1])))
 
 
 def _teacher_vectors(teacher: Teacher, vocab: PrunedVocabulary, kind: str) -> tuple[np.ndarray | None, str]:
@@ -670,11 +688,13 @@ def build(config: BuildConfig, quiet: bool = False) -> BuildResult:
         EdgeoptError: Any problem a user can fix (data, profile, teacher, budgets, output path); nothing is left at
             ``config.out`` then.
     """
-    from edgeopt.report import write_chart, write_report
+    from edgeopt.report import SEARCH_CHART, write_chart, write_report, write_search_chart
 
     reporter = Reporter(quiet)
     out = Path(config.out)
     check_output_path(out, config.force)
+    if config.student is not None:
+        StudentCandidate.parse(config.student)  # a malformed --student fails now, not after the teacher
     technique_name = config.technique or load_profile(config.profile).export.technique
     if technique_name:
         from edgeopt.compare import resolve_techniques
@@ -699,8 +719,9 @@ def build(config: BuildConfig, quiet: bool = False) -> BuildResult:
         with reporter.stage("report"):
             readable = {**fields, "artifacts": {k: a.to_dict() for k, a in fields["artifacts"].items()}}
             write_chart(readable, staging / CHART)
+            charts = (CHART,) if write_search_chart(readable, staging / SEARCH_CHART) is None else (CHART, SEARCH_CHART)
             write_report(readable, [asdict(r) for r in reporter.records], staging / REPORT)
-            manifest = _write_manifest(staging, fields, extra_files=(REPORT, CHART))
+            manifest = _write_manifest(staging, fields, extra_files=(REPORT, *charts))
     reporter.say(f"[bold]bundle written to {out}[/bold]")
     return BuildResult(
         out=out,
@@ -855,7 +876,7 @@ def _make_bundle(
                 "best_val_accuracy": student.distilled.best_val_accuracy,
             },
             "student": {
-                **asdict(task.student_spec),
+                **asdict(student.spec or task.student_spec),
                 "embedding_init": student.embedding_init,
                 "embedding_training": student.embedding_training,
                 "vocabulary": student.vocab.size,

@@ -23,6 +23,7 @@ from edgeopt.errors import ProfileError
 __all__ = [
     "EMBEDDING_INITS",
     "EMBEDDING_TRAINING",
+    "STUDENT_ARCHITECTURES",
     "Quantization",
     "ExportFormat",
     "DeviceSpec",
@@ -37,7 +38,8 @@ __all__ = [
 
 PROFILES_DIR_ENV = "EDGEOPT_PROFILES_DIR"
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-_ARCHITECTURES = ("cnn",)
+STUDENT_ARCHITECTURES = ("cnn", "cnn-attention")
+"""Student encoders :func:`edgeopt.student.build_student` builds (``[student] architecture``)."""
 EMBEDDING_INITS = ("teacher-static", "teacher", "random")
 """Where the student's embedding table starts (``[student] embedding_init``)."""
 EMBEDDING_TRAINING = ("search", "frozen", "trained")
@@ -190,7 +192,8 @@ class StudentSpec(_Validated):
     """Size of the student trained for the device."""
 
     _table: ClassVar[str] = "student"
-    architecture: str = _spec(choices=_ARCHITECTURES)
+    # A student architecture, or "search": the build distills each and keeps the best on validation (edgeopt.search).
+    architecture: str = _spec(choices=(*STUDENT_ARCHITECTURES, "search"))
     embedding_dim: int = _spec(1)
     hidden_dim: int = _spec(1)
     kernel_size: int = _spec(1)
@@ -207,10 +210,24 @@ class StudentSpec(_Validated):
     # (teacher-static) or its input embedding table (teacher), reduced by PCA; or random.
     embedding_init: str = _optional("teacher-static", choices=EMBEDDING_INITS)
     # A teacher-initialized table kept as it starts (frozen: rare words keep the teacher's view of them), trained,
-    # or both distilled and the better on validation kept (search); a random table always trains.
-    embedding_training: str = _optional("search", choices=EMBEDDING_TRAINING)
+    # or both distilled and the better on validation kept (search); a random table always trains. Trained by
+    # default: a frozen table won no validation comparison in 18 (3 dev tasks x 3 seeds x 2 architectures,
+    # bench/results/validation_levers.jsonl) and one test comparison of 4 by one text, at one more distill each.
+    embedding_training: str = _optional("trained", choices=EMBEDDING_TRAINING)
     # Fit a temperature on the validation split and fold it into the logits layer, so scores are calibrated.
     calibrate: bool = _optional(True)
+    # Factors on embedding_dim, hidden_dim and dense_dim the student search tries (edgeopt.search).
+    search_widths: tuple[float, ...] = _optional((1.0,))
+    # Seconds the student search may take (0: no limit); the first candidate always runs.
+    search_budget_s: float = _optional(0.0, lo=0.0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.search_widths:
+            raise ProfileError("student.search_widths must not be empty; list at least one factor, e.g. [1.0]")
+        for width in self.search_widths:
+            if not 0.1 <= width <= 8:
+                raise ProfileError(f"student.search_widths must hold factors in [0.1, 8]; got {width:g}")
 
 
 @dataclass(frozen=True)
@@ -303,6 +320,8 @@ _OPTIONAL_KEYS = frozenset(
         "embedding_init",
         "embedding_training",
         "calibrate",
+        "search_widths",
+        "search_budget_s",
     }
 )
 

@@ -37,6 +37,7 @@ __all__ = [
     "tflite_output_quantization",
     "representative_dataset",
     "CalibrationReader",
+    "float_compute_ops",
 ]
 
 logger = logging.getLogger(__name__)
@@ -263,3 +264,82 @@ def prune_on_int8_grid(model: Any, sparsity: float, per_channel: bool = True) ->
         zeros += int(np.sum(codes == 0))
         total += codes.size
     return zeros / total
+
+
+# Ops that move, reshape or index data without arithmetic on its values: they need no int8 kernel.
+_LAYOUT_OPS = frozenset(
+    {
+        "CAST",
+        "CONCATENATION",
+        "EXPAND_DIMS",
+        "FILL",
+        "GATHER",
+        "PACK",
+        "QUANTIZE",
+        "DEQUANTIZE",
+        "RESHAPE",
+        "SHAPE",
+        "SQUEEZE",
+        "STRIDED_SLICE",
+        "TRANSPOSE",
+        "Cast",
+        "Concat",
+        "Constant",
+        "ConstantOfShape",
+        "DequantizeLinear",
+        "Expand",
+        "Gather",
+        "QuantizeLinear",
+        "Range",
+        "Reshape",
+        "Shape",
+        "Slice",
+        "Squeeze",
+        "Transpose",
+        "Unsqueeze",
+    }
+)
+
+
+def float_compute_ops(path: Path) -> tuple[str, ...]:
+    """The arithmetic ops of a quantized model that still compute in float, sorted (empty: all int8).
+
+    TFLite: an op counts as float when it reads or writes a float32 tensor. ONNX (QDQ): an op counts as float when
+    one of its float inputs does not come from a ``DequantizeLinear`` (ONNX Runtime fuses ``DQ -> op -> Q`` into an
+    int8 kernel and runs anything else in float). Ops that only move data (casts, reshapes, gathers, concatenation)
+    are left out: they have no arithmetic to quantize.
+
+    Args:
+        path: A ``.tflite`` or ``.onnx`` file.
+    """
+    path = Path(path)
+    if path.suffix == ".tflite":
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(model_path=str(path))
+        dtypes = {t["index"]: t["dtype"] for t in interpreter.get_tensor_details()}
+        found = {
+            op["op_name"]
+            for op in interpreter._get_ops_details()
+            if op["op_name"] not in _LAYOUT_OPS
+            and any(dtypes.get(int(i)) == np.float32 for i in [*op["inputs"], *op["outputs"]] if i >= 0)
+        }
+        return tuple(sorted(found))
+    import onnx
+
+    graph = onnx.shape_inference.infer_shapes(onnx.load(str(path))).graph
+    elem_type = {v.name: v.type.tensor_type.elem_type for v in [*graph.value_info, *graph.input, *graph.output]}
+    elem_type.update({t.name: t.data_type for t in graph.initializer})
+    dequantized = {out for node in graph.node if node.op_type == "DequantizeLinear" for out in node.output}
+    shape_only = {out for node in graph.node if node.op_type in ("Shape", "Constant") for out in node.output}
+    found = {
+        node.op_type
+        for node in graph.node
+        if node.op_type not in _LAYOUT_OPS
+        and any(
+            elem_type.get(name) == onnx.TensorProto.FLOAT and name not in dequantized and name not in shape_only
+            for name in node.input
+            if name
+        )
+    }
+    return tuple(sorted(found))

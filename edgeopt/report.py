@@ -126,6 +126,7 @@ def write_report(manifest: dict[str, Any], stages: Sequence[dict[str, Any]], pat
         "|---|---|",
     ]
     lines += [f"| {s['name']} | {s['seconds']:.1f} |" for s in stages]
+    lines += _search_table(build)
     lines += ["", "![accuracy vs size](report.png)", ""]
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
@@ -161,17 +162,112 @@ def _fidelity_lines(manifest: dict[str, Any]) -> list[str]:
     return lines
 
 
+SEARCH_CHART = "search.png"
+
+
 def _search_lines(build: dict[str, Any]) -> list[str]:
     search = build.get("search") or []
     if len(search) < 2:
         return []
-    parts = ", ".join(
-        f"{c['embeddings']} embeddings {c['validation_accuracy']:.4f} ({c['validation_score']:.4f})" for c in search
-    )
-    return [
-        f"- student search on the validation split, accuracy (and with agreement on crops): {parts}; the first "
-        "number decides"
+    chosen = next((c["name"] for c in search if c["status"] == "chosen"), "none")
+    distilled = sum(c["validation_accuracy"] is not None for c in search)
+    return [f"- student search: {len(search)} candidates, {distilled} distilled, kept {chosen} (table below)"]
+
+
+def _search_table(build: dict[str, Any]) -> list[str]:
+    """Every search candidate: its cost and validation scores (never test scores)."""
+    search = build.get("search") or []
+    if len(search) < 2:
+        return []
+
+    def score(value: float | None) -> str:
+        return "" if value is None else f"{value:.4f}"
+
+    lines = [
+        "",
+        "## Student search",
+        "",
+        "Each candidate distilled on the same transfer set and ranked by accuracy on the labeled validation texts,",
+        "then by the score early stopping watched (accuracy there and agreement with the teacher on their crops).",
+        "Size is the weights' bytes in the exported format; multiply-accumulates per text stand in for latency.",
+        "",
+        "| candidate | status | parameters | weights MB | MACs per text | validation accuracy | watched score "
+        "| epochs | seconds |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+    for c in search:
+        seconds = "" if c["seconds"] is None else f"{c['seconds']:.0f}"
+        lines.append(
+            f"| {c['name']} | {c['status']} | {c['parameters']:,} | {c['model_bytes'] / 1e6:.2f} | {c['macs']:,} "
+            f"| {score(c['validation_accuracy'])} | {score(c['validation_score'])} | {c['epochs'] or ''} "
+            f"| {seconds} |"
+        )
+    lines += ["", f"![student search: validation accuracy vs size]({SEARCH_CHART})"]
+    return lines
+
+
+def write_search_chart(manifest: dict[str, Any], path: Path) -> Path | None:
+    """Pareto plot of the student search: validation accuracy against weight bytes, MACs as marker size.
+
+    Returns:
+        ``path``, or None when the build distilled fewer than two candidates (nothing to compare).
+    """
+    search = [c for c in manifest["build"].get("search") or [] if c["validation_accuracy"] is not None]
+    if len(search) < 2:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    largest = max(c["macs"] for c in search)
+    for c in search:
+        chosen = c["status"] == "chosen"
+        ax.scatter(
+            c["model_bytes"] / 1e6,
+            c["validation_accuracy"],
+            s=40 + 400 * c["macs"] / largest,
+            alpha=0.6,
+            color="tab:orange" if chosen else "tab:blue",
+            edgecolors="black" if chosen else "none",
+        )
+        label = c["name"] + (" (kept)" if chosen else "")
+        ax.annotate(
+            label,
+            (c["model_bytes"] / 1e6, c["validation_accuracy"]),
+            textcoords="offset points",
+            xytext=(8, 4),
+            fontsize=8,
+        )
+    frontier, best = [], -1.0
+    for c in sorted(search, key=lambda c: (c["model_bytes"], -c["validation_accuracy"])):
+        if c["validation_accuracy"] > best:
+            frontier.append(c)
+            best = c["validation_accuracy"]
+    ax.step(
+        [c["model_bytes"] / 1e6 for c in frontier],
+        [c["validation_accuracy"] for c in frontier],
+        where="post",
+        color="tab:blue",
+        linewidth=1,
+        alpha=0.5,
+        label="Pareto frontier",
+    )
+    budget = manifest["profile"]["budget"]["max_model_mb"]
+    ax.axvline(budget, color="grey", linestyle="--", linewidth=1, label=f"size budget {budget:g} MB")
+    ax.set_xlim(0, max(budget, max(c["model_bytes"] for c in search) / 1e6) * 1.15)
+    ax.set_xlabel("weights (MB, in the exported format)")
+    ax.set_ylabel("validation accuracy")
+    ax.set_title(
+        f"{manifest['build']['task']} on {manifest['profile']['name']}: student search (marker size: MACs per text)"
+    )
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
 
 
 def _transfer_lines(build: dict[str, Any]) -> list[str]:

@@ -113,7 +113,7 @@ def rank_units(model: Any) -> dict[str, np.ndarray]:
     """
     table = model.get_layer("embedding").get_weights()[0]  # [vocab, embedding_dim]
     conv = model.get_layer("conv").get_weights()[0]  # [kernel_size, embedding_dim, hidden_dim]
-    dense = model.get_layer("dense").get_weights()[0]  # [hidden_dim, dense_dim]
+    dense = model.get_layer("dense").get_weights()[0]  # [pooled, dense_dim]
     return {
         "embedding": np.abs(table).sum(axis=0),
         "conv": np.abs(conv).sum(axis=(0, 1)),
@@ -178,7 +178,16 @@ def remove_units(model: Any, spec: StudentSpec, keep: dict[str, float] | float) 
     logits_kernel, logits_bias = logits_layer.get_weights()
     small.get_layer("embedding").set_weights([table[:, e]])
     small.get_layer("conv").set_weights([conv_kernel[:, e][:, :, h], conv_bias[h]])
-    small.get_layer("dense").set_weights([dense_kernel[h][:, d], dense_bias[d]])
+    if spec.architecture == "cnn-attention":
+        # The dense layer reads [max pool; attention pool], each hidden_dim wide: filter j feeds rows j and
+        # hidden_dim + j. Removing a filter also changes every position's attention score, so unlike the max-pool
+        # student the kept units do not compute exactly what they did; the fine-tune absorbs it.
+        score_kernel, score_bias = model.get_layer("attention_score").get_weights()
+        small.get_layer("attention_score").set_weights([score_kernel[h], score_bias])
+        h_rows = np.concatenate([h, h + spec.hidden_dim])
+    else:
+        h_rows = h
+    small.get_layer("dense").set_weights([dense_kernel[h_rows][:, d], dense_bias[d]])
     small.get_layer("logits").set_weights([logits_kernel[d], logits_bias])
 
     result = StructuredResult(

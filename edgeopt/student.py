@@ -6,9 +6,19 @@ special tokens and every single-character piece, so unseen words still split int
 The embedding table shrinks with it, which shrinks the file itself, not only its gzip size. The pruned vocabulary is
 written as a standard ``tokenizer.json`` so any Hugging Face tokenizers client (the runtime, the Android demo) loads it.
 
-Second, the architecture: a 1-D convolutional encoder (embedding -> masked convolution -> global max pool -> dense)
-sized by the profile. On short-text classification it keeps most of a transformer teacher's accuracy at a tiny
-fraction of its cost, and every op it uses has an int8 kernel in both LiteRT and ONNX Runtime.
+Second, the architecture: a 1-D convolutional encoder (embedding -> masked convolution -> pool -> dense) sized by
+the profile. On short-text classification it keeps most of a transformer teacher's accuracy at a tiny fraction of
+its cost, and every op it uses has an int8 kernel in both LiteRT and ONNX Runtime. Two poolings are built:
+
+* ``cnn``: global max pool: each filter reports its strongest n-gram.
+* ``cnn-attention``: the max pool and, beside it, an attention pool (a learned score per position, softmax over the
+  text's own tokens, the weighted mean of the filters), so a filter's evidence spread over a whole text counts too.
+
+Both quantize fully to int8 in LiteRT and ONNX Runtime (``bench/architecture_ops.py``, results in
+``bench/results/architecture_ops.md``). Not built, after converting them there: a BiLSTM (LiteRT cannot convert a
+Keras LSTM with a dynamic batch, and ONNX Runtime's static quantizer leaves the LSTM op float) and a one-layer
+transformer (LiteRT converts it all to int8, but ONNX Runtime keeps its LayerNorm arithmetic in float, and trained
+from scratch on a few thousand texts it has no pre-training to draw on; not measured for accuracy).
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ import numpy as np
 
 from edgeopt._tf import import_tf
 from edgeopt.errors import StageError
-from edgeopt.profiles import StudentSpec
+from edgeopt.profiles import STUDENT_ARCHITECTURES, StudentSpec
 
 __all__ = [
     "PrunedVocabulary",
@@ -35,10 +45,14 @@ __all__ = [
     "teacher_embedding_init",
     "DROPOUT_RATE",
     "INIT_EMBEDDING_STD",
+    "ATTENTION_MASK_PENALTY",
 ]
 
 DROPOUT_RATE = 0.3
 INIT_EMBEDDING_STD = 0.05
+ATTENTION_MASK_PENALTY = 20.0
+"""Subtracted from the attention score of a padding position: e^-20 is nothing next to a real token, and a bounded
+penalty (rather than -inf or -1e9) keeps the scores' int8 range, and so their resolution, small."""
 """Standard deviation of a teacher-initialized embedding table's entries: the order of Keras' random uniform
 initializer (std ~0.03), so Adam's first steps move it as much as they would a random table."""
 
@@ -194,7 +208,7 @@ def build_student(
     embeddings: np.ndarray | None = None,
     train_embeddings: bool = True,
 ) -> Any:
-    """Build the convolutional student as a ``tf_keras`` functional model.
+    """Build the convolutional student (``spec.architecture``) as a ``tf_keras`` functional model.
 
     Inputs are ``input_ids`` and ``attention_mask`` (int32, ``[batch, max_seq_len]``), the output is ``logits``.
     Padding is zeroed before and after the convolution so that the max pool never sees it: the ReLU output is
@@ -207,8 +221,9 @@ def build_student(
             f"initial embeddings have shape {tuple(np.shape(embeddings))}; the student needs "
             f"({vocab_size}, {spec.embedding_dim})"
         )
-    if spec.architecture != "cnn":
-        raise StageError(f"unknown student architecture {spec.architecture!r}; this version builds 'cnn'")
+    if spec.architecture not in STUDENT_ARCHITECTURES:
+        known = ", ".join(STUDENT_ARCHITECTURES)
+        raise StageError(f"unknown student architecture {spec.architecture!r}; this version builds {known}")
     tf, keras = import_tf()
     keras.utils.set_random_seed(seed)
     layers = keras.layers
@@ -226,7 +241,20 @@ def build_student(
     x = layers.Multiply(name="mask_embeddings")([x, mask])
     x = layers.Conv1D(spec.hidden_dim, spec.kernel_size, padding="same", activation="relu", name="conv")(x)
     x = layers.Multiply(name="mask_conv")([x, mask])
-    x = layers.GlobalMaxPooling1D(name="pool")(x)
+    if spec.architecture == "cnn":
+        x = layers.GlobalMaxPooling1D(name="pool")(x)
+    else:
+        strongest = layers.GlobalMaxPooling1D(name="max_pool")(x)
+        scores = layers.Dense(1, name="attention_score")(x)
+        # softmax(s - P * (1 - mask)) == softmax(s + P * mask): the constant shift cancels, and Add has an int8
+        # kernel in ONNX Runtime's QDQ quantizer where Sub does not. Built-in layers, not Lambdas, so QAT (which
+        # rebuilds the model) can clone them.
+        penalty = layers.Rescaling(ATTENTION_MASK_PENALTY, name="attention_mask_penalty")(mask)
+        scores = layers.Add(name="mask_attention_score")([scores, penalty])
+        weights = layers.Softmax(axis=1, name="attention_weights")(scores)
+        attended = layers.Dot(axes=1, name="attention_sum")([weights, x])  # [batch, 1, hidden]
+        attended = layers.Flatten(name="attention_pool")(attended)
+        x = layers.Concatenate(name="pool")([strongest, attended])
     x = layers.Dropout(DROPOUT_RATE, name="dropout_pool")(x)
     x = layers.Dense(spec.dense_dim, activation="relu", name="dense")(x)
     x = layers.Dropout(DROPOUT_RATE, name="dropout_dense")(x)

@@ -118,10 +118,10 @@ def toy_corpus(n: int, seed: int) -> tuple[list[str], np.ndarray]:
     return texts, np.asarray(labels, dtype=np.int64)
 
 
-def tiny_spec(target_sparsity: float = 0.5) -> StudentSpec:
+def tiny_spec(target_sparsity: float = 0.5, architecture: str = "cnn") -> StudentSpec:
     """The student size used by the stage tests: embedding 8, hidden 16, kernel 3, dense 8."""
     return StudentSpec(
-        architecture="cnn",
+        architecture=architecture,
         embedding_dim=8,
         hidden_dim=16,
         kernel_size=3,
@@ -184,13 +184,14 @@ def train_toy_student(
     labels: np.ndarray,
     epochs: int = 40,
     seed: int = 0,
+    architecture: str = "cnn",
 ) -> Any:
     """Build the tiny student and fit it with plain cross-entropy: fast, and deterministic enough."""
     from edgeopt._tf import import_tf
     from edgeopt.student import build_student
 
     _, keras = import_tf()
-    model = build_student(tiny_spec(), vocab_size, NUM_LABELS, MAX_SEQ_LEN, seed=seed)
+    model = build_student(tiny_spec(architecture=architecture), vocab_size, NUM_LABELS, MAX_SEQ_LEN, seed=seed)
     model.compile(
         optimizer=keras.optimizers.Adam(1e-2),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),

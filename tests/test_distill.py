@@ -20,6 +20,7 @@ from edgeopt.distill import (
     pack_targets,
 )
 from edgeopt.errors import StageError
+from edgeopt.profiles import STUDENT_ARCHITECTURES
 from edgeopt.student import build_student
 from stage_fixtures import (
     MAX_SEQ_LEN,
@@ -403,13 +404,14 @@ def test_bucketed_batches_carry_dict_targets_and_keep_a_fixed_validation_order()
     assert np.array_equal(batches[0][1]["a"], first["a"])
 
 
-def test_student_logits_do_not_depend_on_the_batch_width() -> None:
+@pytest.mark.parametrize("architecture", STUDENT_ARCHITECTURES)
+def test_student_logits_do_not_depend_on_the_batch_width(architecture: str) -> None:
     """Why bucketing is exact: the student gives the same logits at any width that holds the text."""
     ids, mask = _ragged(12, MAX_SEQ_LEN, seed=2)
     mask[:, 10:] = 0
     ids = ids * mask
     tf, _ = import_tf()
-    model = build_student(tiny_spec(), 40, NUM_LABELS, MAX_SEQ_LEN, seed=0)
+    model = build_student(tiny_spec(architecture=architecture), 40, NUM_LABELS, MAX_SEQ_LEN, seed=0)
     # As in fit(), whose batches from a Sequence have no static width.
     spec = tf.TensorSpec((None, None), tf.int32)
     run = tf.function(lambda a, b: model([a, b], training=False), input_signature=[spec, spec])

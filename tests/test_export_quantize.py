@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 from edgeopt.export import to_onnx, to_tflite
+from edgeopt.profiles import STUDENT_ARCHITECTURES
 from edgeopt.quantize import (
     CalibrationMethod,
     OutputQuantization,
+    float_compute_ops,
     onnx_int8_dynamic,
     onnx_int8_static,
     tflite_dynamic,
@@ -291,3 +293,41 @@ def test_tflite_int8_weight_scales_follow_per_channel(
     assert kernels, [t["name"] for t in interpreter.get_tensor_details()]
     scales = [len(k["quantization_parameters"]["scales"]) for k in kernels]
     assert (max(scales) > 1) is per_channel, scales
+
+
+# --- every architecture in int8 -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=STUDENT_ARCHITECTURES)
+def int8_pair(request: pytest.FixtureRequest, task: ToyTask, out: Path) -> tuple[str, Path, Path, np.ndarray]:
+    """Each architecture trained on the toy task, exported to static int8 TFLite and ONNX."""
+    architecture = request.param
+    model = train_toy_student(task.vocab_size, task.encoded, task.labels, architecture=architecture)
+    folder = out / f"arch-{architecture}"
+    tflite_int8(model, task.encoded, folder / "model.tflite")
+    onnx_int8_static(to_onnx(model, folder / "float.onnx", MAX_SEQ_LEN), task.encoded, folder / "model.onnx")
+    return architecture, folder / "model.tflite", folder / "model.onnx", keras_logits(model, task.encoded)
+
+
+def test_every_architecture_runs_all_arithmetic_in_int8(int8_pair: tuple[str, Path, Path, np.ndarray]) -> None:
+    _, tflite, onnx_path, _ = int8_pair
+    assert float_compute_ops(tflite) == ()
+    assert float_compute_ops(onnx_path) == ()
+
+
+def test_every_architectures_int8_artifacts_agree_with_float_and_each_other(
+    int8_pair: tuple[str, Path, Path, np.ndarray], task: ToyTask
+) -> None:
+    _, tflite, onnx_path, float_logits = int8_pair
+    assert np.mean(float_logits.argmax(-1) == task.labels) == 1.0  # guards: the float student solves the toy task
+    litert, ort_logits = _litert_logits(tflite, task.encoded), _ort_logits(onnx_path, task.encoded)
+    logit_range = float(float_logits.max() - float_logits.min())
+    for logits in (litert, ort_logits):
+        assert _agreement(logits, float_logits) >= 0.95
+        assert np.abs(logits - float_logits).max() <= 0.05 * logit_range
+    assert _agreement(litert, ort_logits) >= 0.95
+
+
+def test_float_compute_ops_names_what_a_float_model_computes(float_onnx: Path, float_tflite: Path) -> None:
+    assert {"Conv", "MatMul", "ReduceMax"} <= set(float_compute_ops(float_onnx))
+    assert {"CONV_2D", "FULLY_CONNECTED"} <= set(float_compute_ops(float_tflite))

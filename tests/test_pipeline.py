@@ -42,6 +42,7 @@ def test_bundle_holds_every_file_and_verifies(built: tuple[BuildResult, Path]) -
         "manifest.json",
         "report.md",
         "report.png",
+        "search.png",
     }
     manifest = edgeopt_runtime.verify_bundle(result.out)
     assert set(manifest.files) == names - {"manifest.json"}
@@ -269,23 +270,17 @@ def test_cli_technique_typo_fails_before_any_work(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def _toy_build_args(profile: Path, teacher: Path, tmp_path: Path) -> list[str]:
+    """`edgeopt build` on the toy task with ``profile`` and ``teacher``, quiet; the caller adds ``--out``."""
+    train = write_csv(tmp_path / "train.csv", toy_rows(40, seed=1))
+    return ["build", "--profile", str(profile), "--teacher", str(teacher), "--train", str(train), "--quiet"]
+
+
 def test_profile_technique_is_checked_when_the_build_starts(toy_teacher_dir: Path, tmp_path: Path) -> None:
     profile = tiny_profile(tmp_path)
     profile.write_text(profile.read_text().replace("threads = 4", 'threads = 4\ntechnique = "no-such-thing"'))
     result = CliRunner().invoke(
-        cli,
-        [
-            "build",
-            "--profile",
-            str(profile),
-            "--teacher",
-            str(toy_teacher_dir),
-            "--train",
-            str(write_csv(tmp_path / "train.csv", toy_rows(40, seed=1))),
-            "--out",
-            str(tmp_path / "out"),
-            "--quiet",
-        ],
+        cli, [*_toy_build_args(profile, toy_teacher_dir, tmp_path), "--out", str(tmp_path / "out")]
     )
     assert result.exit_code != 0
     assert "unknown technique(s) no-such-thing" in result.output
@@ -298,13 +293,56 @@ def test_the_student_search_keeps_the_candidate_with_the_better_validation_score
     result, _ = built
     build_record = result.manifest["build"]
     search = build_record["search"]
-    assert [c["embeddings"] for c in search] == ["frozen", "trained"]
+    # The shipped profiles search both architectures, each with a trained teacher-initialized table.
+    assert [c["name"] for c in search] == ["cnn-attention/trained/x1", "cnn/trained/x1"]
     best = max(search, key=lambda c: (c["validation_accuracy"], c["validation_score"]))
-    assert build_record["student"]["embedding_training"] == best["embeddings"]
-    assert build_record["student"]["embedding_init"] == "teacher-static"
+    assert [c["name"] for c in search if c["status"] == "chosen"] == [best["name"]]
+    student = build_record["student"]
+    assert (student["architecture"], student["embedding_training"]) == (best["architecture"], best["embeddings"])
+    assert student["parameters"] == best["parameters"]
+    assert student["embedding_init"] == "teacher-static"
     assert build_record["distill"]["best_val_accuracy"] == best["validation_score"]
     names = [s.name for s in result.stages]
-    assert "distill (frozen embeddings)" in names and "distill (trained embeddings)" in names
+    assert [n for n in names if n.startswith("distill")] == [f"distill ({c['name']})" for c in search]
+
+
+def test_the_search_is_drawn_and_tabled_in_the_report(built: tuple[BuildResult, Path]) -> None:
+    result, _ = built
+    assert (result.out / "search.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "search.png" in result.manifest["files"]
+    report = (result.out / "report.md").read_text()
+    assert "## Student search" in report and "![student search: validation accuracy vs size](search.png)" in report
+    for candidate in result.manifest["build"]["search"]:
+        assert f"| {candidate['name']} | {candidate['status']} |" in report
+
+
+def test_a_pinned_student_and_a_spent_search_budget(toy_teacher_dir: Path, tmp_path: Path) -> None:
+    common = _toy_build_args(tiny_profile(tmp_path), toy_teacher_dir, tmp_path)
+    runner = CliRunner()
+    pinned = runner.invoke(cli, [*common, "--out", str(tmp_path / "pinned"), "--student", "cnn/frozen"])
+    assert pinned.exit_code == 0, pinned.output
+    manifest = json.loads((tmp_path / "pinned" / "manifest.json").read_text())
+    assert [(c["name"], c["status"]) for c in manifest["build"]["search"]] == [("cnn/frozen/x1", "chosen")]
+    assert manifest["build"]["student"]["architecture"] == "cnn"
+    assert not (tmp_path / "pinned" / "search.png").exists()
+
+    budgeted = runner.invoke(cli, [*common, "--out", str(tmp_path / "budget"), "--search-budget", "0.001"])
+    assert budgeted.exit_code == 0, budgeted.output
+    search = json.loads((tmp_path / "budget" / "manifest.json").read_text())["build"]["search"]
+    assert [c["status"] for c in search] == ["chosen", "search budget spent"]
+
+
+def test_a_malformed_student_is_refused_before_any_work(toy_teacher_dir: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli,
+        ["build", "--profile", str(tiny_profile(tmp_path)), "--student", "transformer", "--out", str(tmp_path / "o")],
+    )
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == (
+        "Error: Invalid value for '--student': student 'transformer' is not ARCHITECTURE/frozen|trained[/xWIDTH]; "
+        "for example cnn-attention/trained/x1 (architectures: cnn, cnn-attention)"
+    )
+    assert not (tmp_path / "o").exists()
 
 
 def test_scores_are_calibrated_last_on_the_exported_model(built: tuple[BuildResult, Path]) -> None:

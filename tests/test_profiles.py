@@ -69,7 +69,7 @@ def test_shipped_profile_loads_and_is_sane(name: str) -> None:
     assert profile.budget.max_model_mb <= profile.budget.max_runtime_ram_mb < profile.device.ram_mb
     assert set(profile.export.formats) == {ExportFormat.ONNX, ExportFormat.TFLITE}
     assert isinstance(profile.export.quantization, Quantization)
-    assert profile.student.architecture == "cnn"
+    assert profile.student.architecture == "search"  # each shipped profile searches every architecture
     assert 0 <= profile.student.target_sparsity <= 0.95
 
 
@@ -267,9 +267,24 @@ def test_table_not_a_table() -> None:
             "export.quantization must be one of int8-static, int8-dynamic, float16, none; got 'int4' (str)",
         ),
         (
-            'architecture = "cnn"',
+            'architecture = "search"',
             'architecture = "rnn"',
-            "student.architecture must be one of cnn; got 'rnn'",
+            "student.architecture must be one of cnn, cnn-attention, search; got 'rnn'",
+        ),
+        (
+            "target_sparsity = 0.5",
+            "target_sparsity = 0.5\nsearch_widths = [1.0, 0.0]",
+            "student.search_widths must hold factors in [0.1, 8]; got 0",
+        ),
+        (
+            "target_sparsity = 0.5",
+            "target_sparsity = 0.5\nsearch_widths = []",
+            "student.search_widths must not be empty; list at least one factor, e.g. [1.0]",
+        ),
+        (
+            "target_sparsity = 0.5",
+            "target_sparsity = 0.5\nsearch_budget_s = -1",
+            "student.search_budget_s must be >= 0; got -1.0",
         ),
         ('soc = "Google Tensor G3"', 'soc = " "', "device.soc must not be empty"),
         (SOURCES_BLOCK, "sources = []", "device.sources must not be empty"),
@@ -336,7 +351,7 @@ def test_optional_keys_default_and_validate(tmp_path: Path) -> None:
 def test_student_lever_keys_default_and_validate(tmp_path: Path) -> None:
     shipped = load_profile("pixel8").student
     assert (shipped.crop_copies, shipped.embedding_init, shipped.calibrate) == (3, "teacher-static", True)
-    assert shipped.embedding_training == "search"
+    assert shipped.embedding_training == "trained"
     given = write_variant(
         tmp_path,
         "target_sparsity = 0.5",

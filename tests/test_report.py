@@ -1,6 +1,8 @@
-"""The report's runtime lines: measured RAM against the profile's budget, cold start, the monitoring reference."""
+"""The report's lines: runtime RAM against the budget, cold start, monitoring, fidelity, calibration, the search."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from edgeopt.report import (
     _calibration_lines,
@@ -8,7 +10,10 @@ from edgeopt.report import (
     _monitoring_lines,
     _runtime_lines,
     _runtime_ram,
+    _search_lines,
+    _search_table,
     _transfer_lines,
+    write_search_chart,
 )
 
 BUDGET = {"max_runtime_ram_mb": 24}
@@ -98,3 +103,53 @@ def test_calibration_and_transfer_lines() -> None:
     assert _transfer_lines(manifest["build"]) == [
         "- transfer set (texts the teacher labeled for the student): 100 labeled, 250 crop"
     ]
+
+
+def _search(*rows: tuple[str, str, float | None, int]) -> list[dict]:
+    return [
+        {
+            "name": name,
+            "status": status,
+            "parameters": size,
+            "model_bytes": size,
+            "macs": 10 * size,
+            "validation_accuracy": accuracy,
+            "validation_score": None if accuracy is None else accuracy - 0.01,
+            "epochs": None if accuracy is None else 4,
+            "seconds": None if accuracy is None else 12.3,
+        }
+        for name, status, accuracy, size in rows
+    ]
+
+
+def test_search_line_and_table_list_every_candidate() -> None:
+    build = {
+        "search": _search(
+            ("cnn-attention/trained/x1", "chosen", 0.91, 1_500_000),
+            ("cnn/trained/x1", "distilled", 0.9, 1_400_000),
+            ("cnn/trained/x8", "over size budget", None, 9_000_000),
+        )
+    }
+    assert _search_lines(build) == [
+        "- student search: 3 candidates, 2 distilled, kept cnn-attention/trained/x1 (table below)"
+    ]
+    table = _search_table(build)
+    assert "| cnn-attention/trained/x1 | chosen | 1,500,000 | 1.50 | 15,000,000 | 0.9100 | 0.9000 | 4 | 12 |" in table
+    assert "| cnn/trained/x8 | over size budget | 9,000,000 | 9.00 | 90,000,000 |  |  |  |  |" in table
+    assert table[-1] == "![student search: validation accuracy vs size](search.png)"
+    one = {"search": build["search"][:1]}
+    assert _search_lines(one) == [] and _search_table(one) == []
+
+
+def test_search_chart_is_drawn_only_when_two_students_compare(tmp_path: Path) -> None:
+    manifest = {
+        "build": {
+            "task": "toy",
+            "search": _search(("a/trained/x1", "chosen", 0.9, 10), ("b/trained/x1", "distilled", 0.8, 5)),
+        },
+        "profile": {"name": "tiny", "budget": {"max_model_mb": 5.0}},
+    }
+    path = write_search_chart(manifest, tmp_path / "search.png")
+    assert path is not None and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    manifest["build"]["search"][1]["validation_accuracy"] = None
+    assert write_search_chart(manifest, tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()

@@ -184,3 +184,32 @@ def test_result_to_dict_is_plain_json(halved: tuple[Any, StructuredResult]) -> N
     assert data["units_after"] == {"embedding": 4, "conv": 8, "dense": 4}
     assert data["spec"]["hidden_dim"] == 8
     assert data["params_after"] == 398
+
+
+@pytest.fixture(scope="module")
+def trained_attention(task: ToyTask) -> Any:
+    return train_toy_student(task.vocab_size, task.encoded, task.labels, epochs=30, architecture="cnn-attention")
+
+
+def test_attention_student_keep_all_gives_the_same_model(trained_attention: Any, task: ToyTask) -> None:
+    spec = tiny_spec(architecture="cnn-attention")
+    same, result = remove_units(trained_attention, spec, 1.0)
+    np.testing.assert_allclose(
+        keras_logits(same, task.encoded), keras_logits(trained_attention, task.encoded), atol=1e-6
+    )
+    assert result.spec == spec
+
+
+def test_attention_student_removal_slices_both_pools_and_the_score(trained_attention: Any, task: ToyTask) -> None:
+    small, result = remove_units(trained_attention, tiny_spec(architecture="cnn-attention"), 0.5)
+    # The dense layer reads [max pool; attention pool]: 2 x 8 kept filters; the score reads the 8 kept filters.
+    assert small.get_layer("dense").get_weights()[0].shape == (16, 4)
+    assert small.get_layer("attention_score").get_weights()[0].shape == (8, 1)
+    score = trained_attention.get_layer("attention_score").get_weights()[0]
+    np.testing.assert_array_equal(small.get_layer("attention_score").get_weights()[0], score[list(result.kept["conv"])])
+    dense = trained_attention.get_layer("dense").get_weights()[0]
+    kept_rows = [*result.kept["conv"], *(16 + j for j in result.kept["conv"])]
+    np.testing.assert_array_equal(
+        small.get_layer("dense").get_weights()[0], dense[kept_rows][:, list(result.kept["dense"])]
+    )
+    assert result.params_after == count_parameters(small) < result.params_before

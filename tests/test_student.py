@@ -12,6 +12,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from edgeopt.errors import StageError
+from edgeopt.profiles import STUDENT_ARCHITECTURES
 from edgeopt.student import (
     INIT_EMBEDDING_STD,
     build_student,
@@ -183,7 +184,43 @@ def test_count_parameters_matches_the_architecture(student: Any, task: ToyTask) 
     assert count_parameters(student) == embedding + conv + dense + head
 
 
-def test_logits_ignore_ids_at_padded_positions(student: Any, task: ToyTask) -> None:
+@pytest.fixture(scope="module", params=STUDENT_ARCHITECTURES)
+def any_student(request: pytest.FixtureRequest, task: ToyTask) -> Any:
+    return build_student(tiny_spec(architecture=request.param), task.vocab_size, NUM_LABELS, MAX_SEQ_LEN, seed=0)
+
+
+def test_every_architecture_keeps_the_contract(any_student: Any, task: ToyTask) -> None:
+    test_build_student_contract(any_student, task)
+    for name in ("embedding", "conv", "pool", "dense", "logits"):  # what pruning, distillation and calibration use
+        any_student.get_layer(name)
+
+
+def test_attention_student_adds_a_score_and_a_second_pool(task: ToyTask) -> None:
+    spec = tiny_spec(architecture="cnn-attention")
+    model = build_student(spec, task.vocab_size, NUM_LABELS, MAX_SEQ_LEN)
+    embedding = task.vocab_size * spec.embedding_dim
+    conv = spec.kernel_size * spec.embedding_dim * spec.hidden_dim + spec.hidden_dim
+    score = spec.hidden_dim + 1
+    dense = 2 * spec.hidden_dim * spec.dense_dim + spec.dense_dim  # reads [max pool; attention pool]
+    head = spec.dense_dim * NUM_LABELS + NUM_LABELS
+    assert count_parameters(model) == embedding + conv + score + dense + head
+
+
+def test_attention_weights_cover_only_the_texts_tokens(task: ToyTask) -> None:
+    from edgeopt._tf import import_tf
+
+    _, keras = import_tf()
+    model = build_student(tiny_spec(architecture="cnn-attention"), task.vocab_size, NUM_LABELS, MAX_SEQ_LEN)
+    probe = keras.Model(model.inputs, model.get_layer("attention_weights").output)
+    ids, mask = task.encoded
+    weights = np.asarray(probe([ids, mask], training=False))[..., 0]
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-5)
+    assert (weights[mask == 0] < 1e-6).all()
+    assert (weights[mask == 1] > 1e-4).all()
+
+
+def test_logits_ignore_ids_at_padded_positions(any_student: Any, task: ToyTask) -> None:
+    student = any_student
     ids, mask = task.encoded
     rng = np.random.default_rng(0)
     assert (mask == 0).any()  # guards the test: there must be padding to change
@@ -206,7 +243,9 @@ def test_unknown_architecture_is_a_stage_error() -> None:
     spec = dataclasses.replace(tiny_spec())
     # StudentSpec itself rejects unknown architectures; reach build_student's own check the only way left.
     object.__setattr__(spec, "architecture", "lstm")
-    with pytest.raises(StageError, match=r"unknown student architecture 'lstm'; this version builds 'cnn'"):
+    with pytest.raises(
+        StageError, match=r"unknown student architecture 'lstm'; this version builds cnn, cnn-attention$"
+    ):
         build_student(spec, 10, NUM_LABELS, MAX_SEQ_LEN)
 
 
