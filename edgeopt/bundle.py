@@ -7,8 +7,10 @@ manifest format itself belongs to the runtime (:mod:`edgeopt_runtime.manifest`):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,22 +20,35 @@ from edgeopt.errors import BundleError, OutputExistsError
 __all__ = ["staged_output", "check_output_path"]
 
 
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def check_output_path(out: Path, force: bool) -> None:
-    """Fail early, before any work, when ``out`` exists and ``force`` is not set.
+    """Fail early, before any work, when ``out`` cannot become the bundle; creates nothing.
 
     Raises:
         OutputExistsError: ``out`` exists and ``force`` is False.
-        BundleError: ``out`` exists and is a file, or its parent cannot be written.
+        BundleError: ``out`` exists and is a file, a folder on its way is a file, or the folder that would hold
+            it cannot be written (permissions, a read-only or virtual file system such as ``/proc``).
     """
     out = Path(out)
     if out.exists() and not force:
         raise OutputExistsError(f"output {out} already exists; pass --force to replace it or choose another --out")
     if out.exists() and not out.is_dir():
         raise BundleError(f"output {out} is a file, not a directory; choose another --out")
-    parent = out.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    if not os.access(parent, os.W_OK):
-        raise BundleError(f"cannot write to {parent}; choose an --out in a writable directory")
+    ancestor = _nearest_existing(out.absolute().parent)
+    if not ancestor.is_dir():
+        raise BundleError(f"cannot create {out}: {ancestor} is a file, not a directory; choose another --out")
+    # os.access says yes to root everywhere, and to read-only mounts; only a real write says whether one works.
+    try:
+        probe = tempfile.mkdtemp(prefix=".edgeopt-write-check-", dir=ancestor)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise BundleError(f"cannot write to {ancestor} ({reason}); choose an --out in a writable directory") from None
+    os.rmdir(probe)
 
 
 @contextmanager
@@ -47,6 +62,7 @@ def staged_output(out: Path, force: bool) -> Iterator[Path]:
     check_output_path(out, force)
     staging = out.parent / f".{out.name}.staging-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
+    created = [p for p in out.absolute().parents if not p.exists()]
     staging.mkdir(parents=True)
     try:
         yield staging
@@ -57,5 +73,12 @@ def staged_output(out: Path, force: bool) -> Iterator[Path]:
             shutil.rmtree(retired, ignore_errors=True)
         else:
             staging.rename(out)
+    except BaseException:
+        # The folders made for the bundle go too, deepest first (only while empty: never a file we did not write).
+        shutil.rmtree(staging, ignore_errors=True)
+        for folder in created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)

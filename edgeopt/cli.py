@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,13 @@ from typing import Any
 import click
 
 __all__ = ["main", "cli"]
+
+
+def _one_line_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None
+) -> None:
+    """A warning as one line on stderr (Python's default adds the source file and the offending line)."""
+    click.echo(f"Warning: {message}", err=True)
 
 
 def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -28,7 +36,9 @@ def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         from edgeopt_runtime.errors import EdgeoptRuntimeError
 
         try:
-            return func(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = _one_line_warning
+                return func(*args, **kwargs)
         except (EdgeoptError, EdgeoptRuntimeError) as error:
             raise click.ClickException(str(error)) from None
         except KeyboardInterrupt:
@@ -420,14 +430,29 @@ def inspect(bundle: Path, as_json: bool) -> None:
     _print_metrics(manifest)
 
 
+_METRIC_KEYS = ("accuracy", "macro_f1", "bytes", "p50_ms")
+
+
 def _print_metrics(manifest: dict[str, Any]) -> None:
+    """The measured models beside the teacher; ``teacher`` and ``metrics`` are optional in a bundle."""
     from edgeopt.report import stage_rows
 
-    teacher = manifest["teacher"]
+    teacher = manifest.get("teacher") or {}
+    measured = [
+        (name, m)
+        for name, m in stage_rows({**manifest, "teacher": teacher, "metrics": manifest.get("metrics") or {}})
+        if isinstance(m, dict)
+        and all(isinstance(m.get(key), int | float) for key in _METRIC_KEYS)
+        and m["bytes"] > 0
+        and m["p50_ms"] > 0
+    ]
+    if not measured or measured[0][0] != "teacher (fp32)":
+        click.echo("metrics: none recorded with the teacher's in this bundle's manifest")
+        return
     click.echo(
         f"{'model':<34} {'accuracy':>8} {'macro-F1':>8} {'bytes':>12} {'p50 ms':>8} {'smaller':>8} {'faster':>7}"
     )
-    for name, m in stage_rows(manifest):
+    for name, m in measured:
         click.echo(
             f"{name:<34} {m['accuracy']:>8.4f} {m['macro_f1']:>8.4f} {m['bytes']:>12,} {m['p50_ms']:>8.3f} "
             f"{teacher['bytes'] / m['bytes']:>7.1f}x {teacher['p50_ms'] / m['p50_ms']:>6.1f}x"

@@ -16,6 +16,7 @@ import json
 import logging
 import random
 import re
+import unicodedata
 import zlib
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
@@ -227,9 +228,23 @@ def _missing_column(path: Path, where: str, column: str, role: str, existing: Se
     )
 
 
+def _has_readable_character(text: str) -> bool:
+    """Whether a BERT normalizer leaves anything of ``text``.
+
+    It deletes control and format characters (categories C*, zero-width ones included), turns separators (Z*)
+    into spaces, which tokenize to nothing, and an uncased one strips accents, so marks (M*) alone vanish too.
+    """
+    return any(unicodedata.category(char)[0] not in "CZM" for char in text)
+
+
 def _check_row(path: Path, where: str, text: str, label: str) -> tuple[str, str]:
     if not text.strip():
         raise DataError(f"{path}: {where}: empty text; fill it in or delete the row")
+    if not _has_readable_character(text):
+        raise DataError(
+            f"{path}: {where}: the text has only control, format, zero-width or combining characters, which the "
+            "model never sees; fill it in or delete the row"
+        )
     label = label.strip()
     if not label:
         raise DataError(f"{path}: {where}: empty label; fill it in or delete the row")
@@ -368,20 +383,21 @@ def read_labeled_file(
 
 
 def read_unlabeled_file(path: str | Path) -> list[str]:
-    """Read one text per line from a UTF-8 text file (optionally ``.gz``), skipping blank lines.
+    """Read one text per line from a UTF-8 text file (optionally ``.gz``), skipping lines the model cannot read.
 
     Args:
         path: The file.
 
     Returns:
-        The stripped, non-blank lines in file order.
+        The stripped lines in file order, less blank ones and those of only control, format, zero-width or
+        combining characters.
 
     Raises:
         DataError: The file is missing, not UTF-8 or holds no text.
     """
     path = Path(path)
     content = _decode(path, _read_bytes(path))
-    texts = [line.strip() for line in content.split("\n") if line.strip()]
+    texts = [line.strip() for line in content.split("\n") if line.strip() and _has_readable_character(line)]
     if not texts:
         raise DataError(f"{path}: the file is empty; put one unlabeled text per line")
     return texts

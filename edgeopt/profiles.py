@@ -9,6 +9,7 @@ profile built in Python is checked exactly like one read from a file.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import tomllib
@@ -109,6 +110,9 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         except ValueError:
             pass
     elif hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        # TOML has nan and inf; every comparison with nan is false, so a nan budget would switch its check off.
+        if not math.isfinite(value):
+            raise ProfileError(f"{key} must be a finite number; got {value!r}")
         return float(value)
     # bool is an int subclass: ``threads = true`` must not pass as 1.
     elif isinstance(value, hint) and not (hint is int and isinstance(value, bool)):

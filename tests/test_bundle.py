@@ -52,7 +52,8 @@ def test_failure_leaves_no_out_and_no_staging(tmp_path: Path) -> None:
         (staging / "manifest.json").write_text("{}")
         raise _Boom
     assert not out.exists()
-    assert list(parent.iterdir()) == []
+    assert not parent.exists()  # made for the bundle, so removed with it
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_failure_with_force_keeps_the_old_bundle(tmp_path: Path) -> None:
@@ -113,7 +114,29 @@ def test_out_that_is_a_file(tmp_path: Path) -> None:
         check_output_path(out, force=False)
 
 
-def test_check_output_path_accepts_a_new_path(tmp_path: Path) -> None:
+def test_check_output_path_accepts_a_new_path_and_creates_nothing(tmp_path: Path) -> None:
     check_output_path(tmp_path / "new" / "bundle", force=False)
-    assert (tmp_path / "new").is_dir()
-    assert not (tmp_path / "new" / "bundle").exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_out_below_a_file(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    out = tmp_path / "notes.txt" / "sub" / "bundle"
+    message = f"cannot create {out}: {tmp_path / 'notes.txt'} is a file, not a directory; choose another --out"
+    with pytest.raises(BundleError, match=f"^{re.escape(message)}$"):
+        check_output_path(out, force=False)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+def test_out_on_a_virtual_file_system() -> None:
+    # /proc takes no new folders, even for root (for whom os.access says every path is writable).
+    with pytest.raises(BundleError, match=r"^cannot write to /proc \(.+\); choose an --out in a writable directory$"):
+        check_output_path(Path("/proc/edgeopt-bundle"), force=False)
+
+
+def test_a_failed_build_removes_the_folders_made_for_it(tmp_path: Path) -> None:
+    out = tmp_path / "a" / "b" / "bundle"
+    with pytest.raises(RuntimeError), staged_output(out, force=False):
+        raise RuntimeError("stage failed")
+    assert list(tmp_path.iterdir()) == []

@@ -157,3 +157,38 @@ def test_budget_that_cannot_be_met(make_classifier_dir: Callable[[str], Path], t
     assert kept.exit_code == 0, kept.output
     assert (out / "manifest.json").is_file()
     assert "OVER BUDGET" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("command", ["build", "compare"])
+def test_an_out_that_cannot_be_written_is_one_line_before_any_stage(command: str, tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    below_a_file = tmp_path / "notes.txt" / "bundle"
+    result = run(command, "--out", str(below_a_file))
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        f"Error: cannot create {below_a_file}: {tmp_path / 'notes.txt'} is a file, not a directory; "
+        "choose another --out"
+    ]
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    if Path("/proc/self").is_dir():
+        virtual = run(command, "--out", "/proc/edgeopt-bundle")
+        assert virtual.exit_code == 1
+        (line,) = virtual.output.splitlines()
+        assert line.startswith("Error: cannot write to /proc (") and line.endswith(
+            "); choose an --out in a writable directory"
+        )
+
+
+def test_library_warnings_show_as_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import warnings
+
+    from edgeopt.cli import _user_errors
+    from edgeopt_runtime.cache import CacheWarning
+
+    @_user_errors
+    def command() -> str:
+        warnings.warn("result cache disabled: /x is read-only", CacheWarning, stacklevel=2)
+        return "done"
+
+    assert command() == "done"
+    assert capsys.readouterr().err == "Warning: result cache disabled: /x is read-only\n"

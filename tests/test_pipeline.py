@@ -179,6 +179,29 @@ def test_cli_predict_and_inspect(built: tuple[BuildResult, Path]) -> None:
     assert json.loads(as_json.output)["schema_version"] == 1
 
 
+@pytest.mark.parametrize("missing", [("teacher",), ("metrics",), ("teacher", "metrics")])
+def test_cli_inspect_shows_a_bundle_without_its_optional_measurements(
+    built: tuple[BuildResult, Path], tmp_path: Path, missing: tuple[str, ...]
+) -> None:
+    import shutil
+
+    result, _ = built
+    copy = tmp_path / "copy"
+    shutil.copytree(result.out, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    for key in missing:
+        del manifest[key]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    shown = CliRunner().invoke(cli, ["inspect", str(copy)])
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    assert lines[0].startswith(f"bundle {copy}: verified")
+    if "teacher" in missing:
+        assert lines[-1] == "metrics: none recorded with the teacher's in this bundle's manifest"
+    else:
+        assert lines[-1].startswith("teacher (fp32)")  # only the teacher was measured
+
+
 def test_cli_rejects_a_tampered_bundle(built: tuple[BuildResult, Path], tmp_path: Path) -> None:
     import shutil
 

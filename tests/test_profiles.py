@@ -281,6 +281,18 @@ def test_table_not_a_table() -> None:
             "target_sparsity = 0.5\nsearch_widths = []",
             "student.search_widths must not be empty; list at least one factor, e.g. [1.0]",
         ),
+        ("max_model_mb = 5.0", "max_model_mb = nan", "budget.max_model_mb must be a finite number; got nan"),
+        ("target_p50_ms = 10.0", "target_p50_ms = inf", "budget.target_p50_ms must be a finite number; got inf"),
+        (
+            "max_accuracy_drop = 0.01",
+            "max_accuracy_drop = -inf",
+            "budget.max_accuracy_drop must be a finite number; got -inf",
+        ),
+        (
+            "target_sparsity = 0.5",
+            "target_sparsity = 0.5\nsearch_widths = [1.0, nan]",
+            "student.search_widths[1] must be a finite number; got nan",
+        ),
         (
             "target_sparsity = 0.5",
             "target_sparsity = 0.5\nsearch_budget_s = -1",

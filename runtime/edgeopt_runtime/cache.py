@@ -44,6 +44,7 @@ import json
 import logging
 import os
 import sqlite3
+import stat
 import threading
 import time
 import unicodedata
@@ -73,6 +74,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CACHE_SCHEMA_VERSION = 1
+CACHE_APPLICATION_ID = 0x65646F70
+"""``PRAGMA application_id`` of every edgeopt cache file ("edop" in ASCII): how the cache tells its own files from
+everything else it could be pointed at (see :func:`foreign_file_reason`)."""
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_OUR_TABLES = frozenset({"results", "counters"})
 CACHE_FILE_NAME = "results.sqlite"
 CACHE_DIR_ENV = "EDGEOPT_CACHE_DIR"
 DEFAULT_MAX_ENTRIES = 10_000
@@ -257,6 +263,59 @@ def _create_v1(conn: sqlite3.Connection) -> None:
 _MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {0: _create_v1}
 
 
+def _kind_of(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "directory"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISFIFO, "named pipe"),
+        (stat.S_ISSOCK, "socket"),
+    ):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def foreign_file_reason(path: Path) -> str | None:
+    """Why ``path`` is not a file the cache may open, change, quarantine or recreate; None when it may.
+
+    The cache's own files are: a path that does not exist yet, an empty regular file, and an SQLite database whose
+    ``application_id`` is :data:`CACHE_APPLICATION_ID`, or (files from before the id) is 0 with no tables but the
+    cache's. Everything else (devices, pipes, directories, other applications' databases, any other non-empty
+    file) is someone else's: it is only ever looked at, never written, renamed or chmod-ed.
+    """
+    try:
+        info = os.stat(path)  # follows a symlink: what matters is the file written through it
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        return f"{path} is a {_kind_of(info.st_mode)}, not a cache file"
+    if info.st_size == 0:
+        return None
+    with open(path, "rb") as handle:
+        header = handle.read(100)
+    if not header.startswith(_SQLITE_MAGIC) or len(header) < 72:
+        return f"{path} is not an edgeopt cache (a {info.st_size:,}-byte file that is not an SQLite database)"
+    application_id = int.from_bytes(header[68:72], "big")
+    if application_id == CACHE_APPLICATION_ID:
+        return None
+    if application_id != 0:
+        return f"{path} is another application's SQLite database (application_id {application_id:#x})"
+    try:
+        # immutable: no locks and no -wal/-shm files made beside someone else's database.
+        reader = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro&immutable=1", uri=True)
+        try:
+            tables = {row[0] for row in reader.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            reader.close()
+    except sqlite3.Error as exc:
+        return f"{path} is an SQLite database this cache cannot prove is its own ({exc})"
+    if tables <= _OUR_TABLES:
+        return None
+    shown = ", ".join(sorted(tables - _OUR_TABLES)[:3])
+    return f"{path} is another application's SQLite database (it has tables {shown})"
+
+
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring a cache database to :data:`CACHE_SCHEMA_VERSION` (``PRAGMA user_version``), in one transaction.
 
@@ -280,8 +339,9 @@ def migrate(conn: sqlite3.Connection) -> int:
             )
         for version in range(found, CACHE_SCHEMA_VERSION):
             _MIGRATIONS[version](conn)
-        # PRAGMA takes no parameters; the value is our own integer constant.
+        # PRAGMA takes no parameters; the values are our own integer constants.
         conn.execute(f"PRAGMA user_version = {CACHE_SCHEMA_VERSION}")
+        conn.execute(f"PRAGMA application_id = {CACHE_APPLICATION_ID}")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -338,6 +398,7 @@ class ResultCache:
         self._hit_count = 0
         self._reset_pending()
         self._totals: list[int] | None = None
+        self._disabled_reason = ""
         self._data_version = -1
         self._last_purge = float("-inf")
         self._open()
@@ -350,7 +411,13 @@ class ResultCache:
         """False when the cache was disabled because its location cannot be written."""
         return self._enabled
 
+    @property
+    def disabled_reason(self) -> str | None:
+        """Why the cache was disabled (the :class:`CacheWarning` message), or None while it is enabled."""
+        return None if self._enabled else self._disabled_reason
+
     def _disable(self, reason: str) -> None:
+        self._disabled_reason = reason
         self._enabled = False
         self._close()
         warnings.warn(f"result cache disabled: {reason}", CacheWarning, stacklevel=3)
@@ -364,6 +431,9 @@ class ResultCache:
             self._conn = None
 
     def _connect(self) -> sqlite3.Connection:
+        reason = foreign_file_reason(self.path)
+        if reason is not None:
+            raise CacheError(f"{reason}; left as it was: point the cache at a new file or an edgeopt cache")
         # Create the file ourselves with 0600, so it is never readable by others, not even for a moment.
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         os.close(fd)

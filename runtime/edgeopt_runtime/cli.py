@@ -8,12 +8,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from edgeopt_runtime._version import __version__
 from edgeopt_runtime.backends import BackendName
-from edgeopt_runtime.errors import EdgeoptRuntimeError
+from edgeopt_runtime.errors import CacheError, EdgeoptRuntimeError
 
 __all__ = ["main", "build_parser"]
 
@@ -169,7 +171,9 @@ def _read_lines(path: str, option: str) -> tuple[str, ...]:
     from edgeopt_runtime.errors import InputError
 
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        # The file's own newlines only: str.splitlines() also cuts at U+2028, \x1c-\x1e and \x85, which are
+        # characters inside a logged text, not line ends.
+        lines = [line.removesuffix("\r") for line in Path(path).read_text(encoding="utf-8").split("\n")]
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{option} {path}: cannot read it ({exc}); pass a UTF-8 text file") from None
     texts = tuple(line for line in lines if line.strip())
@@ -213,9 +217,17 @@ def _monitor(args: argparse.Namespace) -> int:
 
 
 def _cache(args: argparse.Namespace) -> int:
-    from edgeopt_runtime.cache import ResultCache
+    from edgeopt_runtime.cache import ResultCache, default_cache_path
 
-    with ResultCache(args.cache) as cache:
+    path = Path(args.cache) if args.cache else default_cache_path()
+    if not path.exists() and not path.is_symlink():
+        # Looking must not create: report the empty cache that is not there.
+        print(f"no cache at {path}: nothing has been cached there yet", file=sys.stderr)
+        return 0
+    with ResultCache(path) as cache:
+        if not cache.enabled:
+            verb = "read" if args.action == "stats" else args.action
+            raise CacheError(f"cannot {verb} {cache.path}: the cache is disabled ({cache.disabled_reason})")
         if args.action == "clear":
             print(f"cleared {cache.clear()} entries from {cache.path}")
             return 0
@@ -233,10 +245,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"predict": _predict, "verify": _verify, "bench": _bench, "monitor": _monitor, "cache": _cache}
     try:
-        return handlers[args.command](args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            return handlers[args.command](args)
     except EdgeoptRuntimeError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _one_line_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None
+) -> None:
+    """A warning as one line on stderr (Python's default adds the source file and the offending line)."""
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -477,6 +477,12 @@ def read_manifest(bundle_dir: str | os.PathLike[str]) -> Manifest:
     path = bundle / MANIFEST_NAME
     if not path.is_file():
         raise BundleInvalid(f"{path} is missing; {bundle} is not an edgeopt bundle, or it was copied incompletely")
+    if not path.resolve().is_relative_to(bundle.resolve()):
+        # The manifest vouches for every other file, so it must itself be the bundle's, as they must.
+        raise BundleInvalid(
+            f"{path} resolves to {path.resolve()}, outside the bundle directory {bundle.resolve()} (a symbolic "
+            f"link?); {_FIX}"
+        )
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
@@ -488,7 +494,8 @@ def read_manifest(bundle_dir: str | os.PathLike[str]) -> Manifest:
     if not isinstance(raw, dict):
         raise BundleInvalid(f"{path} is not a JSON object (got {type(raw).__name__}); {_FIX}")
     version = raw.get("schema_version")
-    if isinstance(version, bool) or version not in SUPPORTED_SCHEMA_VERSIONS:
+    # type() and not isinstance(): True and 1.0 both equal 1, and neither is a schema version.
+    if type(version) is not int or version not in SUPPORTED_SCHEMA_VERSIONS:
         readable = ", ".join(str(v) for v in SUPPORTED_SCHEMA_VERSIONS)
         shown = "missing" if "schema_version" not in raw else repr(version)
         raise BundleInvalid(

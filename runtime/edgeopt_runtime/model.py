@@ -26,7 +26,7 @@ from edgeopt_runtime.cache import ResultCache, key_function, normalize_text
 from edgeopt_runtime.errors import BackendUnavailable, BundleInvalid, InputError
 from edgeopt_runtime.manifest import TASK_TEXT_CLASSIFICATION, Manifest, safe_bundle_path, verify_bundle
 from edgeopt_runtime.monitor import DEFAULT_WINDOW, Monitor, MonitorReport, Reference
-from edgeopt_runtime.tokenizer import Encoded, TextTokenizer, clean_text
+from edgeopt_runtime.tokenizer import Encoded, TextTokenizer, clean_text, clean_texts
 
 __all__ = ["Prediction", "ClassifierStats", "TextClassifier", "load", "softmax"]
 
@@ -202,12 +202,7 @@ class TextClassifier:
         Raises:
             InputError: ``texts`` is empty or a plain str, or one text is invalid (named by its index).
         """
-        if isinstance(texts, str | bytes):
-            raise InputError("expected a list of str, got a single str; use predict() or wrap it in a list")
-        cleaned = [clean_text(t, index=i) for i, t in enumerate(texts)]
-        if not cleaned:
-            raise InputError("texts is empty; pass at least one text")
-        return self._predict(cleaned, dedupe=dedupe)
+        return self._predict(clean_texts(texts, "predict()"), dedupe=dedupe)
 
     def monitor(self) -> MonitorReport:
         """Return what the model answered lately and its drift from the build's reference (see ``monitor.py``)."""

@@ -86,6 +86,28 @@ def clean_text(text: Any, *, index: int | None = None) -> str:
     return text
 
 
+def clean_texts(texts: Any, single: str) -> list[str]:
+    """Validate a batch of input texts with :func:`clean_text`.
+
+    Args:
+        texts: A list (or other iterable) of str.
+        single: The method to name when one str was passed instead of a list (``encode()``, ``predict()``).
+
+    Raises:
+        InputError: ``texts`` is a plain str, not iterable, or empty, or one text is invalid (named by its index).
+    """
+    if isinstance(texts, str | bytes):
+        kind = type(texts).__name__
+        raise InputError(f"expected a list of str, got a single {kind}; use {single} or wrap it in a list")
+    try:
+        items = list(texts)
+    except TypeError:
+        raise InputError(f"expected a list of str, got {type(texts).__name__}") from None
+    if not items:
+        raise InputError("texts is empty; pass at least one text")
+    return [clean_text(t, index=i) for i, t in enumerate(items)]
+
+
 class TextTokenizer:
     """A Hugging Face ``tokenizers`` tokenizer fixed to the bundle's sequence length.
 
@@ -101,6 +123,8 @@ class TextTokenizer:
             raise BundleInvalid(
                 f"{source} has no {_PAD_TOKEN} token; rebuild the bundle with a BERT WordPiece tokenizer"
             )
+        # Tokens an input with no readable character still gets ([CLS] [SEP]); counted before padding is set.
+        self._special_tokens = int(sum(tokenizer.encode("").attention_mask))
         tokenizer.enable_truncation(max_length=max_seq_len)
         tokenizer.enable_padding(length=max_seq_len, pad_id=pad_id, pad_token=_PAD_TOKEN)
         self._tokenizer = tokenizer
@@ -143,12 +167,7 @@ class TextTokenizer:
         Raises:
             InputError: ``texts`` is a plain string or empty, or one text is invalid (named by its index).
         """
-        if isinstance(texts, str | bytes):
-            raise InputError("expected a list of str, got a single str; use encode() or wrap it in a list")
-        cleaned = [clean_text(t, index=i) for i, t in enumerate(texts)]
-        if not cleaned:
-            raise InputError("texts is empty; pass at least one text")
-        return self._encode(cleaned)
+        return self._encode(clean_texts(texts, "encode()"))
 
     def encode_cleaned(self, texts: list[str]) -> Encoded:
         """Tokenize texts that :func:`clean_text` already returned (not checked again), as ``encode_batch``."""
@@ -171,6 +190,15 @@ class TextTokenizer:
             redo = [i for i, h in zip(redo, heads, strict=True) if h is not texts[i]]
         ids = np.asarray([e.ids for e in encodings], dtype=np.int64)
         mask = np.asarray([e.attention_mask for e in encodings], dtype=np.int64)
+        # A text of only control, format or zero-width characters passes clean_text, but the normalizer deletes
+        # them all and the model would see what it sees for an empty text, which is refused.
+        unread = np.flatnonzero(mask.sum(axis=1) <= self._special_tokens)
+        if unread.size:
+            where = f"texts[{int(unread[0])}]: " if len(texts) > 1 else ""
+            raise InputError(
+                f"{where}text has no character the model reads (only control, format or zero-width characters); "
+                "pass at least one word"
+            )
         # With truncation on, tokenizers keeps the dropped tokens in `overflowing`.
         truncated = tuple(bool(e.overflowing) for e in encodings)
         return Encoded(input_ids=ids, attention_mask=mask, truncated=truncated)

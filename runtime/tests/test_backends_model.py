@@ -75,7 +75,20 @@ def test_bad_inputs(clf):
         clf.predict(" \n")
     with pytest.raises(InputError, match=r"texts\[2\]"):
         clf.predict_batch(["a", "b", ""])
+    with pytest.raises(InputError, match="^expected a list of str, got NoneType$"):
+        clf.predict_batch(None)
+    with pytest.raises(InputError, match="^expected a list of str, got int$"):
+        clf.predict_batch(3)
+    with pytest.raises(InputError, match=r"^expected a list of str, got a single bytes; use predict\(\)"):
+        clf.predict_batch(b"free cash")
+    assert [p.label for p in clf.predict_batch(t for t in ("free cash", "free cash"))] == ["spam", "spam"]
     assert clf.predict("free \ud800 cash").label == "spam"
+    # The normalizer deletes these: the model would see [CLS] [SEP], as for an empty text.
+    for unread in ("\u200b", "\u200b\u200d\ufeff", "\x00\x07"):
+        with pytest.raises(InputError, match="^text has no character the model reads"):
+            clf.predict(unread)
+    with pytest.raises(InputError, match=r"^texts\[1\]: text has no character the model reads"):
+        clf.predict_batch(["free cash", "\u200b"])
 
 
 def test_auto_prefers_onnx(tiny_bundle):

@@ -116,7 +116,7 @@ def test_changed_size(bundle_copy):
         verify_bundle(bundle_copy)
 
 
-@pytest.mark.parametrize("version", [2, 0, "1", True, None])
+@pytest.mark.parametrize("version", [2, 0, "1", True, None, 1.0])
 def test_unknown_schema_version(bundle_copy, version):
     rewrite_manifest(bundle_copy, lambda d: d.update(schema_version=version))
     with pytest.raises(BundleInvalid) as err:
@@ -231,3 +231,13 @@ def test_build_manifest_checks(bundle_copy):
     m = build_manifest(bundle_copy, labels=["a", "b"], max_seq_len=16, artifacts=art, versions={"edgeopt": "9"})
     assert m.versions == {"edgeopt-runtime": "0.1.0", "edgeopt": "9"}
     assert json.loads(json.dumps(m.to_dict()))["tokenizer"] == {"file": "tokenizer.json"}
+
+
+def test_manifest_that_links_out_of_the_bundle_is_refused(bundle_copy, tmp_path):
+    outside = tmp_path / "elsewhere.json"
+    (bundle_copy / "manifest.json").replace(outside)
+    (bundle_copy / "manifest.json").symlink_to(outside)
+    with pytest.raises(
+        BundleInvalid, match=r"manifest\.json resolves to .*elsewhere\.json, outside the bundle directory"
+    ):
+        verify_bundle(bundle_copy)

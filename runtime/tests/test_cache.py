@@ -4,6 +4,7 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
+import re
 import signal
 import sqlite3
 import stat
@@ -19,11 +20,13 @@ from hypothesis import strategies as st
 
 from edgeopt_runtime import load
 from edgeopt_runtime.cache import (
+    CACHE_APPLICATION_ID,
     CACHE_SCHEMA_VERSION,
     CacheWarning,
     ResultCache,
     cache_key,
     default_cache_path,
+    foreign_file_reason,
     key_function,
     migrate,
     normalize_text,
@@ -342,25 +345,91 @@ def _fill(path: Path, n: int = 400) -> None:
         cache.put_many([(f"k{i}", FP_A, {"pad": "y" * 200, "i": i}, None) for i in range(n)])
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "header"])
-def test_corrupt_file_moved_aside(tmp_path, damage):
+def test_corrupt_cache_moved_aside(tmp_path):
     path = tmp_path / "c.sqlite"
-    if damage == "garbage":
-        path.write_bytes(os.urandom(8192))
-    else:
-        _fill(path)
-        data = path.read_bytes()
-        assert len(data) > 40_000
-        if damage == "truncated":
-            path.write_bytes(data[: len(data) // 2])
-        else:
-            path.write_bytes(b"X" * 100 + data[100:])
+    _fill(path)
+    data = path.read_bytes()
+    assert len(data) > 40_000
+    path.write_bytes(data[: len(data) // 2])  # the header (and so the application id) says it is ours
     with pytest.warns(CacheWarning, match=r"was unreadable .*moved it to c\.sqlite\.corrupt-"):
         cache = ResultCache(path)
     assert cache.enabled
     assert len(list(tmp_path.glob("c.sqlite.corrupt-*"))) == 1
     cache.put("k", FP_A, {"ok": True})
     assert cache.get("k") == {"ok": True}
+
+
+def _other_apps_database(path: Path, application_id: int = 0) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE notes (body TEXT)")
+        conn.execute("INSERT INTO notes VALUES ('mine')")
+        if application_id:
+            conn.execute(f"PRAGMA application_id = {application_id}")
+    conn.close()
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (
+            lambda p: p.write_bytes(os.urandom(8192)),
+            r"is not an edgeopt cache \(a 8,192-byte file that is not an SQLite",
+        ),
+        (lambda p: p.write_text("name,label\nbob,ham\n"), r"is not an edgeopt cache \(a 19-byte file"),
+        (lambda p: p.mkdir(), r"is a directory, not a cache file"),
+        (lambda p: os.mkfifo(p), r"is a named pipe, not a cache file"),
+        (_other_apps_database, r"is another application's SQLite database \(it has tables notes\)"),
+        (
+            lambda p: _other_apps_database(p, 0x12345),
+            r"is another application's SQLite database \(application_id 0x12345\)",
+        ),
+    ],
+    ids=["garbage", "csv", "directory", "fifo", "sqlite-tables", "sqlite-app-id"],
+)
+def test_a_file_that_is_not_ours_is_left_exactly_as_it_was(tmp_path, make, reason):
+    path = tmp_path / "c.sqlite"
+    make(path)
+    os.chmod(path, 0o644)
+    before = os.stat(path)
+    content = path.read_bytes() if path.is_file() else None
+    with pytest.warns(CacheWarning, match=f"result cache disabled: {re.escape(str(path))} {reason}.*left as it was"):
+        cache = ResultCache(path)
+    assert not cache.enabled and "left as it was" in cache.disabled_reason
+    cache.put("k", FP_A, {"x": 1})
+    assert cache.get("k") is None
+    cache.close()
+    after = os.stat(path)
+    assert (after.st_mode, after.st_size, after.st_mtime_ns) == (before.st_mode, before.st_size, before.st_mtime_ns)
+    if content is not None:
+        assert path.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.sqlite"]  # nothing moved aside, no -wal or -shm
+
+
+def test_a_device_is_never_chmod_ed(tmp_path):
+    before = os.stat("/dev/null")
+    with pytest.warns(CacheWarning, match=r"/dev/null is a character device, not a cache file"):
+        cache = ResultCache(Path("/dev/null"))
+    assert not cache.enabled
+    assert os.stat("/dev/null").st_mode == before.st_mode
+
+
+def test_cache_files_carry_the_application_id_and_old_ones_are_adopted(tmp_path):
+    path = tmp_path / "c.sqlite"
+    with ResultCache(path) as cache:
+        cache.put("k", FP_A, {"x": 1})
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA application_id").fetchone()[0] == CACHE_APPLICATION_ID
+        conn.execute("PRAGMA application_id = 0")  # as written before the id existed
+    conn.close()
+    assert foreign_file_reason(path) is None
+    cache = no_warnings(ResultCache, path)
+    assert cache.get("k") == {"x": 1}
+    cache.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA application_id").fetchone()[0] == CACHE_APPLICATION_ID
+    conn.close()
+    (tmp_path / "empty.sqlite").touch()
+    assert foreign_file_reason(tmp_path / "empty.sqlite") is None and foreign_file_reason(tmp_path / "new") is None
 
 
 def test_parent_is_a_file_disables(tmp_path):

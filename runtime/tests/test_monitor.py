@@ -144,3 +144,12 @@ def test_cli_monitor(bundle_copy, tmp_path, capsys):
     empty.write_text("\n", encoding="utf-8")
     assert main(["monitor", str(bundle_copy), str(empty)]) == 2
     assert "has no non-empty line" in capsys.readouterr().err
+
+
+def test_cli_monitor_reads_one_text_per_newline_only(bundle_copy, tmp_path, capsys):
+    # U+2028, \x1c, \x1d, \x1e and \x85 are inside texts; only \n (and \r\n) end a line.
+    texts = [f"free cash {i}\u2028now\x1cand\x1d\x1ethen\x85done" for i in range(5)]
+    lines = tmp_path / "logged.txt"
+    lines.write_bytes(("\r\n".join(texts) + "\n").encode("utf-8"))
+    assert main(["monitor", str(bundle_copy), str(lines), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["window"] == 5

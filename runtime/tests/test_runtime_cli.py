@@ -112,3 +112,42 @@ def test_bench_table_and_errors(tiny_bundle, tmp_path, capsys):
     empty.write_text("\n  \n", encoding="utf-8")
     assert main(["bench", str(tiny_bundle.path), "--texts", str(empty)]) == 2
     assert "has no non-empty line; put one text per line" in capsys.readouterr().err
+
+
+def test_cache_clear_on_a_disabled_cache_fails_with_the_reason(tmp_path, capsys):
+    import sqlite3
+
+    from edgeopt_runtime.cache import ResultCache
+
+    path = tmp_path / "c.sqlite"
+    with ResultCache(path) as cache:
+        cache.put("k", "f" * 64, {"x": 1})
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 99")  # written by a newer edgeopt-runtime: this one must not touch it
+    assert main(["cache", "clear", "--cache", str(path)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "edgeopt-runtime: warning: result cache disabled: cache schema version 99 is newer than this "
+        "edgeopt-runtime reads (1); upgrade edgeopt-runtime or use another cache file",
+        f"edgeopt-runtime: error: cannot clear {path}: the cache is disabled (cache schema version 99 is newer than "
+        "this edgeopt-runtime reads (1); upgrade edgeopt-runtime or use another cache file)",
+    ]
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 1
+
+
+@pytest.mark.parametrize("action", ["stats", "clear"])
+def test_cache_commands_on_a_missing_path_create_nothing(tmp_path, capsys, action):
+    path = tmp_path / "sub" / "c.sqlite"
+    assert main(["cache", action, "--cache", str(path)]) == 0
+    assert capsys.readouterr().err == f"no cache at {path}: nothing has been cached there yet\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cache_stats_refuses_a_file_that_is_not_a_cache(tmp_path, capsys):
+    path = tmp_path / "people.csv"
+    path.write_text("name,label\nbob,ham\n")
+    assert main(["cache", "stats", "--cache", str(path)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith(f"edgeopt-runtime: error: cannot read {path}: the cache is disabled ({path} is not")
+    assert path.read_text() == "name,label\nbob,ham\n"

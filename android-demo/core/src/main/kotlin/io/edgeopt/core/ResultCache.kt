@@ -6,6 +6,9 @@ import java.text.Normalizer
 
 /** Cache schema version (`PRAGMA user_version`) this core reads and writes: the runtime's `CACHE_SCHEMA_VERSION`. */
 const val CACHE_SCHEMA_VERSION = 1
+
+/** `PRAGMA application_id` of every edgeopt cache file ("edop"): the runtime's `CACHE_APPLICATION_ID`. */
+const val CACHE_APPLICATION_ID = 0x65646F70
 const val DEFAULT_MAX_ENTRIES = 10_000
 const val DEFAULT_MAX_BYTES = 16L * 1024 * 1024
 const val DEFAULT_TTL_S = 7 * 24 * 3600.0
@@ -113,8 +116,9 @@ class ResultCache(
                 db.update("CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
                 for (name in listOf("hits", "misses", "evictions")) db.update("INSERT INTO counters(name, value) VALUES (?, 0)", name)
             }
-            // PRAGMA takes no parameters; the value is our own constant.
+            // PRAGMA takes no parameters; the values are our own constants.
             db.update("PRAGMA user_version = $CACHE_SCHEMA_VERSION")
+            db.update("PRAGMA application_id = $CACHE_APPLICATION_ID")
         }
     }
 

@@ -23,6 +23,7 @@ class ResultCacheTest {
         open().close()
         JdbcSqlDatabase.open(file).use { db ->
             assertEquals(1L, db.query("PRAGMA user_version") { it.long(0) }.single())
+            assertEquals(CACHE_APPLICATION_ID.toLong(), db.query("PRAGMA application_id") { it.long(0) }.single())
             assertEquals("wal", db.query("PRAGMA journal_mode") { it.string(0) }.single())
             val tables = db.query("SELECT name FROM sqlite_master WHERE type IN ('table', 'index') ORDER BY name") { it.string(0) }
             assertEquals(listOf("counters", "results", "results_fingerprint", "results_last_used"), tables.filterNot { it!!.startsWith("sqlite_") })
