@@ -292,8 +292,11 @@ def foreign_file_reason(path: Path) -> str | None:
         return f"{path} is a {_kind_of(info.st_mode)}, not a cache file"
     if info.st_size == 0:
         return None
-    with open(path, "rb") as handle:
-        header = handle.read(100)
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(100)
+    except FileNotFoundError:  # moved aside by another process a moment ago
+        return None
     if not header.startswith(_SQLITE_MAGIC) or len(header) < 72:
         return f"{path} is not an edgeopt cache (a {info.st_size:,}-byte file that is not an SQLite database)"
     application_id = int.from_bytes(header[68:72], "big")
@@ -431,13 +434,12 @@ class ResultCache:
             self._conn = None
 
     def _connect(self) -> sqlite3.Connection:
-        reason = foreign_file_reason(self.path)
-        if reason is not None:
-            raise CacheError(f"{reason}; left as it was: point the cache at a new file or an edgeopt cache")
         # Create the file ourselves with 0600, so it is never readable by others, not even for a moment.
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.close(fd)
-        os.chmod(self.path, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
         conn = sqlite3.connect(
             self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
         )
@@ -453,6 +455,44 @@ class ResultCache:
             conn.close()
             raise
         return conn
+
+    def _connect_locked(self) -> sqlite3.Connection:
+        """Open the file under a shared lock; repair an unreadable one under an exclusive lock.
+
+        Without the lock, two processes that both found the file unreadable each moved it aside: the second
+        moved away (and deleted the WAL of) the database the first had just rebuilt and written to, and one that
+        opened the file while it was moved found it gone. Every open holds a shared ``flock`` on a sidecar file
+        (``<cache>.lock``), so no file is moved aside while anyone opens it; a process that finds the file
+        unreadable (or locked mid-rebuild) takes the lock exclusively, tries again (another process may have
+        rebuilt it meanwhile) and only then moves it aside. Being locked is never taken for corruption.
+        """
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no flock; recover without it
+            try:
+                return self._connect()
+            except sqlite3.OperationalError:
+                raise
+            except sqlite3.DatabaseError as exc:
+                self._move_aside(exc)
+                return self._connect()
+        fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            try:
+                return self._connect()
+            except sqlite3.DatabaseError:
+                # flock converts by releasing and re-taking, so two converting processes cannot deadlock.
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                return self._connect()
+            except sqlite3.OperationalError:
+                raise
+            except sqlite3.DatabaseError as still:
+                self._move_aside(still)
+                return self._connect()
+        finally:
+            os.close(fd)  # releases the lock
 
     def _move_aside(self, error: Exception) -> None:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{os.getpid()}"
@@ -477,13 +517,10 @@ class ResultCache:
             self._disable(f"cannot create {self.path.parent} ({exc.strerror or exc})")
             return
         try:
-            try:
-                self._conn = self._connect()
-            except sqlite3.OperationalError:
-                raise  # locked / cannot open: not evidence of corruption
-            except sqlite3.DatabaseError as exc:
-                self._move_aside(exc)
-                self._conn = self._connect()
+            reason = foreign_file_reason(self.path)
+            if reason is not None:  # checked before the lock file is made: nothing is created beside it either
+                raise CacheError(f"{reason}; left as it was: point the cache at a new file or an edgeopt cache")
+            self._conn = self._connect_locked()
         except CacheError as exc:
             self._disable(str(exc))
         except (OSError, sqlite3.Error) as exc:

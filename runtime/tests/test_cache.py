@@ -524,6 +524,39 @@ def _bounded_writer(path: str, prefix: str) -> None:
     sys.exit(min(bad, 100))
 
 
+def _opener_of_a_corrupt_cache(path: str, start, tag: str) -> None:
+    start.wait(60)  # a barrier: all four open the corrupt file at the same moment
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CacheWarning)  # the one that moves the file aside says so
+        cache = ResultCache(path, ttl_s=None)
+    enabled = cache.enabled
+    cache.put_many([(f"{tag}{i}", FP_A, {"i": i}, None) for i in range(200)])
+    cache.close()
+    sys.exit(0 if enabled else 3)
+
+
+@pytest.mark.parametrize("round_", range(5))
+def test_processes_opening_one_corrupt_cache_lose_no_rows(tmp_path, round_):
+    path = tmp_path / "c.sqlite"
+    _fill(path, n=300)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # ours (header intact), unreadable
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    ctx = mp.get_context("spawn")
+    start = ctx.Barrier(4)
+    procs = [ctx.Process(target=_opener_of_a_corrupt_cache, args=(str(path), start, t)) for t in "abcd"]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 800
+    conn.close()
+    assert len(list(tmp_path.glob("c.sqlite.corrupt-*"))) == 1  # moved aside once, by one process
+
+
 def test_processes_respect_bounds(tmp_path):
     path = str(tmp_path / "c.sqlite")
     ResultCache(path).close()
