@@ -469,13 +469,7 @@ class ResultCache:
         try:
             import fcntl
         except ImportError:  # pragma: no cover - Windows: no flock; recover without it
-            try:
-                return self._connect()
-            except sqlite3.OperationalError:
-                raise
-            except sqlite3.DatabaseError as exc:
-                self._move_aside(exc)
-                return self._connect()
+            return self._connect_or_move_aside()
         fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_SH)
@@ -484,15 +478,18 @@ class ResultCache:
             except sqlite3.DatabaseError:
                 # flock converts by releasing and re-taking, so two converting processes cannot deadlock.
                 fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                return self._connect()
-            except sqlite3.OperationalError:
-                raise
-            except sqlite3.DatabaseError as still:
-                self._move_aside(still)
-                return self._connect()
+            return self._connect_or_move_aside()
         finally:
             os.close(fd)  # releases the lock
+
+    def _connect_or_move_aside(self) -> sqlite3.Connection:
+        try:
+            return self._connect()
+        except sqlite3.OperationalError:
+            raise  # locked or cannot open: not evidence of corruption
+        except sqlite3.DatabaseError as exc:
+            self._move_aside(exc)
+            return self._connect()
 
     def _move_aside(self, error: Exception) -> None:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{os.getpid()}"
