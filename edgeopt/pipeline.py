@@ -331,8 +331,8 @@ class TrainedStudent:
         embedding_init: Where the embedding table started (``teacher`` or ``random``).
         score_calibration: The temperature folded into the logits, or None when calibration is off.
         embedding_training: Whether the embedding table was ``frozen`` or ``trained`` in the student kept.
-        search: Every student candidate (:class:`edgeopt.search.CandidateResult` as JSON), the kept one first
-            marked ``chosen``.
+        search: Every student candidate (:class:`edgeopt.search.CandidateResult` as JSON), in the order tried;
+            the kept one has status ``chosen``.
         spec: The kept student's settings (its architecture and sizes; the profile's may say ``search``).
     """
 
