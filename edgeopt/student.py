@@ -50,12 +50,12 @@ __all__ = [
 
 DROPOUT_RATE = 0.3
 INIT_EMBEDDING_STD = 0.05
+"""Standard deviation of a teacher-initialized embedding table's entries: the order of Keras' random uniform
+initializer (std ~0.03), so Adam's first steps move it as much as they would a random table."""
 ATTENTION_MASK_PENALTY = 20.0
 """How far the attention scores of padding positions sit below those of real tokens (added to every real token's
 score): e^-20 is nothing next to a real token, and a bounded gap (rather than -inf or -1e9) keeps the scores' int8
 range, and so their resolution, small."""
-"""Standard deviation of a teacher-initialized embedding table's entries: the order of Keras' random uniform
-initializer (std ~0.03), so Adam's first steps move it as much as they would a random table."""
 
 
 @dataclass(frozen=True)
