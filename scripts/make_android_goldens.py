@@ -9,10 +9,12 @@ Written into ``--out`` (small: no model file is copied):
 
 * ``goldens.json``: the texts, their token ids / masks / truncation flags (or the expected error), the logits
   of each backend (float, and the LiteRT model's raw int8 output with its scale and zero point), the labels
-  and scores, the normalized texts and cache keys, plus the bundle's schema version, fingerprint and
-  tokenizer hash and the runtime's cache schema version;
+  and scores and cache keys (under the fixed ``GOLDEN_SECRET``), texts that pairwise do or do not read the same
+  to the model with their keys (``key_cases``), fingerprints of changed manifests (``fingerprint_cases``), plus
+  the bundle's schema version, fingerprint and tokenizer hash and the runtime's cache schema version;
 * ``tokenizer.json`` and ``manifest.json``: copies of the bundle's;
-* ``python_cache.sqlite``: a result cache written by the Python runtime at a fixed clock (``CACHE_CLOCK``).
+* ``python_cache.sqlite``: a result cache written by the Python runtime at a fixed clock (``CACHE_CLOCK``), keyed
+  with ``GOLDEN_SECRET``.
 
 Regenerate them whenever the bundle format, the tokenizer or the cache changes:
 ``tests/test_android_goldens.py`` fails when they are stale.
@@ -33,23 +35,29 @@ from typing import Any
 __all__ = [
     "GOLDEN_FORMAT",
     "GOLDEN_TEXTS",
-    "KEY_LABEL_SETS",
+    "FINGERPRINT_LABEL_SETS",
+    "FINGERPRINT_SCALES",
+    "GOLDEN_SECRET",
     "KEY_TEXTS",
     "CACHE_CLOCK",
     "CACHE_TTL_S",
     "GoldenSummary",
+    "fingerprint_cases",
+    "key_of",
     "key_options",
     "make_goldens",
     "main",
 ]
 
 # Bump when the layout of goldens.json changes (the Kotlin tests check it).
-GOLDEN_FORMAT = 2
+GOLDEN_FORMAT = 3
 GOLDENS_NAME = "goldens.json"
 CACHE_DB_NAME = "python_cache.sqlite"
 # A fixed clock makes the cache file reproducible and lets the JVM tests reason about expiry.
 CACHE_CLOCK = 1_800_000_000.0
 CACHE_TTL_S = 7 * 24 * 3600.0
+# A real install makes a random secret (<cache>.key); the goldens use a fixed one so both sides can recompute.
+GOLDEN_SECRET = bytes(range(32))
 EXPIRED_KEY = "0" * 64
 FOREIGN_KEY = "1" * 64
 FOREIGN_FINGERPRINT = "f" * 64
@@ -87,14 +95,31 @@ GOLDEN_TEXTS: tuple[tuple[str, str], ...] = (
     ("lone_surrogate", "\ud800abc \udfff"),
 )
 
-# Label sets for cache-key golden values: non-ASCII, quotes and backslashes exercise the JSON escaping.
-# Texts for those keys: whitespace runs and NFC, and a lone surrogate (the key encodes it with surrogatepass).
-KEY_TEXTS: tuple[str, ...] = ("Café  Résumé\tnaïve ", "lone \ud800 surrogate")
-KEY_LABEL_SETS: tuple[tuple[str, ...], ...] = (
+# Texts whose keys both sides compute: pairs a text normalization could confuse (\x1c-\x1f split words where
+# the BERT normalizer deletes them; zero-width and format characters; NFC; whitespace runs) and pairs the model
+# reads the same, so that "equal keys exactly when equal token ids" is checked in Kotlin too.
+KEY_TEXTS: tuple[str, ...] = (
+    "free cash",
+    "free\x1ccash",
+    "free\x1fcash",
+    "freecash",
+    "free \u3000\t cash\n",
+    "free\u200bcash",
+    "free\u00adcash",
+    "Café  Résumé\tnaïve ",
+    "Cafe\u0301 Re\u0301sume\u0301 nai\u0308ve",
+    "lone \ud800 surrogate",
+    "lone \ufffd surrogate",
+)
+# Manifest changes whose fingerprints both sides compute: labels that need JSON escaping, and quantization
+# scales in every form Python's repr writes.
+FINGERPRINT_LABEL_SETS: tuple[tuple[str, ...], ...] = (
     ("ham", "spam"),
+    ("spam", "ham"),
     ("négatif", "positif", "😀"),
     ('say "hi"', "back\\slash", "tab\tnew\nline", "\x7f"),
 )
+FINGERPRINT_SCALES: tuple[float | None, ...] = (None, 0.1, 1e-05, 0.00390625, 0.123456789012345, 3.0)
 
 
 @dataclass(frozen=True)
@@ -118,13 +143,42 @@ class GoldenSummary:
     total_bytes: int
 
 
-def key_options(backend: str, labels: Sequence[str], max_seq_len: int) -> dict[str, str]:
+def key_options(backend: str, artifact: str) -> dict[str, str]:
     """Return the options the runtime's ``TextClassifier`` puts into every cache key."""
-    return {
-        "backend": backend,
-        "labels": json.dumps(list(labels), ensure_ascii=True),
-        "max_seq_len": str(max_seq_len),
-    }
+    return {"artifact": artifact, "backend": backend}
+
+
+def key_of(tokenizer: Any, fingerprint: str, text: str, options: dict[str, str]) -> tuple[str, list[int], bool]:
+    """The cache key of ``text`` as the runtime computes it, with the real token ids it is made of."""
+    from edgeopt_runtime.cache import cache_key
+
+    enc = tokenizer.encode(text)
+    ids = enc.input_ids[0, : int(enc.attention_mask[0].sum())].tolist()
+    return cache_key(GOLDEN_SECRET, fingerprint, ids, enc.truncated[0], options), ids, enc.truncated[0]
+
+
+def fingerprint_cases(manifest: Any) -> list[dict[str, Any]]:
+    import dataclasses
+
+    from edgeopt_runtime.manifest import compute_fingerprint
+
+    cases = []
+    for labels in FINGERPRINT_LABEL_SETS:
+        for scale in FINGERPRINT_SCALES:
+            artifacts = {
+                name: (
+                    a
+                    if scale is None or a.output_quantization is None
+                    else dataclasses.replace(
+                        a, output_quantization=dataclasses.replace(a.output_quantization, scale=scale)
+                    )
+                )
+                for name, a in manifest.artifacts.items()
+            }
+            outputs = tuple(dataclasses.replace(t, shape=("batch", len(labels))) for t in manifest.outputs)
+            changed = dataclasses.replace(manifest, labels=tuple(labels), outputs=outputs, artifacts=artifacts)
+            cases.append({"labels": list(labels), "scale": scale, "fingerprint": compute_fingerprint(changed)})
+    return cases
 
 
 def _floats(values: Any) -> list[float]:
@@ -183,7 +237,7 @@ def make_goldens(bundle: Path, out: Path) -> GoldenSummary:
     from edgeopt_runtime import InputError, ResultCache, TextTokenizer, load, verify_bundle
     from edgeopt_runtime._version import __version__
     from edgeopt_runtime.backends import OnnxBackend, TfliteBackend
-    from edgeopt_runtime.cache import CACHE_SCHEMA_VERSION, cache_key, normalize_text
+    from edgeopt_runtime.cache import CACHE_SCHEMA_VERSION
     from edgeopt_runtime.manifest import SCHEMA_VERSION, safe_bundle_path, sha256_file
     from edgeopt_runtime.tokenizer import clean_text
 
@@ -208,7 +262,6 @@ def make_goldens(bundle: Path, out: Path) -> GoldenSummary:
                 "input_ids": enc.input_ids[0].tolist(),
                 "attention_mask": enc.attention_mask[0].tolist(),
                 "truncated": enc.truncated[0],
-                "normalized_text": normalize_text(cleaned),
             }
         )
         valid.append((name, cleaned))
@@ -232,37 +285,29 @@ def make_goldens(bundle: Path, out: Path) -> GoldenSummary:
         artifact = (onnx if backend_name == "onnx" else tflite)[1]
         quant = artifact.output_quantization if artifact.output_dtype in ("int8", "uint8") else None
         rows, raw = _backend_goldens(backend, encoded, labels, quant)
-        options = key_options(backend_name, labels, manifest.max_seq_len)
+        artifact_name = (onnx if backend_name == "onnx" else tflite)[0]
+        options = key_options(backend_name, artifact_name)
         for i, ((name, cleaned), row) in enumerate(zip(valid, rows, strict=True)):
             entry = dict(row)
-            entry["cache_key"] = cache_key(manifest.fingerprint, cleaned, options)
+            entry["cache_key"] = key_of(tokenizer, manifest.fingerprint, cleaned, options)[0]
             if raw is not None:
                 entry["int8_logits"] = raw["values"][i]
             by_name[name].setdefault("backends", {})[backend_name] = entry
         quant_info = {"scale": raw["scale"], "zero_point": raw["zero_point"]} if raw else None
         backends[backend_name] = {
-            "artifact": (onnx if backend_name == "onnx" else tflite)[0],
+            "artifact": artifact_name,
             "output_dtype": artifact.output_dtype,
             "output_quantization": quant_info,
             "key_options": options,
         }
 
     key_cases = []
-    for label_set in KEY_LABEL_SETS:
-        for backend_name in ("onnx", "tflite"):
-            options = key_options(backend_name, label_set, 128)
-            for text in KEY_TEXTS:
-                key_cases.append(
-                    {
-                        "fingerprint": manifest.fingerprint,
-                        "backend": backend_name,
-                        "labels": list(label_set),
-                        "max_seq_len": 128,
-                        "options": ";".join(f"{k}={v}" for k, v in sorted(options.items())),
-                        "text": text,
-                        "key": cache_key(manifest.fingerprint, text, options),
-                    }
-                )
+    for backend_name, info in backends.items():
+        for text in KEY_TEXTS:
+            key, ids, truncated = key_of(tokenizer, manifest.fingerprint, text, info["key_options"])
+            key_cases.append(
+                {"text": text, "backend": backend_name, "input_ids": ids, "truncated": truncated, "key": key}
+            )
 
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(tok_path, out / "tokenizer.json")
@@ -273,7 +318,7 @@ def make_goldens(bundle: Path, out: Path) -> GoldenSummary:
     # The default backend of the demo app is ONNX Runtime: its answers go into the cache file.
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) / CACHE_DB_NAME
-        cache = ResultCache(work, ttl_s=CACHE_TTL_S, store_text=True, clock=lambda: CACHE_CLOCK)
+        cache = ResultCache(work, ttl_s=CACHE_TTL_S, store_text=True, clock=lambda: CACHE_CLOCK, secret=GOLDEN_SECRET)
         clf = load(bundle, backend="onnx", threads=1, cache=cache)
         clf.predict_batch([t for _, t in valid])
         cache.close()
@@ -281,9 +326,11 @@ def make_goldens(bundle: Path, out: Path) -> GoldenSummary:
         # second once it purges other fingerprints on load). The expired one goes last: any write at CACHE_CLOCK
         # would drop it.
         stale = {"label": labels[0], "score": 1.0, "scores": {}, "truncated": False}
-        with ResultCache(work, ttl_s=CACHE_TTL_S, clock=lambda: CACHE_CLOCK) as other:
+        with ResultCache(work, ttl_s=CACHE_TTL_S, clock=lambda: CACHE_CLOCK, secret=GOLDEN_SECRET) as other:
             other.put(FOREIGN_KEY, FOREIGN_FINGERPRINT, stale)
-        with ResultCache(work, ttl_s=CACHE_TTL_S, clock=lambda: CACHE_CLOCK - 8 * 24 * 3600.0) as old:
+        with ResultCache(
+            work, ttl_s=CACHE_TTL_S, clock=lambda: CACHE_CLOCK - 8 * 24 * 3600.0, secret=GOLDEN_SECRET
+        ) as old:
             old.put(EXPIRED_KEY, manifest.fingerprint, stale)
         shutil.copyfile(work, db)
 
@@ -320,9 +367,11 @@ def make_goldens(bundle: Path, out: Path) -> GoldenSummary:
             "expired_key": EXPIRED_KEY,
             "foreign_key": FOREIGN_KEY,
             "foreign_fingerprint": FOREIGN_FINGERPRINT,
+            "secret_hex": GOLDEN_SECRET.hex(),
         },
         "cases": cases,
         "key_cases": key_cases,
+        "fingerprint_cases": fingerprint_cases(manifest),
         "monitor": _monitor_goldens(manifest),
     }
     text = json.dumps(goldens, indent=1, ensure_ascii=True, allow_nan=False)

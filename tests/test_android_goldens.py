@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from edgeopt_runtime import InputError, ResultCache, TextTokenizer
-from edgeopt_runtime.cache import CACHE_SCHEMA_VERSION, cache_key, normalize_text
+from edgeopt_runtime.cache import CACHE_SCHEMA_VERSION
 from edgeopt_runtime.manifest import (
     SCHEMA_VERSION,
     SUPPORTED_SCHEMA_VERSIONS,
@@ -75,8 +75,6 @@ def test_versions_match_the_runtime(goldens: dict[str, Any]) -> None:
 def test_texts_are_the_scripts(goldens: dict[str, Any]) -> None:
     got = [(c["name"], c["text"]) for c in goldens["cases"]]
     assert got == list(SCRIPT.GOLDEN_TEXTS), STALE.format(what="GOLDEN_TEXTS changed")
-    label_sets = {tuple(k["labels"]) for k in goldens["key_cases"]}
-    assert label_sets == set(SCRIPT.KEY_LABEL_SETS), STALE.format(what="KEY_LABEL_SETS changed")
 
 
 def test_tokenizer_and_manifest_are_the_bundles(goldens: dict[str, Any]) -> None:
@@ -84,7 +82,7 @@ def test_tokenizer_and_manifest_are_the_bundles(goldens: dict[str, Any]) -> None
     assert sha256_file(GOLDEN / "tokenizer.json") == bundle["tokenizer_sha256"], STALE.format(what="tokenizer")
     manifest = read_manifest(GOLDEN)
     assert manifest.fingerprint == bundle["fingerprint"], STALE.format(what="manifest.json")
-    assert compute_fingerprint(manifest.files) == manifest.fingerprint, STALE.format(what="fingerprint rule")
+    assert compute_fingerprint(manifest) == manifest.fingerprint, STALE.format(what="fingerprint rule")
     assert manifest.files[manifest.tokenizer_file].sha256 == bundle["tokenizer_sha256"]
     assert list(manifest.labels) == bundle["labels"] and manifest.max_seq_len == bundle["max_seq_len"]
 
@@ -106,18 +104,27 @@ def test_token_ids_are_what_the_runtime_produces_now(goldens: dict[str, Any]) ->
 
 def test_cache_keys_are_what_the_runtime_computes_now(goldens: dict[str, Any]) -> None:
     bundle = goldens["bundle"]
+    assert bytes.fromhex(goldens["cache"]["secret_hex"]) == SCRIPT.GOLDEN_SECRET, STALE.format(what="secret")
+    tokenizer = TextTokenizer.from_file(GOLDEN / "tokenizer.json", bundle["max_seq_len"])
     for backend, info in goldens["backends"].items():
-        options = SCRIPT.key_options(backend, bundle["labels"], bundle["max_seq_len"])
+        options = SCRIPT.key_options(backend, info["artifact"])
         assert options == info["key_options"], STALE.format(what=f"{backend} key options")
         for case in _valid(goldens):
-            cleaned = clean_text(case["text"])
-            assert normalize_text(cleaned) == case["normalized_text"], STALE.format(what="normalize_text")
-            key = cache_key(bundle["fingerprint"], cleaned, options)
+            key = SCRIPT.key_of(tokenizer, bundle["fingerprint"], clean_text(case["text"]), options)[0]
             assert key == case["backends"][backend]["cache_key"], STALE.format(what=f"key of {case['name']}")
+    assert [c["text"] for c in goldens["key_cases"]] == list(SCRIPT.KEY_TEXTS) * len(goldens["backends"])
     for case in goldens["key_cases"]:
-        options = SCRIPT.key_options(case["backend"], case["labels"], case["max_seq_len"])
-        assert case["options"] == ";".join(f"{k}={v}" for k, v in sorted(options.items()))
-        assert cache_key(case["fingerprint"], case["text"], options) == case["key"], STALE.format(what="key_cases")
+        options = goldens["backends"][case["backend"]]["key_options"]
+        key, ids, truncated = SCRIPT.key_of(tokenizer, bundle["fingerprint"], case["text"], options)
+        assert (key, ids, truncated) == (case["key"], case["input_ids"], case["truncated"]), STALE.format(
+            what="key_cases"
+        )
+
+
+def test_fingerprint_cases_are_what_the_runtime_computes_now(goldens: dict[str, Any]) -> None:
+    assert goldens["fingerprint_cases"] == SCRIPT.fingerprint_cases(read_manifest(GOLDEN)), STALE.format(
+        what="fingerprint_cases"
+    )
 
 
 def test_labels_follow_from_the_golden_logits(goldens: dict[str, Any]) -> None:
@@ -144,7 +151,8 @@ def test_the_python_cache_file_reads_back(goldens: dict[str, Any], tmp_path: Pat
         version = conn.execute("PRAGMA user_version").fetchone()[0]
     conn.close()
     assert version == CACHE_SCHEMA_VERSION, STALE.format(what="cache file schema")
-    with ResultCache(db, ttl_s=info["ttl_s"], clock=lambda: info["clock"]) as cache:
+    secret = bytes.fromhex(info["secret_hex"])
+    with ResultCache(db, ttl_s=info["ttl_s"], clock=lambda: info["clock"], secret=secret) as cache:
         for case in _valid(goldens):
             want = case["backends"][info["backend"]]
             value = cache.get(want["cache_key"])

@@ -176,7 +176,7 @@ def test_cli_predict_and_inspect(built: tuple[BuildResult, Path]) -> None:
     assert shown.exit_code == 0, shown.output
     assert "verified" in shown.output and "model.tflite" in shown.output
     as_json = runner.invoke(cli, ["inspect", str(result.out), "--json"])
-    assert json.loads(as_json.output)["schema_version"] == 1
+    assert json.loads(as_json.output)["schema_version"] == 2
 
 
 @pytest.mark.parametrize("missing", [("teacher",), ("metrics",), ("teacher", "metrics")])

@@ -27,8 +27,9 @@ Design choices, and why:
   (an expired row is a miss whether purged or not).
 * **Values are JSON, never pickle**: a cache file is data another app (the Android client) may share, and
   unpickling a file is running code.
-* **Texts are not stored** unless ``store_text=True``: the key is a SHA-256, so a copied cache file does not
-  leak what users typed.
+* **Texts are not stored** unless ``store_text=True``, and the key is an HMAC of the token ids under a random
+  per-install secret kept beside the file (``<cache>.key``, mode 0600): a copied cache file alone neither says
+  what users typed nor lets anyone confirm a guessed text. What it does say is in runtime/README.md.
 * **The cache must never break a prediction**: an unreadable or corrupt file is moved aside and rebuilt; a
   location that cannot be written disables the cache with a :class:`CacheWarning`; an SQLite error later on
   is warned about once and treated as a miss.
@@ -40,20 +41,23 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import hmac
 import json
 import logging
 import os
+import secrets
 import sqlite3
 import stat
 import threading
 import time
-import unicodedata
 import warnings
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from edgeopt_runtime.errors import CacheError
 
@@ -65,9 +69,10 @@ __all__ = [
     "CacheStats",
     "ResultCache",
     "default_cache_path",
-    "normalize_text",
     "cache_key",
     "key_function",
+    "secret_path",
+    "load_or_create_secret",
     "migrate",
 ]
 
@@ -184,60 +189,151 @@ def default_cache_path() -> Path:
     return Path(base) / CACHE_FILE_NAME
 
 
-def normalize_text(text: str) -> str:
-    """Return the text as the cache key sees it: NFC, stripped, each whitespace run collapsed to one space."""
-    # str.split() splits on exactly the characters that re's \s matches in a str pattern (both use
-    # Py_UNICODE_ISSPACE), so this equals re.sub(r"\s+", " ", nfc.strip()) at a third of the cost.
-    return " ".join(unicodedata.normalize("NFC", text).split())
+KEY_DOMAIN = b"edgeopt-cache-key/2\n"
+"""The first bytes every key hashes: a key of another format (or another use of the secret) cannot collide."""
+SECRET_BYTES = 32
+SECRET_SUFFIX = ".key"
+"""The per-install secret lives in ``<cache file><SECRET_SUFFIX>`` (``results.sqlite.key``), mode 0600."""
+
+_TokenIds = Sequence[int] | np.ndarray
 
 
-# The ASCII characters str.split() splits on (Py_UNICODE_ISSPACE), each mapped to a space.
-_ASCII_WHITESPACE = b"\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f "
-_ASCII_WHITESPACE_TO_SPACE = bytes.maketrans(_ASCII_WHITESPACE, b" " * len(_ASCII_WHITESPACE))
+def _key_prefix(fingerprint: str, options: Mapping[str, str] | None) -> bytes:
+    opts = ";".join(f"{k}={v}" for k, v in sorted((options or {}).items()))
+    return KEY_DOMAIN + f"{fingerprint}\n{opts}\n".encode("utf-8", "surrogatepass")
 
 
-def _normalized_utf8(text: str) -> bytes:
-    """Return ``normalize_text(text)`` in UTF-8 (lone surrogates passed through), the bytes a key hashes."""
-    if text.isascii():  # O(1) in CPython; NFC leaves ASCII alone
-        # Typed input rarely has a run of whitespace; then mapping each whitespace byte to a space and
-        # stripping is the whole normalization, at a fraction of the cost of split and join.
-        spaced = text.encode("ascii").translate(_ASCII_WHITESPACE_TO_SPACE)
-        if b"  " not in spaced:
-            return spaced.strip(b" ")
-    return normalize_text(text).encode("utf-8", "surrogatepass")
+def _model_input(input_ids: _TokenIds, truncated: bool) -> bytes:
+    # The token ids the model reads (the attention mask is 1 exactly over them, padding follows), as
+    # little-endian uint32, then whether more tokens were cut: the whole input and the whole answer.
+    return np.asarray(input_ids, dtype="<u4").tobytes() + (b"\x01" if truncated else b"\x00")
 
 
-def cache_key(fingerprint: str, text: str, options: Mapping[str, str] | None = None) -> str:
-    r"""Return the cache key: SHA-256 hex of ``fingerprint \\n options \\n normalized text`` in UTF-8.
+def cache_key(
+    secret: bytes,
+    fingerprint: str,
+    input_ids: _TokenIds,
+    truncated: bool,
+    options: Mapping[str, str] | None = None,
+) -> str:
+    r"""Return the cache key of one model input: HMAC-SHA256 hex under the per-install ``secret``.
+
+    The key is a function of exactly what the model sees, not of the text: two texts the tokenizer makes
+    equal share a key (and an answer), two it tells apart never do. An earlier key hashed the text with
+    whitespace collapsed by ``str.split``, which splits on ````-```` where the BERT normalizer
+    deletes them, so two inputs the model saw differently shared one answer. Keying on the token ids costs a
+    tokenization on a hit (tens of microseconds, next to milliseconds for the model) and needs no second
+    normalization kept equal to the tokenizer's, in Python and in Kotlin.
+
+    The HMAC message is ``KEY_DOMAIN + fingerprint \n options \n`` in UTF-8, then the ids of the real tokens
+    (``[CLS]`` ... ``[SEP]``, no padding) as little-endian uint32, then one byte, 1 when the text was
+    truncated. Without the secret, a copied cache file cannot be searched for a guessed text.
 
     Args:
-        fingerprint: The bundle fingerprint.
-        text: The input text (normalized here with :func:`normalize_text`).
-        options: Settings that change the answer (backend, labels, sequence length); serialized as
+        secret: The per-install key (:attr:`ResultCache.secret`).
+        fingerprint: The bundle fingerprint (it covers model, tokenizer, labels and sequence length).
+        input_ids: Token ids of the real tokens, in order.
+        truncated: Whether tokens beyond ``max_seq_len`` were dropped.
+        options: Settings besides the bundle that change the answer (backend, artifact); serialized as
             ``k=v`` pairs sorted by key and joined with ``;``.
 
     Returns:
         64 lowercase hex characters.
     """
-    return key_function(fingerprint, options)(text)
+    return key_function(secret, fingerprint, options)(input_ids, truncated)
 
 
-def key_function(fingerprint: str, options: Mapping[str, str] | None = None) -> Callable[[str], str]:
-    """Return ``text -> cache_key(fingerprint, text, options)`` for many texts of one model.
+def key_function(
+    secret: bytes, fingerprint: str, options: Mapping[str, str] | None = None
+) -> Callable[[_TokenIds, bool], str]:
+    """Return ``(input_ids, truncated) -> cache_key(secret, fingerprint, input_ids, truncated, options)``.
 
-    The fingerprint and options are hashed once: each key then costs the text's normalization and its
-    own bytes of SHA-256 only (SHA-256 of a concatenation equals hashing its parts in order).
+    The secret, fingerprint and options are hashed once: each key then costs its own bytes only.
     """
-    opts = ";".join(f"{k}={v}" for k, v in sorted((options or {}).items()))
-    # surrogatepass: a lone surrogate must give a key, not an exception (the runtime replaces them earlier).
-    prefix = hashlib.sha256(f"{fingerprint}\n{opts}\n".encode("utf-8", "surrogatepass"))
+    prefix = hmac.new(secret, _key_prefix(fingerprint, options), hashlib.sha256)
 
-    def key(text: str) -> str:
+    def key(input_ids: _TokenIds, truncated: bool) -> str:
         digest = prefix.copy()
-        digest.update(_normalized_utf8(text))
+        digest.update(_model_input(input_ids, truncated))
         return digest.hexdigest()
 
     return key
+
+
+def secret_path(cache_path: str | os.PathLike[str]) -> Path:
+    """Return where the secret of the cache file ``cache_path`` is kept: ``<cache_path>.key``."""
+    return Path(f"{os.fspath(cache_path)}{SECRET_SUFFIX}")
+
+
+def _read_secret(path: Path) -> bytes | None:
+    """Return the secret in ``path``, None when there is none; refuse a file that is not an owner-only key."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if path.is_symlink():
+            raise CacheError(f"key file {path} is a symbolic link; remove it, a new key is made") from exc
+        raise CacheError(f"cannot read key file {path} ({exc.strerror or exc})") from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise CacheError(f"key file {path} is a {_kind_of(info.st_mode)}, not a key; remove it, a new key is made")
+        if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
+            raise CacheError(
+                f"key file {path} belongs to uid {info.st_uid}, not to this user (uid {os.geteuid()}); "
+                "point the cache at a file of your own"
+            )
+        if os.name == "posix" and info.st_mode & 0o077:
+            raise CacheError(
+                f"key file {path} can be read by other users (mode {stat.S_IMODE(info.st_mode):04o}); "
+                f"chmod 600 {path} if only you ever had it, else remove it (a new key is made)"
+            )
+        secret = os.read(fd, SECRET_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(secret) != SECRET_BYTES:
+        raise CacheError(
+            f"key file {path} holds {len(secret)} bytes, not a {SECRET_BYTES}-byte edgeopt cache key; "
+            "remove it, a new key is made"
+        )
+    return secret
+
+
+def load_or_create_secret(path: str | os.PathLike[str]) -> tuple[bytes, bool]:
+    """Return ``(secret, created)``: the key in ``path``, or a new random one written there (mode 0600).
+
+    A new key is written to a temporary file and published with ``link()``, which fails when the name exists:
+    of two processes creating it at once, both end up with the one that was linked first.
+
+    Raises:
+        CacheError: ``path`` is not an owner-only 32-byte key file (left as it is), or cannot be written.
+    """
+    target = Path(path)
+    found = _read_secret(target)
+    if found is not None:
+        return found, False
+    temp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, secrets.token_bytes(SECRET_BYTES))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(temp, target)
+            created = True
+        except FileExistsError:
+            created = False
+    except OSError as exc:
+        raise CacheError(f"cannot write key file {target} ({exc.strerror or exc})") from exc
+    finally:
+        temp.unlink(missing_ok=True)
+    secret = _read_secret(target)
+    if secret is None:
+        raise CacheError(f"key file {target} vanished while it was made; try again")
+    return secret, created
 
 
 def _create_v1(conn: sqlite3.Connection) -> None:
@@ -353,7 +449,7 @@ def migrate(conn: sqlite3.Connection) -> int:
 
 
 class ResultCache:
-    """An SQLite cache of predictions keyed by (model fingerprint, normalized text, options).
+    """An SQLite cache of predictions keyed by (model fingerprint, model input, options) under a secret.
 
     Lookups read only; the ``last_used`` refreshes and hit/miss counts they cause are buffered and written
     with the next write (see the module docstring), so :meth:`stats` of *another* process may lag by up to
@@ -364,11 +460,14 @@ class ResultCache:
         max_entries: Most entries kept; the least recently used go first.
         max_bytes: Most payload bytes kept (key + value + text); the least recently used go first.
         ttl_s: Seconds an entry stays valid; None for no expiry.
-        store_text: Also store the normalized text (off by default: keys are hashes).
+        store_text: Also store the text (off by default: keys are keyed hashes).
         clock: Time source in seconds (tests pass a fake one).
+        secret: The key of :func:`cache_key` (at least 16 bytes). None: the per-install secret in
+            ``<path>.key`` (:func:`secret_path`), made on first use. Pass one to share a cache file between
+            installs on purpose.
 
     Raises:
-        CacheError: A bound is not a positive number.
+        CacheError: A bound is not a positive number, or ``secret`` is shorter than 16 bytes.
     """
 
     def __init__(
@@ -380,7 +479,10 @@ class ResultCache:
         ttl_s: float | None = DEFAULT_TTL_S,
         store_text: bool = False,
         clock: Callable[[], float] = time.time,
+        secret: bytes | None = None,
     ) -> None:
+        if secret is not None and (not isinstance(secret, bytes) or len(secret) < 16):
+            raise CacheError("secret must be bytes of length >= 16 (or None for the per-install key file)")
         for name, value in (("max_entries", max_entries), ("max_bytes", max_bytes)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise CacheError(f"{name} {value!r} must be a positive integer")
@@ -404,6 +506,9 @@ class ResultCache:
         self._disabled_reason = ""
         self._data_version = -1
         self._last_purge = float("-inf")
+        self._secret_given = secret is not None
+        # A disabled cache stores nothing; its keys are still computed (and never match anything).
+        self._secret = secret if secret is not None else secrets.token_bytes(SECRET_BYTES)
         self._open()
         _OPEN_CACHES.add(self)
 
@@ -518,6 +623,11 @@ class ResultCache:
             if reason is not None:  # checked before the lock file is made: nothing is created beside it either
                 raise CacheError(f"{reason}; left as it was: point the cache at a new file or an edgeopt cache")
             self._conn = self._connect_locked()
+            if not self._secret_given:
+                # Entries keyed with a secret that is gone are never found again and age out (LRU, TTL). They
+                # are not deleted when a new key is made: a process that read the new key an instant after it
+                # was linked may already have stored rows under it.
+                self._secret, _ = load_or_create_secret(secret_path(self.path))
         except CacheError as exc:
             self._disable(str(exc))
         except (OSError, sqlite3.Error) as exc:
@@ -627,9 +737,16 @@ class ResultCache:
 
     # -- reads and writes -----------------------------------------------------------------------------------
 
-    def key(self, fingerprint: str, text: str, options: Mapping[str, str] | None = None) -> str:
-        """Return :func:`cache_key` for these arguments."""
-        return cache_key(fingerprint, text, options)
+    @property
+    def secret(self) -> bytes:
+        """The key of every :func:`cache_key` of this cache (keep it as private as the file's owner)."""
+        return self._secret
+
+    def key_function(
+        self, fingerprint: str, options: Mapping[str, str] | None = None
+    ) -> Callable[[_TokenIds, bool], str]:
+        """Return :func:`key_function` under this cache's secret."""
+        return key_function(self._secret, fingerprint, options)
 
     def get(self, key: str) -> dict[str, Any] | None:
         """Return the stored value of ``key``, or None when absent, expired or the cache is off."""
@@ -709,7 +826,7 @@ class ResultCache:
 
         Args:
             items: ``(key, fingerprint, value, text)``; ``value`` must be JSON-serializable; ``text`` is
-                stored (normalized) only when the cache was made with ``store_text=True``. An entry larger
+                stored only when the cache was made with ``store_text=True``. An entry larger
                 than ``max_bytes`` on its own is not stored.
             defer: Keep the entries in memory instead (this object answers from them at once) and write
                 them with the next write, once 64 are waiting, one second after the first, or at
@@ -748,7 +865,7 @@ class ResultCache:
     ) -> _Row | None:
         """Encode one entry as a results row; None when it is larger than ``max_bytes`` on its own."""
         payload = _ENCODE(value)
-        stored_text = normalize_text(text) if (self.store_text and text is not None) else None
+        stored_text = text if (self.store_text and text is not None) else None
         size = (
             len(key) + len(payload.encode()) + (len(stored_text.encode("utf-8", "surrogatepass")) if stored_text else 0)
         )

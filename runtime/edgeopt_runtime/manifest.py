@@ -14,7 +14,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
@@ -43,12 +43,15 @@ __all__ = [
     "verify_bundle",
 ]
 
-SCHEMA_VERSION = 1
-SUPPORTED_SCHEMA_VERSIONS: tuple[int, ...] = (1,)
+SCHEMA_VERSION = 2
+# 1 is not read: its fingerprint covered the file hashes only, so a manifest with its labels swapped (every
+# answer inverted) or its artifacts reordered (another model answering) still verified.
+SUPPORTED_SCHEMA_VERSIONS: tuple[int, ...] = (2,)
 MANIFEST_NAME = "manifest.json"
 TASK_TEXT_CLASSIFICATION = "text-classification"
 # Files whose bytes decide what the model answers: weights and tokenizer. Reports and plots are left out so
 # that regenerating a report does not invalidate every cached result of an unchanged model.
+# (The fingerprint also covers every manifest field that changes an answer; see compute_fingerprint.)
 FINGERPRINT_SUFFIXES: tuple[str, ...] = (".onnx", ".tflite", ".json")
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -138,7 +141,7 @@ class Manifest:
         task: ``"text-classification"``.
         labels: Class names, in logit order.
         max_seq_len: Token length every input is padded or truncated to.
-        fingerprint: SHA-256 hex that identifies model and tokenizer (see :func:`compute_fingerprint`).
+        fingerprint: SHA-256 hex of everything that decides an answer (see :func:`compute_fingerprint`).
         tokenizer_file: Bundle-relative path of the Hugging Face ``tokenizer.json``.
         inputs: Declared model inputs.
         outputs: Declared model outputs.
@@ -219,25 +222,64 @@ def _entry_sha(entry: FileEntry | Mapping[str, Any]) -> str:
     return entry.sha256 if isinstance(entry, FileEntry) else str(entry["sha256"])
 
 
-def compute_fingerprint(files: Mapping[str, FileEntry | Mapping[str, Any]]) -> str:
-    r"""Return the model fingerprint: SHA-256 over the sorted (name, sha256) of the model and tokenizer files.
+def compute_fingerprint(manifest: Manifest) -> str:
+    r"""Return the fingerprint of a manifest: SHA-256 over every field that changes an answer.
 
-    Only names ending in one of :data:`FINGERPRINT_SUFFIXES` count (``manifest.json`` itself excluded), so
-    ``report.md`` and plots never change it. The hashed text is, for each counted name in sorted order,
-    ``name + "\0" + sha256_hex + "\n"`` encoded as UTF-8.
+    Covered: the task, the labels in order, ``max_seq_len``, the tokenizer file and its hash, the inputs and
+    outputs (names, shapes, dtypes), each artifact in manifest order (name, format, precision, output dtype and
+    quantization, hash) and the hash of every ``.onnx``, ``.tflite`` and ``.json`` file (``manifest.json``
+    excluded, so reports and plots never change it). ``manifest.fingerprint`` itself is ignored.
 
-    Args:
-        files: The manifest ``files`` map (values are :class:`FileEntry` or ``{"sha256": ...}`` dicts).
+    The hashed bytes are the ASCII of ``json.dumps(spec, ensure_ascii=True, separators=(",", ":"))`` of::
+
+        ["edgeopt-fingerprint", 2,
+         ["task", task], ["labels", [label, ...]], ["max_seq_len", n],
+         ["tokenizer", file, sha256],
+         ["inputs", [[name, [dim, ...], [dtype, ...]], ...]], ["outputs", [...]],
+         ["artifacts", [[name, format, precision, output_dtype, [scale, zero_point] or null, sha256], ...]],
+         ["files", [[name, sha256], ...]]]
+
+    with files in code-point order of their names, a missing file's hash as ``""`` and floats as Python's
+    ``repr``: a document of strings, integers, one float per quantized artifact and lists, which the Kotlin
+    core writes byte for byte too.
 
     Returns:
         64 lowercase hex characters.
     """
-    digest = hashlib.sha256()
-    for name in sorted(files):
-        if name == MANIFEST_NAME or not name.endswith(FINGERPRINT_SUFFIXES):
-            continue
-        digest.update(f"{name}\0{_entry_sha(files[name])}\n".encode())
-    return digest.hexdigest()
+
+    def sha(name: str) -> str:
+        entry = manifest.files.get(name)
+        return "" if entry is None else entry.sha256
+
+    def tensors(specs: Iterable[TensorSpec]) -> list[Any]:
+        return [[t.name, list(t.shape), list(t.dtype)] for t in specs]
+
+    def artifact(name: str, art: Artifact) -> list[Any]:
+        q = art.output_quantization
+        quant = None if q is None else [q.scale, q.zero_point]
+        return [name, art.format, art.precision, art.output_dtype, quant, sha(name)]
+
+    spec = [
+        "edgeopt-fingerprint",
+        2,
+        ["task", manifest.task],
+        ["labels", list(manifest.labels)],
+        ["max_seq_len", manifest.max_seq_len],
+        ["tokenizer", manifest.tokenizer_file, sha(manifest.tokenizer_file)],
+        ["inputs", tensors(manifest.inputs)],
+        ["outputs", tensors(manifest.outputs)],
+        ["artifacts", [artifact(name, art) for name, art in manifest.artifacts.items()]],
+        [
+            "files",
+            [
+                [name, manifest.files[name].sha256]
+                for name in sorted(manifest.files)
+                if name != MANIFEST_NAME and name.endswith(FINGERPRINT_SUFFIXES)
+            ],
+        ],
+    ]
+    text = json.dumps(spec, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
 def safe_bundle_path(bundle_dir: str | os.PathLike[str], name: str) -> Path:
@@ -333,7 +375,7 @@ def build_manifest(
         task=task,
         labels=label_list,
         max_seq_len=max_seq_len,
-        fingerprint=compute_fingerprint(files),
+        fingerprint="",
         tokenizer_file=tokenizer_file,
         inputs=(
             TensorSpec("input_ids", ("batch", max_seq_len), dtypes),
@@ -348,7 +390,7 @@ def build_manifest(
         versions=all_versions,
         created_at=created_at or datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
     )
-    return _with_raw(manifest)
+    return _with_raw(replace(manifest, fingerprint=compute_fingerprint(manifest)))
 
 
 def _with_raw(manifest: Manifest) -> Manifest:
@@ -572,9 +614,10 @@ def verify_bundle(bundle_dir: str | os.PathLike[str]) -> Manifest:
         actual = sha256_file(path)
         if actual != entry.sha256:
             raise BundleInvalid(f"{path} has sha256 {actual}, the manifest expects {entry.sha256}; {_FIX}")
-    expected = compute_fingerprint(manifest.files)
+    expected = compute_fingerprint(manifest)
     if manifest.fingerprint != expected:
         raise BundleInvalid(
-            f"{where}: fingerprint {manifest.fingerprint} does not match the listed files ({expected}); {_FIX}"
+            f"{where}: fingerprint {manifest.fingerprint} does not match the manifest ({expected}): its labels, "
+            f"artifacts, inputs or files were changed after the build; {_FIX}"
         )
     return manifest

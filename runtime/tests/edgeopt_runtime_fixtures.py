@@ -165,11 +165,20 @@ def build_bundle(out: Path) -> TinyBundle:
     return TinyBundle(path=out, keras_model=model, texts=tuple(texts))
 
 
-def rewrite_manifest(bundle: Path, change) -> None:
-    """Load manifest.json, let ``change`` edit the dict in place, write it back."""
+def rewrite_manifest(bundle: Path, change, *, refingerprint: bool = False) -> None:
+    """Load manifest.json, let ``change`` edit the dict in place, write it back.
+
+    ``refingerprint``: also recompute the fingerprint, as a build that wrote these fields would have (else the
+    edit fails verification).
+    """
     import json
 
     path = bundle / "manifest.json"
     data = json.loads(path.read_text(encoding="utf-8"))
     change(data)
     path.write_text(json.dumps(data), encoding="utf-8")
+    if refingerprint:
+        from edgeopt_runtime.manifest import compute_fingerprint, read_manifest
+
+        data["fingerprint"] = compute_fingerprint(read_manifest(bundle))
+        path.write_text(json.dumps(data), encoding="utf-8")

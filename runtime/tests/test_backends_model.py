@@ -7,7 +7,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import edgeopt_runtime
 from edgeopt_runtime import BackendUnavailable, BundleInvalid, InputError, Prediction, load
 from edgeopt_runtime.backends import OnnxBackend, TfliteBackend
 from edgeopt_runtime.tokenizer import TextTokenizer
@@ -112,21 +111,14 @@ def test_missing_artifact_for_backend(bundle_copy):
     def drop_tflite(d):
         del d["artifacts"]["model.tflite"], d["files"]["model.tflite"]
 
-    rewrite_manifest(bundle_copy, drop_tflite)  # the fingerprint covers model.tflite, so fix it after
-    m = edgeopt_runtime.read_manifest(bundle_copy)
-    from edgeopt_runtime.manifest import compute_fingerprint
-
-    rewrite_manifest(bundle_copy, lambda d: d.update(fingerprint=compute_fingerprint(m.files)))
+    rewrite_manifest(bundle_copy, drop_tflite, refingerprint=True)
     with pytest.raises(BackendUnavailable, match=r"has no tflite model \(it has: onnx\); choose another --backend"):
         load(bundle_copy, backend="tflite")
     assert load(bundle_copy, backend="auto").backend_name == "onnx"
 
 
 def test_wrong_label_count(bundle_copy):
-    from edgeopt_runtime.manifest import read_manifest, write_manifest
-
-    rewrite_manifest(bundle_copy, lambda d: d.update(labels=["a", "b", "c"]))
-    write_manifest(bundle_copy, read_manifest(bundle_copy))
+    rewrite_manifest(bundle_copy, lambda d: d.update(labels=["a", "b", "c"]), refingerprint=True)
     clf = load(bundle_copy, backend="onnx")
     with pytest.raises(BundleInvalid, match=r"returned logits of shape \(1, 2\), expected \(1, 3\)"):
         clf.predict("hello")
@@ -245,6 +237,65 @@ def test_changing_a_prediction_leaves_the_cache_alone(tiny_bundle, tmp_path):
     with load(tiny_bundle.path, backend="onnx", cache=tmp_path / "c.sqlite") as clf:
         again = clf.predict("free cash prize")
         assert again.cached and again.scores == expected
+
+
+def test_texts_the_model_reads_apart_never_share_an_answer(tiny_bundle, tmp_path):
+    # The old key collapsed whitespace with str.split, which splits on \x1c-\x1f where the BERT normalizer
+    # deletes them: "free\x1ccash" (one unknown word to the model) got the cached answer of "free cash".
+    tok = TextTokenizer.from_file(tiny_bundle.path / "tokenizer.json", MAX_SEQ_LEN)
+    apart, alike = ("free cash", "free\x1ccash"), ("free cash", " free \u3000 cash\n")
+    assert tok.encode(apart[0]).input_ids.tolist() != tok.encode(apart[1]).input_ids.tolist()
+    assert tok.encode(alike[0]).input_ids.tolist() == tok.encode(alike[1]).input_ids.tolist()
+    plain = load(tiny_bundle.path, backend="onnx", cache=False)
+    with load(tiny_bundle.path, backend="onnx", cache=tmp_path / "c.sqlite") as clf:
+        assert clf.cache_key(apart[0]) != clf.cache_key(apart[1])
+        assert clf.cache_key(alike[0]) == clf.cache_key(alike[1])
+        first, second = clf.predict(apart[0]), clf.predict(apart[1])
+        assert not second.cached and second.scores == pytest.approx(plain.predict(apart[1]).scores, abs=1e-6)
+        assert first.scores != pytest.approx(second.scores, abs=1e-6)
+        assert clf.predict(alike[1]).cached
+        batch = clf.predict_batch(["win money", "win\x1fmoney", "win  money"])
+        # "win\x1fmoney" is one unknown word to this tiny vocabulary, as "free\x1ccash" was: the same model input,
+        # rightly answered from the cache; "win  money" is "win money" again.
+        assert [p.cached for p in batch] == [False, True, False] and clf.stats().deduplicated == 1
+        assert clf.cache_key("win\x1fmoney") == clf.cache_key(apart[1])
+        assert batch[1].scores == pytest.approx(plain.predict("win\x1fmoney").scores, abs=1e-6)
+    with pytest.raises(InputError, match="has no result cache; load it with cache=PATH"):
+        plain.cache_key("free cash")
+
+
+# Characters where a text normalization and the BERT normalizer may disagree: controls (kept, deleted or spaces),
+# format and zero-width characters, every kind of whitespace, combining marks, lone surrogates.
+_ODD = (
+    "\x00\x07\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x7f\x85\xa0\xad\u0301\u061c\u1680\u180e\u2000\u200b\u200c"
+    "\u200d\u2028\u2029\u202f\u205f\u2060\u3000\ufeff\ud800\udfff"
+)
+_WORDS = ["free", "cash", "hello", "team", "caf\u00e9", "cafe\u0301", "\u4e2d"]
+
+
+@pytest.fixture(scope="module")
+def keyed(tiny_bundle, tmp_path_factory):
+    clf = load(tiny_bundle.path, backend="onnx", cache=tmp_path_factory.mktemp("keys") / "c.sqlite")
+    yield clf
+    clf.close()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    words=st.lists(st.sampled_from(_WORDS), min_size=1, max_size=6),
+    seps=st.lists(st.text(st.sampled_from(list(_ODD)), min_size=1, max_size=3), min_size=6, max_size=6),
+    edit=st.tuples(st.integers(0, 5), st.text(st.sampled_from(list(_ODD)) | st.characters(), min_size=0, max_size=3)),
+)
+def test_equal_keys_exactly_when_the_model_inputs_are_equal(keyed, words, seps, edit):
+    # b is a with one separator replaced: sometimes a text the model reads the same, sometimes not.
+    a = " ".join(w + seps[i] for i, w in enumerate(words)) + "x"
+    changed = list(seps)
+    changed[edit[0]] = edit[1]
+    b = " ".join(w + changed[i] for i, w in enumerate(words)) + "x"
+    tok = keyed.tokenizer
+    ea, eb = tok.encode(a), tok.encode(b)
+    same_input = ea.input_ids.tolist() == eb.input_ids.tolist() and ea.truncated == eb.truncated
+    assert (keyed.cache_key(a) == keyed.cache_key(b)) == same_input
 
 
 @settings(max_examples=200, deadline=None)

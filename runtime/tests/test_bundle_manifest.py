@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -12,7 +14,9 @@ from edgeopt_runtime.errors import BundleInvalid
 from edgeopt_runtime.manifest import (
     SCHEMA_VERSION,
     Artifact,
+    FileEntry,
     Manifest,
+    Quantization,
     build_manifest,
     compute_fingerprint,
     file_entry,
@@ -67,25 +71,76 @@ def test_file_helpers(tmp_path):
     assert file_entry(p) == {"sha256": sha256_file(p), "bytes": 3}
 
 
-def test_fingerprint_ignores_report_and_order():
-    a = {"model.onnx": {"sha256": "1" * 64}, "tokenizer.json": {"sha256": "2" * 64}}
-    b = {
-        "tokenizer.json": {"sha256": "2" * 64},
-        "report.md": {"sha256": "3" * 64},
-        "model.onnx": {"sha256": "1" * 64},
+def _changed(manifest, **fields):
+    return dataclasses.replace(manifest, **fields)
+
+
+def test_fingerprint_covers_what_changes_an_answer(bundle_copy):
+    m = read_manifest(bundle_copy)
+    assert compute_fingerprint(m) == m.fingerprint
+    reports = dict(m.files, **{"report.md": FileEntry("3" * 64, 1), "plot.png": FileEntry("4" * 64, 1)})
+    assert compute_fingerprint(_changed(m, files=reports, metrics={"x": 1}, fingerprint="0" * 64)) == m.fingerprint
+    onnx = m.artifacts["model.onnx"]
+    changes = {
+        "labels swapped": {"labels": m.labels[::-1]},
+        "artifacts reordered": {"artifacts": dict(reversed(list(m.artifacts.items())))},
+        "max_seq_len": {"max_seq_len": m.max_seq_len + 1},
+        "input dtypes": {"inputs": tuple(dataclasses.replace(t, dtype=("int32",)) for t in m.inputs)},
+        "output shape": {"outputs": tuple(dataclasses.replace(t, shape=("batch", 9)) for t in m.outputs)},
+        "quantization": {
+            "artifacts": dict(
+                m.artifacts, **{"model.onnx": dataclasses.replace(onnx, output_quantization=Quantization(0.5, 3))}
+            )
+        },
+        "tokenizer file": {"tokenizer_file": "other.json"},
+        "a model's hash": {"files": dict(m.files, **{"model.onnx": FileEntry("5" * 64, 1)})},
+        "task": {"task": "other"},
     }
-    b["plot.png"] = {"sha256": "4" * 64}
-    assert compute_fingerprint(a) == compute_fingerprint(b)
-    c = dict(a, **{"model.onnx": {"sha256": "5" * 64}})
-    assert compute_fingerprint(c) != compute_fingerprint(a)
+    for what, fields in changes.items():
+        assert compute_fingerprint(_changed(m, **fields)) != m.fingerprint, what
 
 
-def test_fingerprint_is_documented_formula():
-    import hashlib
+def test_fingerprint_is_the_documented_formula(bundle_copy):
+    m = read_manifest(bundle_copy)
 
-    files = {"model.onnx": {"sha256": "a" * 64}, "tokenizer.json": {"sha256": "b" * 64}}
-    text = f"model.onnx\0{'a' * 64}\ntokenizer.json\0{'b' * 64}\n"
-    assert compute_fingerprint(files) == hashlib.sha256(text.encode()).hexdigest()
+    def sha(name):
+        return m.files[name].sha256
+
+    def quant(a):
+        q = a.output_quantization
+        return None if q is None else [q.scale, q.zero_point]
+
+    spec = [
+        "edgeopt-fingerprint",
+        2,
+        ["task", m.task],
+        ["labels", list(m.labels)],
+        ["max_seq_len", m.max_seq_len],
+        ["tokenizer", m.tokenizer_file, sha(m.tokenizer_file)],
+        ["inputs", [[t.name, list(t.shape), list(t.dtype)] for t in m.inputs]],
+        ["outputs", [[t.name, list(t.shape), list(t.dtype)] for t in m.outputs]],
+        ["artifacts", [[n, a.format, a.precision, a.output_dtype, quant(a), sha(n)] for n, a in m.artifacts.items()]],
+        ["files", [[n, sha(n)] for n in sorted(m.files) if n.endswith((".onnx", ".tflite", ".json"))]],
+    ]
+    text = json.dumps(spec, separators=(",", ":"))
+    assert m.fingerprint == hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("what", "change"),
+    [
+        ("labels swapped", lambda d: d.update(labels=d["labels"][::-1])),
+        ("artifacts reordered", lambda d: d.update(artifacts=dict(reversed(list(d["artifacts"].items()))))),
+        ("max_seq_len", lambda d: d.update(max_seq_len=d["max_seq_len"] // 2)),
+        ("input dtype", lambda d: [t.update(dtype=["int32"]) for t in d["inputs"]]),
+    ],
+)
+def test_answer_changing_edits_fail_verification(bundle_copy, what, change):
+    # Each of these passed verify before the fingerprint covered the manifest's fields; swapped labels
+    # inverted every answer.
+    rewrite_manifest(bundle_copy, change)
+    with pytest.raises(BundleInvalid, match="does not match the manifest .* were changed after the build"):
+        verify_bundle(bundle_copy)
 
 
 def test_missing_file(bundle_copy):
@@ -116,14 +171,14 @@ def test_changed_size(bundle_copy):
         verify_bundle(bundle_copy)
 
 
-@pytest.mark.parametrize("version", [2, 0, "1", True, None, 1.0])
+@pytest.mark.parametrize("version", [1, 3, 0, "2", True, None, 2.0])
 def test_unknown_schema_version(bundle_copy, version):
     rewrite_manifest(bundle_copy, lambda d: d.update(schema_version=version))
     with pytest.raises(BundleInvalid) as err:
         verify_bundle(bundle_copy)
     msg = str(err.value)
     assert f"schema_version {version!r} is not supported" in msg
-    assert "reads schema_version 1" in msg and "upgrade edgeopt-runtime or rebuild the bundle" in msg
+    assert "reads schema_version 2" in msg and "upgrade edgeopt-runtime or rebuild the bundle" in msg
 
 
 def test_missing_schema_version(bundle_copy):
@@ -133,7 +188,7 @@ def test_missing_schema_version(bundle_copy):
 
 
 def test_not_json(bundle_copy):
-    (bundle_copy / "manifest.json").write_text('{"schema_version": 1,\n  "labels": [', encoding="utf-8")
+    (bundle_copy / "manifest.json").write_text('{"schema_version": 2,\n  "labels": [', encoding="utf-8")
     with pytest.raises(BundleInvalid) as err:
         read_manifest(bundle_copy)
     msg = str(err.value)
@@ -216,7 +271,7 @@ def test_unlisted_artifact_and_fingerprint_mismatch(bundle_copy):
 
 def test_fingerprint_mismatch(bundle_copy):
     rewrite_manifest(bundle_copy, lambda d: d.update(fingerprint="0" * 64))
-    with pytest.raises(BundleInvalid, match="fingerprint 0{64} does not match the listed files"):
+    with pytest.raises(BundleInvalid, match="fingerprint 0{64} does not match the manifest"):
         verify_bundle(bundle_copy)
 
 

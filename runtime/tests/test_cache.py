@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import multiprocessing as mp
 import os
@@ -8,12 +9,14 @@ import re
 import signal
 import sqlite3
 import stat
+import struct
 import sys
 import threading
 import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -29,7 +32,7 @@ from edgeopt_runtime.cache import (
     foreign_file_reason,
     key_function,
     migrate,
-    normalize_text,
+    secret_path,
 )
 from edgeopt_runtime.cli import main
 from edgeopt_runtime.errors import CacheError
@@ -59,32 +62,15 @@ def no_warnings(fn, *args, **kwargs):
 # -- keys -------------------------------------------------------------------------------------------
 
 
-def test_normalize_and_key():
-    assert normalize_text("  Free\u00a0 cash\n\tnow ") == "Free cash now"
-    assert normalize_text("caf\u0065\u0301") == "caf\u00e9"
-    assert cache_key(FP_A, " Free  cash ") == cache_key(FP_A, "Free cash")
-    assert cache_key(FP_A, "free cash") != cache_key(FP_A, "Free cash")  # case is the tokenizer's business
-    assert cache_key(FP_A, "x") != cache_key(FP_B, "x")
-    assert cache_key(FP_A, "x", {"backend": "onnx"}) != cache_key(FP_A, "x", {"backend": "tflite"})
-    expected = hashlib.sha256(f"{FP_A}\na=1;b=2\nhello world".encode()).hexdigest()
-    assert cache_key(FP_A, "hello   world", {"b": "2", "a": "1"}) == expected
-    assert len(cache_key(FP_A, "a\ud800")) == 64
+SECRET = bytes(range(32))
 
 
-def test_normalize_equals_documented_regex():
-    import random
-    import re
-    import unicodedata
-
-    # README: NFC, stripped, every run of whitespace (Unicode \s) replaced by one space. The Android demo
-    # implements that definition, so the fast implementation must equal it on every character.
-    rng = random.Random(0)
-    odd = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u2009\u200a\u200b\u2028\u2029\u202f\u205f\u3000\ufeff"
-    chars = [chr(c) for c in range(0x2100)] + list(odd) * 20 + ["e\u0301", "\U0001f600", "\ud800"]
-    for _ in range(5000):
-        text = "".join(rng.choice(chars) for _ in range(rng.randint(0, 40)))
-        expected = re.sub(r"\s+", " ", unicodedata.normalize("NFC", text).strip())
-        assert normalize_text(text) == expected, repr(text)
+def _documented_key(secret, fingerprint, ids, truncated, options):
+    # runtime/README.md's definition, which the Android client implements.
+    opts = ";".join(f"{k}={v}" for k, v in sorted((options or {}).items()))
+    message = b"edgeopt-cache-key/2\n" + f"{fingerprint}\n{opts}\n".encode("utf-8", "surrogatepass")
+    message += struct.pack(f"<{len(ids)}I", *ids) + (b"\x01" if truncated else b"\x00")
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()
 
 
 _OPTION_TEXT = st.text(st.characters(exclude_characters="=;\n"), max_size=8)
@@ -92,31 +78,119 @@ _OPTION_TEXT = st.text(st.characters(exclude_characters="=;\n"), max_size=8)
 
 @settings(max_examples=300, deadline=None)
 @given(
-    text=st.text(max_size=200),
+    ids=st.lists(st.integers(0, 2**32 - 1), max_size=64),
+    truncated=st.booleans(),
     fingerprint=st.sampled_from([FP_A, FP_B, "", "caf\u00e9"]),
     options=st.none() | st.dictionaries(_OPTION_TEXT, _OPTION_TEXT, max_size=4),
+    secret=st.binary(min_size=16, max_size=64),
 )
-def test_key_is_the_documented_hash(text, fingerprint, options):
-    # runtime/README.md's definition, which the Android client implements: SHA-256 of fingerprint, options and
-    # normalized text, each line ended by a newline but the last.
-    opts = ";".join(f"{k}={v}" for k, v in sorted((options or {}).items()))
-    spec = f"{fingerprint}\n{opts}\n{normalize_text(text)}".encode("utf-8", "surrogatepass")
-    expected = hashlib.sha256(spec).hexdigest()
-    assert key_function(fingerprint, options)(text) == cache_key(fingerprint, text, options) == expected
+def test_key_is_the_documented_hmac(ids, truncated, fingerprint, options, secret):
+    expected = _documented_key(secret, fingerprint, ids, truncated, options)
+    assert cache_key(secret, fingerprint, ids, truncated, options) == expected
+    assert key_function(secret, fingerprint, options)(np.asarray(ids, dtype=np.int64), truncated) == expected
 
 
-@settings(max_examples=500, deadline=None)
-@given(
-    st.text(
-        # ASCII with every whitespace str.split() knows (runs and lone ones), and some non-ASCII for the slow path
-        st.sampled_from(list("ab .\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f\x00\x7f\xa0\u3000\u0301")),
-        max_size=40,
-    )
+def test_key_changes_with_every_part():
+    base = cache_key(SECRET, FP_A, [101, 7, 102], False, {"backend": "onnx"})
+    assert len(base) == 64
+    assert cache_key(SECRET[::-1], FP_A, [101, 7, 102], False, {"backend": "onnx"}) != base
+    assert cache_key(SECRET, FP_B, [101, 7, 102], False, {"backend": "onnx"}) != base
+    assert cache_key(SECRET, FP_A, [101, 8, 102], False, {"backend": "onnx"}) != base
+    assert cache_key(SECRET, FP_A, [101, 7, 102], True, {"backend": "onnx"}) != base
+    assert cache_key(SECRET, FP_A, [101, 7, 102], False, {"backend": "tflite"}) != base
+    assert cache_key(SECRET, FP_A, [101, 7, 102, 0], False, {"backend": "onnx"}) != base
+
+
+# -- the per-install secret ---------------------------------------------------------------------------
+
+
+def test_secret_file_is_made_once_owner_only_and_reused(tmp_path):
+    path = tmp_path / "c.sqlite"
+    first = no_warnings(ResultCache, path)
+    key_file = secret_path(path)
+    assert key_file == tmp_path / "c.sqlite.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600 and len(key_file.read_bytes()) == 32
+    assert first.secret == key_file.read_bytes()
+    key = first.key_function(FP_A)([101, 7, 102], False)
+    first.put(key, FP_A, {"v": 1})
+    first.close()
+    again = no_warnings(ResultCache, path)
+    assert again.secret == first.secret and again.get(key) == {"v": 1}
+    assert not list(tmp_path.glob(".c.sqlite.key.*"))  # no temporary file left
+
+
+def test_a_copied_cache_file_answers_nothing_without_its_key(tmp_path):
+    # What runtime/README.md promises: the file alone cannot confirm a guessed text, because the key of a
+    # guess cannot be computed without the secret kept beside it.
+    home, copy = tmp_path / "home", tmp_path / "copy"
+    home.mkdir()
+    copy.mkdir()
+    cache = ResultCache(home / "c.sqlite")
+    key = cache.key_function(FP_A)([101, 7, 102], False)
+    cache.put(key, FP_A, {"v": 1})
+    cache.close()
+    (copy / "c.sqlite").write_bytes((home / "c.sqlite").read_bytes())
+    stolen = ResultCache(copy / "c.sqlite")
+    assert stolen.secret != cache.secret
+    assert stolen.get(stolen.key_function(FP_A)([101, 7, 102], False)) is None
+    assert stolen.stats().entries == 1  # the row is there; nothing can find it
+
+
+def test_given_secret_writes_no_key_file(tmp_path):
+    cache = ResultCache(tmp_path / "c.sqlite", secret=SECRET)
+    assert cache.secret == SECRET and not secret_path(tmp_path / "c.sqlite").exists()
+    with pytest.raises(CacheError, match="secret must be bytes of length >= 16"):
+        ResultCache(tmp_path / "d.sqlite", secret=b"short")
+
+
+def _symlink_to_elsewhere(key_file: Path) -> None:
+    target = key_file.with_name("elsewhere")
+    target.write_bytes(b"k" * 32)
+    target.chmod(0o600)
+    key_file.symlink_to(target)
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda p: (p.write_bytes(b"short"), p.chmod(0o600)), "holds 5 bytes, not a 32-byte edgeopt cache key"),
+        (lambda p: (p.write_bytes(b"k" * 32), p.chmod(0o644)), "can be read by other users (mode 0644)"),
+        (lambda p: p.mkdir(), "is a directory, not a key"),
+        (_symlink_to_elsewhere, "is a symbolic link"),
+    ],
+    ids=["wrong-size", "world-readable", "directory", "symlink"],
 )
-def test_normalized_bytes_equal_normalize_text(text):
-    from edgeopt_runtime.cache import _normalized_utf8
+def test_foreign_key_file_disables_the_cache_and_is_left_alone(tmp_path, make, reason):
+    path = tmp_path / "c.sqlite"
+    key_file = secret_path(path)
+    make(key_file)
+    before = key_file.lstat()
+    content = key_file.read_bytes() if key_file.is_file() and not key_file.is_symlink() else None
+    with pytest.warns(CacheWarning) as caught:
+        cache = ResultCache(path)
+    assert not cache.enabled and reason in str(caught[0].message) and str(key_file) in str(caught[0].message)
+    after = key_file.lstat()
+    assert (after.st_mode, after.st_size, after.st_mtime_ns) == (before.st_mode, before.st_size, before.st_mtime_ns)
+    if content is not None:
+        assert key_file.read_bytes() == content
 
-    assert _normalized_utf8(text) == normalize_text(text).encode("utf-8", "surrogatepass")
+
+def _secret_maker(path: str, start, out) -> None:
+    start.wait(60)
+    out.put(ResultCache(path).secret)
+
+
+def test_processes_creating_the_key_at_once_share_one(tmp_path):
+    path = str(tmp_path / "c.sqlite")
+    ctx = mp.get_context("spawn")
+    start, out = ctx.Barrier(4), ctx.Queue()
+    procs = [ctx.Process(target=_secret_maker, args=(path, start, out)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    secrets_seen = {out.get(timeout=60) for _ in procs}
+    for p in procs:
+        p.join(60)
+    assert secrets_seen == {secret_path(path).read_bytes()}
 
 
 def test_default_path_env(monkeypatch, tmp_path):
@@ -159,7 +233,7 @@ def test_store_text_opt_in(tmp_path):
     cache = ResultCache(tmp_path / "c.sqlite", store_text=True)
     cache.put("k", FP_A, {"x": 1}, text="  Secret\n words ")
     with sqlite3.connect(tmp_path / "c.sqlite") as conn:
-        assert conn.execute("SELECT text FROM results").fetchone()[0] == "Secret words"
+        assert conn.execute("SELECT text FROM results").fetchone()[0] == "  Secret\n words "
 
 
 def test_migrate_is_idempotent(tmp_path):

@@ -11,6 +11,7 @@ import io.edgeopt.core.EdgeoptException
 import io.edgeopt.core.ResultCache
 import io.edgeopt.core.TextClassifier
 import io.edgeopt.core.TextModel
+import io.edgeopt.core.loadOrCreateSecret
 import io.edgeopt.core.readManifest
 import java.io.File
 import java.util.Locale
@@ -83,7 +84,10 @@ class MainActivity : Activity() {
         }
         // A cache that cannot be opened (newer schema, corrupt file) only costs speed: go on without it.
         val cache = try {
-            ResultCache(AndroidSqlDatabase.open(File(cacheDir, "results.sqlite")))
+            // The key lives with the app's private files, which the OS does not clear as it may clear cacheDir;
+            // without it a copied cache file cannot be searched for a guessed text.
+            val secret = loadOrCreateSecret(File(filesDir, "results.sqlite.key"))
+            ResultCache(AndroidSqlDatabase.open(File(cacheDir, "results.sqlite")), secret)
         } catch (e: EdgeoptException) {
             null
         }

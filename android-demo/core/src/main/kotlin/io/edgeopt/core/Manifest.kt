@@ -8,7 +8,7 @@ import java.io.InputStream
 import java.security.MessageDigest
 
 /** Manifest schema versions this core reads (the Python runtime's `SUPPORTED_SCHEMA_VERSIONS`). */
-val SUPPORTED_SCHEMA_VERSIONS: Set<Int> = setOf(1)
+val SUPPORTED_SCHEMA_VERSIONS: Set<Int> = setOf(2)
 const val MANIFEST_NAME = "manifest.json"
 const val TASK_TEXT_CLASSIFICATION = "text-classification"
 private val FINGERPRINT_SUFFIXES = listOf(".onnx", ".tflite", ".json")
@@ -94,15 +94,29 @@ fun checkSafeName(bundle: BundleFiles, name: String) {
 }
 
 /**
- * The model fingerprint: SHA-256 over `name + "\u0000" + sha256 + "\n"` of each `.onnx`, `.tflite` and `.json`
- * file (not `manifest.json`), in code-point order of the names. The result cache keys on it.
+ * The fingerprint of a manifest (the Python runtime's `compute_fingerprint`): SHA-256 over every field that changes
+ * an answer (task, labels in order, max_seq_len, tokenizer, inputs, outputs, artifacts in manifest order with their
+ * quantization, and the hashes of the `.onnx`, `.tflite` and `.json` files), written as the compact ASCII JSON
+ * document runtime/README.md specifies. [Manifest.fingerprint] itself is not part of it.
  */
-fun computeFingerprint(files: Map<String, FileEntry>): String {
-    val text = files.keys
+fun computeFingerprint(m: Manifest): String {
+    fun sha(name: String): String = m.files[name]?.sha256 ?: ""
+    fun tensors(specs: List<TensorSpec>): List<Any?> = specs.map { listOf(it.name, it.shape, it.dtype) }
+    val artifacts = m.artifacts.map { (name, a) ->
+        listOf(name, a.format, a.precision, a.outputDtype, a.outputQuantization?.let { listOf(it.scale, it.zeroPoint) }, sha(name))
+    }
+    val files = m.files.keys
         .filter { it != MANIFEST_NAME && FINGERPRINT_SUFFIXES.any(it::endsWith) }
         .sortedWith(PyCompat.codePointOrder)
-        .joinToString("") { "$it\u0000${files.getValue(it).sha256}\n" }
-    return PyCompat.sha256Hex(text.toByteArray(Charsets.UTF_8))
+        .map { listOf(it, sha(it)) }
+    val spec = listOf(
+        "edgeopt-fingerprint", 2,
+        listOf("task", m.task), listOf("labels", m.labels), listOf("max_seq_len", m.maxSeqLen),
+        listOf("tokenizer", m.tokenizerFile, sha(m.tokenizerFile)),
+        listOf("inputs", tensors(m.inputs)), listOf("outputs", tensors(m.outputs)),
+        listOf("artifacts", artifacts), listOf("files", files),
+    )
+    return PyCompat.sha256Hex(PyCompat.compactJson(spec).toByteArray(Charsets.US_ASCII))
 }
 
 /** Parses and type-checks `manifest.json` only (hashes are checked by [verifyBundle]). */
@@ -244,7 +258,7 @@ fun sha256AndSize(stream: InputStream): Pair<String, Long> {
 
 /**
  * Reads the manifest and checks every file it lists (present, inside the bundle, right size and SHA-256), that
- * the tokenizer and every artifact are listed, and that the fingerprint matches the listed hashes.
+ * the tokenizer and every artifact are listed, and that the fingerprint matches the manifest ([computeFingerprint]).
  *
  * @throws BundleInvalid naming the first file that fails, with expected and actual values.
  */
@@ -263,9 +277,12 @@ fun verifyBundle(bundle: BundleFiles): Manifest {
         if (size != entry.bytes) throw BundleInvalid("$path has $size bytes, the manifest expects ${entry.bytes}; $FIX")
         if (sha != entry.sha256) throw BundleInvalid("$path has sha256 $sha, the manifest expects ${entry.sha256}; $FIX")
     }
-    val expected = computeFingerprint(manifest.files)
+    val expected = computeFingerprint(manifest)
     if (manifest.fingerprint != expected) {
-        throw BundleInvalid("$where: fingerprint ${manifest.fingerprint} does not match the listed files ($expected); $FIX")
+        throw BundleInvalid(
+            "$where: fingerprint ${manifest.fingerprint} does not match the manifest ($expected): its labels, " +
+                "artifacts, inputs or files were changed after the build; $FIX",
+        )
     }
     return manifest
 }

@@ -6,9 +6,9 @@ import java.math.RoundingMode
 import java.security.MessageDigest
 
 /**
- * The few Python behaviours the bundle format and the cache key depend on, reproduced exactly: `str.strip()` /
- * regex `\s` whitespace, code-point string order, `json.dumps(ensure_ascii=True)` escaping, `repr(float)`, and
- * UTF-8 with `surrogatepass`.
+ * The few Python behaviours the bundle format and the cache depend on, reproduced exactly: `str.strip()` /
+ * regex `\s` whitespace, code-point string order, `json.dumps(ensure_ascii=True)` escaping and compact documents,
+ * `repr(float)`, and UTF-8 with `surrogatepass`.
  */
 internal object PyCompat {
     /** Code points for which Python's `str.isspace()` (and so `str.strip()` and regex `\s`) is true. */
@@ -101,6 +101,19 @@ internal object PyCompat {
             }
         }
         return out.toByteArray()
+    }
+
+    /**
+     * Python's `json.dumps(value, ensure_ascii=True, separators=(",", ":"))` for a document of lists, strings,
+     * integers, finite doubles and nulls (what the fingerprint hashes).
+     */
+    fun compactJson(value: Any?): String = when (value) {
+        null -> "null"
+        is String -> jsonString(value)
+        is Int, is Long -> value.toString()
+        is Double -> floatRepr(value)
+        is List<*> -> value.joinToString(",", "[", "]") { compactJson(it) }
+        else -> throw IllegalArgumentException("compactJson: ${value.javaClass.simpleName} is not a list, string, integer, double or null")
     }
 
     fun sha256Hex(bytes: ByteArray): String =

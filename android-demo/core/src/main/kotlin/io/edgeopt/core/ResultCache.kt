@@ -2,7 +2,16 @@ package io.edgeopt.core
 
 import org.json.JSONException
 import org.json.JSONObject
-import java.text.Normalizer
+import java.io.File
+import java.io.IOException
+import java.nio.ByteBuffer
+import java.nio.ByteOrder
+import java.nio.file.FileAlreadyExistsException
+import java.nio.file.Files
+import java.nio.file.attribute.PosixFilePermissions
+import java.security.SecureRandom
+import javax.crypto.Mac
+import javax.crypto.spec.SecretKeySpec
 
 /** Cache schema version (`PRAGMA user_version`) this core reads and writes: the runtime's `CACHE_SCHEMA_VERSION`. */
 const val CACHE_SCHEMA_VERSION = 1
@@ -13,34 +22,81 @@ const val DEFAULT_MAX_ENTRIES = 10_000
 const val DEFAULT_MAX_BYTES = 16L * 1024 * 1024
 const val DEFAULT_TTL_S = 7 * 24 * 3600.0
 
-/** The text as the cache key sees it: NFC, stripped, each run of whitespace made one space (Python `\s`). */
-fun normalizeText(text: String): String {
-    val nfc = PyCompat.strip(Normalizer.normalize(text, Normalizer.Form.NFC))
-    val sb = StringBuilder(nfc.length)
-    var inSpace = false
-    nfc.codePoints().forEach { cp ->
-        if (PyCompat.isSpace(cp)) {
-            if (!inSpace) sb.append(' ')
-            inSpace = true
-        } else {
-            sb.appendCodePoint(cp)
-            inSpace = false
-        }
-    }
-    return sb.toString()
+/** The first bytes every key's HMAC reads (the runtime's `KEY_DOMAIN`). */
+private val KEY_DOMAIN = "edgeopt-cache-key/2\n".toByteArray(Charsets.US_ASCII)
+
+/** Bytes of the per-install secret (the runtime's `SECRET_BYTES`). */
+const val SECRET_BYTES = 32
+
+/** Besides the model input, what the runtime puts in every key: the backend and which artifact of the bundle answered. */
+fun keyOptions(backend: String, artifact: String): Map<String, String> = mapOf("artifact" to artifact, "backend" to backend)
+
+/**
+ * The cache key of one model input (the runtime's `cache_key`): HMAC-SHA256 hex under [secret] of
+ * `"edgeopt-cache-key/2\n" + fingerprint + "\n" + options + "\n"` (UTF-8), then [inputIds] (the real tokens, no
+ * padding) as little-endian uint32, then one byte, 1 when [truncated]. Options are `k=v` sorted by key, `;`-joined.
+ * A function of exactly what the model sees: two texts the tokenizer makes equal share it, no others do.
+ */
+fun cacheKey(secret: ByteArray, fingerprint: String, inputIds: LongArray, truncated: Boolean, options: Map<String, String> = emptyMap()): String {
+    val opts = options.entries.sortedWith(compareBy(PyCompat.codePointOrder) { it.key }).joinToString(";") { "${it.key}=${it.value}" }
+    val mac = Mac.getInstance("HmacSHA256")
+    mac.init(SecretKeySpec(secret, "HmacSHA256"))
+    mac.update(KEY_DOMAIN)
+    mac.update(PyCompat.utf8SurrogatePass("$fingerprint\n$opts\n"))
+    val ids = ByteBuffer.allocate(4 * inputIds.size).order(ByteOrder.LITTLE_ENDIAN)
+    for (id in inputIds) ids.putInt(id.toInt())
+    mac.update(ids.array())
+    mac.update(if (truncated) 1 else 0)
+    return mac.doFinal().joinToString("") { "%02x".format(it) }
 }
 
-/** The options the runtime puts in every key: `backend`, `labels` (Python JSON, ASCII-escaped) and `max_seq_len`. */
-fun keyOptions(backend: String, labels: List<String>, maxSeqLen: Int): Map<String, String> = mapOf(
-    "backend" to backend,
-    "labels" to labels.joinToString(", ", "[", "]") { PyCompat.jsonString(it) },
-    "max_seq_len" to maxSeqLen.toString(),
-)
+/**
+ * The per-install secret the cache keys are made with (the runtime's `<cache>.key`): read from [file], or made
+ * (random, owner-only) when it does not exist. Published with a hard link, so of two processes making it at once
+ * both end up with the first. Keep it with the app's private files: without it, a copied cache file cannot be
+ * searched for a guessed text.
+ *
+ * @throws CacheError the file is not a regular, owner-only file of [SECRET_BYTES] bytes (it is left as it is).
+ */
+fun loadOrCreateSecret(file: File): ByteArray {
+    readSecret(file)?.let { return it }
+    val path = file.toPath()
+    val random = SecureRandom()
+    val temp = path.resolveSibling(".${file.name}.${java.lang.Long.toHexString(random.nextLong())}.tmp")
+    try {
+        val ownerOnly = path.fileSystem.supportedFileAttributeViews().contains("posix")
+        if (ownerOnly) Files.createFile(temp, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rw-------")))
+        else Files.createFile(temp)
+        Files.write(temp, ByteArray(SECRET_BYTES).also { random.nextBytes(it) })
+        try {
+            Files.createLink(path, temp)
+        } catch (e: FileAlreadyExistsException) {
+            // another process made it first: use theirs
+        }
+    } catch (e: IOException) {
+        throw CacheError("cannot write key file $file (${e.message}); point the cache at a directory the app can write", e)
+    } finally {
+        Files.deleteIfExists(temp)
+    }
+    return readSecret(file) ?: throw CacheError("key file $file vanished while it was made; try again")
+}
 
-/** SHA-256 hex of `fingerprint + "\n" + options + "\n" + normalizeText(text)`; options are `k=v` sorted by key, `;`-joined. */
-fun cacheKey(fingerprint: String, text: String, options: Map<String, String> = emptyMap()): String {
-    val opts = options.entries.sortedWith(compareBy(PyCompat.codePointOrder) { it.key }).joinToString(";") { "${it.key}=${it.value}" }
-    return PyCompat.sha256Hex(PyCompat.utf8SurrogatePass("$fingerprint\n$opts\n${normalizeText(text)}"))
+private fun readSecret(file: File): ByteArray? {
+    val path = file.toPath()
+    if (Files.isSymbolicLink(path)) throw CacheError("key file $file is a symbolic link; remove it, a new key is made")
+    if (!Files.exists(path)) return null
+    if (!Files.isRegularFile(path)) throw CacheError("key file $file is not a regular file; remove it, a new key is made")
+    if (path.fileSystem.supportedFileAttributeViews().contains("posix")) {
+        val loose = Files.getPosixFilePermissions(path).filter { it.name.startsWith("GROUP") || it.name.startsWith("OTHERS") }
+        if (loose.isNotEmpty()) {
+            throw CacheError("key file $file can be read by other users ($loose); make it owner-only if only you ever had it, else remove it (a new key is made)")
+        }
+    }
+    val bytes = Files.readAllBytes(path)
+    if (bytes.size != SECRET_BYTES) {
+        throw CacheError("key file $file holds ${bytes.size} bytes, not a $SECRET_BYTES-byte edgeopt cache key; remove it, a new key is made")
+    }
+    return bytes
 }
 
 /** The cached answer for one text, in the JSON the Python runtime stores. */
@@ -84,6 +140,8 @@ data class CacheStats(val hits: Long, val misses: Long, val evictions: Long, val
  */
 class ResultCache(
     private val db: SqlDatabase,
+    /** The key of every [cacheKey] of this cache: [loadOrCreateSecret] beside the file, or one shared on purpose. */
+    val secret: ByteArray,
     val maxEntries: Int = DEFAULT_MAX_ENTRIES,
     val maxBytes: Long = DEFAULT_MAX_BYTES,
     val ttlS: Double? = DEFAULT_TTL_S,
@@ -94,6 +152,7 @@ class ResultCache(
         if (maxEntries < 1) throw CacheError("max_entries $maxEntries must be a positive integer")
         if (maxBytes < 1) throw CacheError("max_bytes $maxBytes must be a positive integer")
         if (ttlS != null && !(ttlS > 0)) throw CacheError("ttl_s $ttlS must be a positive number of seconds or null")
+        if (secret.size < 16) throw CacheError("secret must be at least 16 bytes; use loadOrCreateSecret(file)")
         val check = sql { db.query("PRAGMA quick_check") { it.string(0) }.firstOrNull() }
         if (check != "ok") throw CacheError("the cache file fails quick_check ($check); delete it and start a new one")
         migrate()
@@ -151,7 +210,7 @@ class ResultCache(
     /** Stores one value; see [putMany]. */
     fun put(key: String, fingerprint: String, valueJson: String, text: String? = null) = putMany(listOf(Entry(key, fingerprint, valueJson, text)))
 
-    /** One row to store; [text] is kept (normalized) only with `storeText`. */
+    /** One row to store; [text] is kept only with `storeText`. */
     data class Entry(val key: String, val fingerprint: String, val valueJson: String, val text: String? = null)
 
     /** Stores values in one transaction, then drops expired entries and evicts least recently used ones beyond the bounds. */
@@ -159,7 +218,7 @@ class ResultCache(
         val now = clock()
         val expires = ttlS?.let { now + it }
         val rows = entries.mapNotNull { e ->
-            val stored = if (storeText && e.text != null) normalizeText(e.text) else null
+            val stored = if (storeText) e.text else null
             val size = e.key.length + e.valueJson.toByteArray(Charsets.UTF_8).size + (stored?.let { PyCompat.utf8SurrogatePass(it).size } ?: 0)
             if (size <= maxBytes) Triple(e, stored, size) else null
         }

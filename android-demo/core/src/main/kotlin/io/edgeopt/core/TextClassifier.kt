@@ -26,7 +26,7 @@ class TextClassifier(
     private val nanoTime: () -> Long = System::nanoTime,
     monitorWindow: Int = DEFAULT_MONITOR_WINDOW,
 ) : AutoCloseable {
-    private val keyOptions = keyOptions(model.backend, manifest.labels, manifest.maxSeqLen)
+    private val keyOptions = keyOptions(model.backend, manifest.artifactFor(model.backend)?.first ?: "")
 
     /** Why the bundle's monitoring reference was ignored (malformed), or null. */
     var monitoringError: InputError? = null
@@ -51,22 +51,32 @@ class TextClassifier(
         return predictClean(texts.mapIndexed { i, t -> cleanText(t, i) })
     }
 
-    /** The cache key of a text for this bundle and backend. */
-    fun cacheKey(text: String): String = cacheKey(manifest.fingerprint, cleanText(text), keyOptions)
+    /**
+     * The cache key of a text for this bundle and backend: a function of the token ids the model sees.
+     * @throws InputError the text is invalid, or there is no cache (its secret makes the key).
+     */
+    fun cacheKey(text: String): String = keyOf(tokenizer.encode(text))
+
+    private fun keyOf(e: Encoding): String {
+        val secret = cache?.secret ?: throw InputError("this classifier has no result cache; pass one to get cache keys")
+        return cacheKey(secret, manifest.fingerprint, e.inputIds.copyOf(e.length), e.truncated, keyOptions)
+    }
 
     private fun predictClean(texts: List<String>): List<Prediction> {
         val start = nanoTime()
-        val keys = texts.map { cacheKey(manifest.fingerprint, it, keyOptions) }
-        val hits = cache?.takeIf { cacheError == null }?.let { c -> guard { c.getMany(keys) } } ?: emptyMap()
+        val encodings = texts.map(tokenizer::encode)
+        val useCache = cache != null && cacheError == null
+        val keys = if (useCache) encodings.map(::keyOf) else emptyList()
+        val hits = if (useCache) guard { cache.getMany(keys) } ?: emptyMap() else emptyMap()
         val lookupMs = (nanoTime() - start) / 1e6 / texts.size
-        val cached = keys.map { k -> hits[k]?.let { CachedResult.fromJson(it, labels) } }
+        val cached = texts.indices.map { i -> keys.getOrNull(i)?.let { k -> hits[k]?.let { CachedResult.fromJson(it, labels) } } }
         val todo = texts.indices.filter { cached[it] == null }
-        val fresh = (if (todo.isEmpty()) emptyList() else run(todo.map { texts[it] }, start)).iterator()
+        val fresh = (if (todo.isEmpty()) emptyList() else run(todo.map { encodings[it] }, start)).iterator()
         val out = texts.indices.map { i ->
             cached[i]?.let { Prediction(it.label, it.score, it.scores, true, lookupMs, it.truncated) } ?: fresh.next()
         }
         out.forEach(monitor::observe)
-        if (todo.isNotEmpty() && cache != null && cacheError == null) {
+        if (todo.isNotEmpty() && useCache && cacheError == null) {
             guard {
                 cache.putMany(todo.map { i ->
                     val p = out[i]
@@ -77,11 +87,10 @@ class TextClassifier(
         return out
     }
 
-    private fun run(texts: List<String>, start: Long): List<Prediction> {
-        val encodings = texts.map(tokenizer::encode)
+    private fun run(encodings: List<Encoding>, start: Long): List<Prediction> {
         val logits = model.run(encodings.map { it.inputIds }, encodings.map { it.attentionMask })
-        val classes = classify(logits, labels, texts.size)
-        val latencyMs = (nanoTime() - start) / 1e6 / texts.size
+        val classes = classify(logits, labels, encodings.size)
+        val latencyMs = (nanoTime() - start) / 1e6 / encodings.size
         return classes.zip(encodings) { c, e -> Prediction(c.label, c.score, c.scores, false, latencyMs, e.truncated) }
     }
 

@@ -1,15 +1,18 @@
 package io.edgeopt.core
 
 import org.json.JSONObject
+import org.junit.jupiter.api.Assertions.assertArrayEquals
 import org.junit.jupiter.api.Assertions.assertEquals
 import org.junit.jupiter.api.Assertions.assertNotNull
 import org.junit.jupiter.api.Assertions.assertNull
+import org.junit.jupiter.api.Assertions.assertTrue
 import org.junit.jupiter.api.Assumptions.assumeTrue
 import org.junit.jupiter.api.DynamicTest
 import org.junit.jupiter.api.Test
 import org.junit.jupiter.api.TestFactory
 import java.io.File
 import java.nio.file.Files
+import java.nio.file.attribute.PosixFilePermissions
 import java.util.concurrent.TimeUnit
 
 /** Same keys as the runtime, and each side reads the other's cache database. */
@@ -17,16 +20,20 @@ class CacheParityTest {
     private val cacheInfo: JSONObject get() = Golden.json.getJSONObject("cache")
     private val clock: Double get() = cacheInfo.getDouble("clock")
 
-    private fun options(backend: String) = keyOptions(backend, Golden.labels, Golden.maxSeqLen)
+    private fun options(backend: String) =
+        keyOptions(backend, Golden.json.getJSONObject("backends").getJSONObject(backend).getString("artifact"))
+
+    private fun keyOf(text: String, backend: String): String {
+        val e = Golden.tokenizer.encode(text)
+        return cacheKey(Golden.secret, Golden.fingerprint, e.inputIds.copyOf(e.length), e.truncated, options(backend))
+    }
 
     @TestFactory
-    fun `cache keys and normalized texts equal the runtime's`(): List<DynamicTest> = Golden.validCases.map { case ->
+    fun `cache keys equal the runtime's`(): List<DynamicTest> = Golden.validCases.map { case ->
         DynamicTest.dynamicTest(case.getString("name")) {
-            val text = cleanText(case.getString("text"))
-            assertEquals(case.getString("normalized_text"), normalizeText(text))
             val backends = case.getJSONObject("backends")
             for (backend in backends.keys().asSequence().map { it.toString() }) {
-                assertEquals(backends.getJSONObject(backend).getString("cache_key"), cacheKey(Golden.fingerprint, text, options(backend)), backend)
+                assertEquals(backends.getJSONObject(backend).getString("cache_key"), keyOf(case.getString("text"), backend), backend)
             }
         }
     }
@@ -40,16 +47,52 @@ class CacheParityTest {
             assertEquals(want.keys().asSequence().map { it.toString() }.toSet(), got.keys)
             got.forEach { (k, v) -> assertEquals(want.getString(k), v, k) }
         }
-        for (case in Golden.json.getJSONArray("key_cases").objects()) {
-            val opts = keyOptions(case.getString("backend"), case.getJSONArray("labels").strings(), case.getInt("max_seq_len"))
-            assertEquals(case.getString("options"), opts.entries.sortedBy { it.key }.joinToString(";") { "${it.key}=${it.value}" })
-            assertEquals(case.getString("key"), cacheKey(case.getString("fingerprint"), case.getString("text"), opts), case.getString("options"))
+    }
+
+    @Test
+    fun `texts share a key exactly when the model reads them the same`() {
+        // Control, format and whitespace characters the BERT normalizer deletes or splits on: the key follows the
+        // token ids, so "free\u001ccash" (deleted: one word) and "free cash" never share an answer.
+        val cases = Golden.json.getJSONArray("key_cases").objects()
+        val keys = cases.map { keyOf(it.getString("text"), it.getString("backend")) }
+        cases.forEachIndexed { i, case ->
+            val e = Golden.tokenizer.encode(case.getString("text"))
+            assertEquals(case.getJSONArray("input_ids").longs().toList(), e.inputIds.copyOf(e.length).toList(), case.getString("text"))
+            assertEquals(case.getString("key"), keys[i], case.getString("text"))
         }
+        for (i in cases.indices) for (j in cases.indices) {
+            val same = cases[i].getJSONArray("input_ids").toString() == cases[j].getJSONArray("input_ids").toString() &&
+                cases[i].getBoolean("truncated") == cases[j].getBoolean("truncated") &&
+                cases[i].getString("backend") == cases[j].getString("backend")
+            assertEquals(same, keys[i] == keys[j], "${cases[i].getString("text")} / ${cases[j].getString("text")}")
+        }
+        assertTrue(keys.toSet().size < keys.size, "the key cases must include texts the model reads the same")
+    }
+
+    @Test
+    fun `the per-install secret is made once, owner-only, and a foreign key file is refused untouched`() {
+        val dir = Files.createTempDirectory("secret").toFile()
+        val file = File(dir, "results.sqlite.key")
+        val first = loadOrCreateSecret(file)
+        assertEquals(SECRET_BYTES, first.size)
+        assertEquals("rw-------", PosixFilePermissions.toString(Files.getPosixFilePermissions(file.toPath())))
+        assertArrayEquals(first, loadOrCreateSecret(file))
+        assertEquals(listOf("results.sqlite.key"), dir.list()!!.toList())
+        val short = File(dir, "short.key").apply { writeBytes(ByteArray(5)) }
+        Files.setPosixFilePermissions(short.toPath(), PosixFilePermissions.fromString("rw-------"))
+        assertTrue(assertThrows<CacheError> { loadOrCreateSecret(short) }.message!!.contains("holds 5 bytes, not a 32-byte edgeopt cache key"))
+        val open = File(dir, "open.key").apply { writeBytes(ByteArray(32)) }
+        Files.setPosixFilePermissions(open.toPath(), PosixFilePermissions.fromString("rw-r--r--"))
+        assertTrue(assertThrows<CacheError> { loadOrCreateSecret(open) }.message!!.contains("can be read by other users"))
+        assertEquals("rw-r--r--", PosixFilePermissions.toString(Files.getPosixFilePermissions(open.toPath())))
+        val link = File(dir, "link.key").also { Files.createSymbolicLink(it.toPath(), file.toPath()) }
+        assertTrue(assertThrows<CacheError> { loadOrCreateSecret(link) }.message!!.contains("is a symbolic link"))
+        assertArrayEquals(ByteArray(5), short.readBytes())
     }
 
     private fun pythonCache(at: Double = clock): Pair<ResultCache, File> {
         val file = Golden.copy(cacheInfo.getString("file"))
-        return ResultCache(JdbcSqlDatabase.open(file), clock = { at }) to file
+        return ResultCache(JdbcSqlDatabase.open(file), Golden.secret, clock = { at }) to file
     }
 
     @Test
@@ -69,7 +112,7 @@ class CacheParityTest {
                 assertEquals(case.getBoolean("truncated"), result.truncated)
                 // The Kotlin serializer writes the very bytes Python wrote (sizes and max_bytes agree).
                 assertEquals(value, result.toJson(), "${case.getString("name")}: value JSON differs from Python's")
-                assertEquals(case.getString("normalized_text"), rows.getValue(key).third)
+                assertEquals(cleanText(case.getString("text")), rows.getValue(key).third)
             }
             assertEquals(Golden.validCases.size.toLong(), cache.stats().hits) // Python's run had no hits
         }
@@ -103,12 +146,12 @@ class CacheParityTest {
         assumeTrue(!python.isNullOrEmpty(), "-Dedgeopt.python is not set (run-tests.sh sets it when the venv exists)")
         val file = File(Files.createTempDirectory("kcache").toFile(), "results.sqlite")
         val written = LinkedHashMap<String, CachedResult>()
-        ResultCache(JdbcSqlDatabase.open(file), clock = { clock }, storeText = true).use { cache ->
+        ResultCache(JdbcSqlDatabase.open(file), Golden.secret, clock = { clock }, storeText = true).use { cache ->
             for (case in Golden.validCases) {
                 val g = case.getJSONObject("backends").getJSONObject("onnx")
                 val scores = g.getJSONArray("scores").doubles()
                 val value = CachedResult(g.getString("label"), g.getDouble("score"), Golden.labels.indices.associate { Golden.labels[it] to scores[it] }, case.getBoolean("truncated"))
-                val key = cacheKey(Golden.fingerprint, cleanText(case.getString("text")), options("onnx"))
+                val key = keyOf(case.getString("text"), "onnx")
                 cache.put(key, Golden.fingerprint, value.toJson(), case.getString("text"))
                 written[key] = value
             }
@@ -117,10 +160,11 @@ class CacheParityTest {
             import json, sys, warnings
             warnings.simplefilter("error")  # a CacheWarning (unreadable file, newer schema) must fail the test
             from edgeopt_runtime import ResultCache
-            cache = ResultCache(sys.argv[1], clock=lambda: float(sys.argv[2]))
-            print(json.dumps({"values": {k: cache.get(k) for k in sys.argv[3:]}, "stats": cache.stats().to_dict()}))
+            cache = ResultCache(sys.argv[1], clock=lambda: float(sys.argv[2]), secret=bytes.fromhex(sys.argv[3]))
+            print(json.dumps({"values": {k: cache.get(k) for k in sys.argv[4:]}, "stats": cache.stats().to_dict()}))
         """.trimIndent()
-        val process = ProcessBuilder(listOf(python, "-c", script, file.path, clock.toString()) + written.keys).redirectErrorStream(true).start()
+        val secretHex = Golden.secret.joinToString("") { "%02x".format(it) }
+        val process = ProcessBuilder(listOf(python, "-c", script, file.path, clock.toString(), secretHex) + written.keys).redirectErrorStream(true).start()
         val output = process.inputStream.bufferedReader().readText()
         assertEquals(true, process.waitFor(120, TimeUnit.SECONDS))
         assertEquals(0, process.exitValue(), output)

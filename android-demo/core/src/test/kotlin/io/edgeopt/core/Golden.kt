@@ -6,7 +6,7 @@ import java.io.File
 import java.nio.file.Files
 
 /** Layout version of goldens.json this test code reads (scripts/make_android_goldens.py `GOLDEN_FORMAT`). */
-const val GOLDEN_FORMAT = 2
+const val GOLDEN_FORMAT = 3
 const val REGENERATE = "the goldens are stale; regenerate them from a current bundle: " +
     "python scripts/make_android_goldens.py --bundle BUNDLE --out android-demo/core/src/test/resources/golden/"
 
@@ -19,6 +19,8 @@ object Golden {
     val fingerprint: String get() = bundle.getString("fingerprint")
     val cases: List<JSONObject> get() = json.getJSONArray("cases").objects()
     val validCases: List<JSONObject> get() = cases.filter { !it.has("error") }
+    /** The fixed secret the golden cache file and keys were made with (a real install makes its own). */
+    val secret: ByteArray get() = hex(json.getJSONObject("cache").getString("secret_hex"))
     val tokenizer: WordPieceTokenizer by lazy { WordPieceTokenizer.fromJson(text("tokenizer.json"), maxSeqLen, "golden/tokenizer.json") }
 
     fun text(name: String): String = bytes(name).toString(Charsets.UTF_8)
@@ -38,6 +40,8 @@ object Golden {
         readManifest(DirectoryBundle(dir))
     }
 }
+
+fun hex(s: String): ByteArray = ByteArray(s.length / 2) { s.substring(2 * it, 2 * it + 2).toInt(16).toByte() }
 
 fun JSONArray.strings(): List<String> = (0 until length()).map { getString(it) }
 fun JSONArray.objects(): List<JSONObject> = (0 until length()).map { getJSONObject(it) }

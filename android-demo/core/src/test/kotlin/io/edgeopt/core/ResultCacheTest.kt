@@ -14,7 +14,7 @@ class ResultCacheTest {
     private val fp = "a".repeat(64)
 
     private fun open(maxEntries: Int = 100, maxBytes: Long = 1 shl 20, ttl: Double? = 60.0) =
-        ResultCache(JdbcSqlDatabase.open(file), maxEntries, maxBytes, ttl, clock = { now })
+        ResultCache(JdbcSqlDatabase.open(file), ByteArray(32) { it.toByte() }, maxEntries, maxBytes, ttl, clock = { now })
 
     private fun value(label: String) = CachedResult(label, 0.75, mapOf("ham" to 0.75, "spam" to 0.25), false).toJson()
 

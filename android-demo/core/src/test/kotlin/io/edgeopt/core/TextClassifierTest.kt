@@ -33,7 +33,7 @@ class TextClassifierTest {
     fun `predictions equal the runtime's and the second call comes from the cache`() {
         val model = ReplayModel()
         val file = File(Files.createTempDirectory("clf").toFile(), "results.sqlite")
-        val cache = ResultCache(JdbcSqlDatabase.open(file), clock = { 1.0e9 })
+        val cache = ResultCache(JdbcSqlDatabase.open(file), Golden.secret, clock = { 1.0e9 })
         TextClassifier(Golden.manifest, Golden.tokenizer, model, cache).use { clf ->
             val texts = Golden.validCases.map { it.getString("text") }
             val first = clf.predictBatch(texts)
@@ -61,7 +61,7 @@ class TextClassifierTest {
     fun `with the Python runtime's cache file every answer is a hit`() {
         val model = ReplayModel()
         val info = Golden.json.getJSONObject("cache")
-        val cache = ResultCache(JdbcSqlDatabase.open(Golden.copy(info.getString("file"))), clock = { info.getDouble("clock") })
+        val cache = ResultCache(JdbcSqlDatabase.open(Golden.copy(info.getString("file"))), Golden.secret, clock = { info.getDouble("clock") })
         TextClassifier(Golden.manifest, Golden.tokenizer, model, cache).use { clf ->
             val predictions = clf.predictBatch(Golden.validCases.map { it.getString("text") })
             assertEquals(0, model.calls)
@@ -75,7 +75,7 @@ class TextClassifierTest {
     @Test
     fun `empty text is refused with the runtime's message, and a cache failure does not break predictions`() {
         val file = File(Files.createTempDirectory("clf").toFile(), "results.sqlite")
-        val cache = ResultCache(JdbcSqlDatabase.open(file))
+        val cache = ResultCache(JdbcSqlDatabase.open(file), loadOrCreateSecret(File(file.path + ".key")))
         val clf = TextClassifier(Golden.manifest, Golden.tokenizer, ReplayModel(), cache)
         assertEquals("text is empty or whitespace only; pass at least one word", assertThrows<InputError> { clf.predict("") }.message)
         cache.close() // every later cache call fails
