@@ -96,8 +96,8 @@ GOLDEN_TEXTS: tuple[tuple[str, str], ...] = (
 )
 
 # Texts whose keys both sides compute: pairs a text normalization could confuse (\x1c-\x1f split words where
-# the BERT normalizer deletes them; zero-width and format characters; NFC; whitespace runs) and pairs the model
-# reads the same, so that "equal keys exactly when equal token ids" is checked in Kotlin too.
+# the BERT normalizer deletes them; zero-width and format characters; NFC; whitespace runs), with their token ids,
+# so that "equal keys only for equal token ids" is checked in Kotlin too.
 KEY_TEXTS: tuple[str, ...] = (
     "free cash",
     "free\x1ccash",
@@ -149,12 +149,14 @@ def key_options(backend: str, artifact: str) -> dict[str, str]:
 
 
 def key_of(tokenizer: Any, fingerprint: str, text: str, options: dict[str, str]) -> tuple[str, list[int], bool]:
-    """The cache key of ``text`` as the runtime computes it, with the real token ids it is made of."""
+    """The cache key of ``text`` as the runtime computes it, with the real token ids the model gets for it."""
     from edgeopt_runtime.cache import cache_key
+    from edgeopt_runtime.tokenizer import clean_text
 
-    enc = tokenizer.encode(text)
+    cleaned = clean_text(text)
+    enc = tokenizer.encode(cleaned)
     ids = enc.input_ids[0, : int(enc.attention_mask[0].sum())].tolist()
-    return cache_key(GOLDEN_SECRET, fingerprint, ids, enc.truncated[0], options), ids, enc.truncated[0]
+    return cache_key(GOLDEN_SECRET, fingerprint, cleaned, options), ids, enc.truncated[0]
 
 
 def fingerprint_cases(manifest: Any) -> list[dict[str, Any]]:

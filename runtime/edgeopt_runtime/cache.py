@@ -27,7 +27,7 @@ Design choices, and why:
   (an expired row is a miss whether purged or not).
 * **Values are JSON, never pickle**: a cache file is data another app (the Android client) may share, and
   unpickling a file is running code.
-* **Texts are not stored** unless ``store_text=True``, and the key is an HMAC of the token ids under a random
+* **Texts are not stored** unless ``store_text=True``, and the key is an HMAC of the text under a random
   per-install secret kept beside the file (``<cache>.key``, mode 0600): a copied cache file alone neither says
   what users typed nor lets anyone confirm a guessed text. What it does say is in runtime/README.md.
 * **The cache must never break a prediction**: an unreadable or corrupt file is moved aside and rebuilt; a
@@ -52,12 +52,10 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from edgeopt_runtime.errors import CacheError
 
@@ -195,66 +193,52 @@ SECRET_BYTES = 32
 SECRET_SUFFIX = ".key"
 """The per-install secret lives in ``<cache file><SECRET_SUFFIX>`` (``results.sqlite.key``), mode 0600."""
 
-_TokenIds = Sequence[int] | np.ndarray
-
 
 def _key_prefix(fingerprint: str, options: Mapping[str, str] | None) -> bytes:
     opts = ";".join(f"{k}={v}" for k, v in sorted((options or {}).items()))
     return KEY_DOMAIN + f"{fingerprint}\n{opts}\n".encode("utf-8", "surrogatepass")
 
 
-def _model_input(input_ids: _TokenIds, truncated: bool) -> bytes:
-    # The token ids the model reads (the attention mask is 1 exactly over them, padding follows), as
-    # little-endian uint32, then whether more tokens were cut: the whole input and the whole answer.
-    return np.asarray(input_ids, dtype="<u4").tobytes() + (b"\x01" if truncated else b"\x00")
+def cache_key(secret: bytes, fingerprint: str, text: str, options: Mapping[str, str] | None = None) -> str:
+    r"""Return the cache key of one text: HMAC-SHA256 hex under the per-install ``secret``.
 
+    The text is keyed exactly as given (after :func:`~edgeopt_runtime.tokenizer.clean_text`, which the
+    classifier applies first), with no normalization: equal keys mean equal texts, and the tokenizer gives equal
+    texts equal model inputs, so one text can never be answered with another's result. An earlier key collapsed
+    whitespace with ``str.split``, which splits on ``\x1c``-``\x1f`` where the BERT normalizer deletes them:
+    ``"free\x1ccash"`` (one word to the model) got the cached answer of ``"free cash"``. Rejected: keying on the
+    token ids, which is exact and lets whitespace variants share an entry, but makes every hit pay a
+    tokenization: on the default bundle a hit then cost 0.67 ms against 0.83 ms for the LiteRT model itself
+    (bench/results/runtime-key-change/token-ids-894dbe7.md), so the cache saved little; keyed on the text a
+    hit is a hash and one ``SELECT``. Texts that differ only in ways the model ignores (whitespace runs, case)
+    get separate entries: a missed hit, never a wrong answer.
 
-def cache_key(
-    secret: bytes,
-    fingerprint: str,
-    input_ids: _TokenIds,
-    truncated: bool,
-    options: Mapping[str, str] | None = None,
-) -> str:
-    r"""Return the cache key of one model input: HMAC-SHA256 hex under the per-install ``secret``.
-
-    The key is a function of exactly what the model sees, not of the text: two texts the tokenizer makes
-    equal share a key (and an answer), two it tells apart never do. An earlier key hashed the text with
-    whitespace collapsed by ``str.split``, which splits on ````-```` where the BERT normalizer
-    deletes them, so two inputs the model saw differently shared one answer. Keying on the token ids costs a
-    tokenization on a hit (tens of microseconds, next to milliseconds for the model) and needs no second
-    normalization kept equal to the tokenizer's, in Python and in Kotlin.
-
-    The HMAC message is ``KEY_DOMAIN + fingerprint \n options \n`` in UTF-8, then the ids of the real tokens
-    (``[CLS]`` ... ``[SEP]``, no padding) as little-endian uint32, then one byte, 1 when the text was
-    truncated. Without the secret, a copied cache file cannot be searched for a guessed text.
+    The HMAC message is ``KEY_DOMAIN + fingerprint \n options \n text`` in UTF-8 (lone surrogates passed
+    through). Without the secret, a copied cache file cannot be searched for a guessed text.
 
     Args:
         secret: The per-install key (:attr:`ResultCache.secret`).
         fingerprint: The bundle fingerprint (it covers model, tokenizer, labels and sequence length).
-        input_ids: Token ids of the real tokens, in order.
-        truncated: Whether tokens beyond ``max_seq_len`` were dropped.
+        text: The text as the model's tokenizer gets it.
         options: Settings besides the bundle that change the answer (backend, artifact); serialized as
             ``k=v`` pairs sorted by key and joined with ``;``.
 
     Returns:
         64 lowercase hex characters.
     """
-    return key_function(secret, fingerprint, options)(input_ids, truncated)
+    return key_function(secret, fingerprint, options)(text)
 
 
-def key_function(
-    secret: bytes, fingerprint: str, options: Mapping[str, str] | None = None
-) -> Callable[[_TokenIds, bool], str]:
-    """Return ``(input_ids, truncated) -> cache_key(secret, fingerprint, input_ids, truncated, options)``.
+def key_function(secret: bytes, fingerprint: str, options: Mapping[str, str] | None = None) -> Callable[[str], str]:
+    """Return ``text -> cache_key(secret, fingerprint, text, options)`` for many texts of one model.
 
-    The secret, fingerprint and options are hashed once: each key then costs its own bytes only.
+    The secret, fingerprint and options are hashed once: each key then costs its own text's bytes only.
     """
     prefix = hmac.new(secret, _key_prefix(fingerprint, options), hashlib.sha256)
 
-    def key(input_ids: _TokenIds, truncated: bool) -> str:
+    def key(text: str) -> str:
         digest = prefix.copy()
-        digest.update(_model_input(input_ids, truncated))
+        digest.update(text.encode("utf-8", "surrogatepass"))
         return digest.hexdigest()
 
     return key
@@ -449,7 +433,7 @@ def migrate(conn: sqlite3.Connection) -> int:
 
 
 class ResultCache:
-    """An SQLite cache of predictions keyed by (model fingerprint, model input, options) under a secret.
+    """An SQLite cache of predictions keyed by (model fingerprint, text, options) under a secret.
 
     Lookups read only; the ``last_used`` refreshes and hit/miss counts they cause are buffered and written
     with the next write (see the module docstring), so :meth:`stats` of *another* process may lag by up to
@@ -742,9 +726,7 @@ class ResultCache:
         """The key of every :func:`cache_key` of this cache (keep it as private as the file's owner)."""
         return self._secret
 
-    def key_function(
-        self, fingerprint: str, options: Mapping[str, str] | None = None
-    ) -> Callable[[_TokenIds, bool], str]:
+    def key_function(self, fingerprint: str, options: Mapping[str, str] | None = None) -> Callable[[str], str]:
         """Return :func:`key_function` under this cache's secret."""
         return key_function(self._secret, fingerprint, options)
 

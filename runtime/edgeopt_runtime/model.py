@@ -72,9 +72,9 @@ class ClassifierStats:
     Attributes:
         texts: Texts classified by :meth:`TextClassifier.predict` and :meth:`TextClassifier.predict_batch`.
         cache_hits: Texts answered from the result cache.
-        deduplicated: Texts answered from a text earlier in the same batch that the model sees the same
-            (equal token ids after truncation): not looked up or run again.
-        model_rows: Texts run through the model.
+        deduplicated: Texts answered from an equal text earlier in the same batch: not looked up, tokenized or
+            run again.
+        model_rows: Texts tokenized and run through the model.
         model_calls: Calls to the backend (one per batch of cache misses).
     """
 
@@ -168,45 +168,42 @@ class TextClassifier:
         # here is one more over calling the model directly (see runtime/README.md, Performance).
         text = clean_text(text)
         start = time.perf_counter()
-        encoded = self._tokenizer.encode_cleaned([text])
         cache, key_of = self._cache, self._key
         key = None
         if cache is not None and key_of is not None:
-            key = key_of(_real_tokens(encoded, 0), encoded.truncated[0])
+            key = key_of(text)
             found = cache.get(key)
             if found is not None:
                 pred = _from_cache(found, self.labels, (time.perf_counter() - start) * 1000.0)
                 if pred is not None:
                     self._record(1, 0, 0, (pred,))
                     return pred
-        pred = self._run(encoded, start)[0]
+        pred = self._run(self._tokenizer.encode_cleaned([text]), start)[0]
         if cache is not None and key is not None:
             cache.put_many([(key, self._manifest.fingerprint, _cache_value(pred), text)], defer=True)
         self._record(0, 0, 1, (pred,))
         return pred
 
     def cache_key(self, text: str) -> str:
-        """Return the result cache's key for ``text``: a function of exactly what the model sees.
+        """Return the result cache's key for ``text`` (see :func:`~edgeopt_runtime.cache.cache_key`).
 
-        Two texts have one key when their token ids after truncation are equal (see
-        :func:`~edgeopt_runtime.cache.cache_key`), so one can never be answered with the other's result.
+        Equal keys mean equal texts (after :func:`~edgeopt_runtime.tokenizer.clean_text`), so one text can never
+        be answered with another's result.
 
         Raises:
             InputError: ``text`` is invalid (as for :meth:`predict`), or the classifier has no cache.
         """
         if self._key is None:
             raise InputError("this classifier has no result cache; load it with cache=PATH to get cache keys")
-        encoded = self._tokenizer.encode_cleaned([clean_text(text)])
-        return self._key(_real_tokens(encoded, 0), encoded.truncated[0])
+        return self._key(clean_text(text))
 
     def predict_batch(self, texts: Sequence[str], *, dedupe: bool = True) -> list[Prediction]:
         """Classify texts; cache misses go to the backend in one call (row by row for a batch-1 model).
 
         Args:
             texts: The texts, in order.
-            dedupe: Look up and run each distinct model input once (texts are equal when their token ids
-                after truncation are, as for the cache key); its repeats get a copy of its prediction.
-                Counted in :meth:`stats` as ``deduplicated``.
+            dedupe: Look up, tokenize and run each distinct text once; its repeats get a copy of its
+                prediction. Counted in :meth:`stats` as ``deduplicated``.
 
         Returns:
             One prediction per text, in order; the same answers as calling :meth:`predict` on each.
@@ -262,23 +259,14 @@ class TextClassifier:
 
     def _predict(self, texts: list[str], *, dedupe: bool) -> list[Prediction]:
         start = time.perf_counter()
-        encoded = self._tokenizer.encode_cleaned(texts)
         cache, key_of = self._cache, self._key
         fingerprint = self._manifest.fingerprint
-        keys = None
-        if cache is not None and key_of is not None:
-            keys = [key_of(_real_tokens(encoded, i), encoded.truncated[i]) for i in range(len(texts))]
-        # Texts are grouped by what the model sees (the cache key, else the padded ids), so a repeat can never
-        # get a different answer from the batch than it would get alone.
+        keys = [key_of(t) for t in texts] if cache is not None and key_of is not None else None
         distinct: list[int] = list(range(len(texts)))
         first: dict[Hashable, int] = {}
         ident: list[Hashable] = []
         if dedupe and len(texts) > 1:
-            ident = (
-                list(keys)
-                if keys is not None
-                else [(row.tobytes(), cut) for row, cut in zip(encoded.input_ids, encoded.truncated, strict=True)]
-            )
+            ident = list(keys) if keys is not None else list(texts)
             for i, name in enumerate(ident):
                 first.setdefault(name, i)
             distinct = sorted(first.values())
@@ -296,8 +284,7 @@ class TextClassifier:
                 hits += results[i] is not None
         todo = [i for i in distinct if results[i] is None]
         if todo:
-            rows = encoded if len(todo) == len(texts) else _select(encoded, todo)
-            fresh = self._run(rows, start)
+            fresh = self._run(self._tokenizer.encode_cleaned([texts[i] for i in todo]), start)
             for i, pred in zip(todo, fresh, strict=True):
                 results[i] = pred
             if cache is not None and keys is not None:
@@ -342,19 +329,6 @@ class TextClassifier:
                 )
             )
         return out
-
-
-def _real_tokens(encoded: Encoded, row: int) -> np.ndarray:
-    """The ids of row ``row`` that the attention mask marks as real (padding follows them)."""
-    return encoded.input_ids[row, : int(encoded.attention_mask[row].sum())]
-
-
-def _select(encoded: Encoded, rows: list[int]) -> Encoded:
-    return Encoded(
-        input_ids=encoded.input_ids[rows],
-        attention_mask=encoded.attention_mask[rows],
-        truncated=tuple(encoded.truncated[i] for i in rows),
-    )
 
 
 def _softmax_row(logits: list[float]) -> list[float]:

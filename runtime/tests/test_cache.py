@@ -9,14 +9,12 @@ import re
 import signal
 import sqlite3
 import stat
-import struct
 import sys
 import threading
 import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -65,11 +63,10 @@ def no_warnings(fn, *args, **kwargs):
 SECRET = bytes(range(32))
 
 
-def _documented_key(secret, fingerprint, ids, truncated, options):
+def _documented_key(secret, fingerprint, text, options):
     # runtime/README.md's definition, which the Android client implements.
     opts = ";".join(f"{k}={v}" for k, v in sorted((options or {}).items()))
-    message = b"edgeopt-cache-key/2\n" + f"{fingerprint}\n{opts}\n".encode("utf-8", "surrogatepass")
-    message += struct.pack(f"<{len(ids)}I", *ids) + (b"\x01" if truncated else b"\x00")
+    message = f"edgeopt-cache-key/2\n{fingerprint}\n{opts}\n{text}".encode("utf-8", "surrogatepass")
     return hmac.new(secret, message, hashlib.sha256).hexdigest()
 
 
@@ -78,27 +75,25 @@ _OPTION_TEXT = st.text(st.characters(exclude_characters="=;\n"), max_size=8)
 
 @settings(max_examples=300, deadline=None)
 @given(
-    ids=st.lists(st.integers(0, 2**32 - 1), max_size=64),
-    truncated=st.booleans(),
+    text=st.text(max_size=200),
     fingerprint=st.sampled_from([FP_A, FP_B, "", "caf\u00e9"]),
     options=st.none() | st.dictionaries(_OPTION_TEXT, _OPTION_TEXT, max_size=4),
     secret=st.binary(min_size=16, max_size=64),
 )
-def test_key_is_the_documented_hmac(ids, truncated, fingerprint, options, secret):
-    expected = _documented_key(secret, fingerprint, ids, truncated, options)
-    assert cache_key(secret, fingerprint, ids, truncated, options) == expected
-    assert key_function(secret, fingerprint, options)(np.asarray(ids, dtype=np.int64), truncated) == expected
+def test_key_is_the_documented_hmac(text, fingerprint, options, secret):
+    expected = _documented_key(secret, fingerprint, text, options)
+    assert cache_key(secret, fingerprint, text, options) == expected
+    assert key_function(secret, fingerprint, options)(text) == expected
 
 
 def test_key_changes_with_every_part():
-    base = cache_key(SECRET, FP_A, [101, 7, 102], False, {"backend": "onnx"})
-    assert len(base) == 64
-    assert cache_key(SECRET[::-1], FP_A, [101, 7, 102], False, {"backend": "onnx"}) != base
-    assert cache_key(SECRET, FP_B, [101, 7, 102], False, {"backend": "onnx"}) != base
-    assert cache_key(SECRET, FP_A, [101, 8, 102], False, {"backend": "onnx"}) != base
-    assert cache_key(SECRET, FP_A, [101, 7, 102], True, {"backend": "onnx"}) != base
-    assert cache_key(SECRET, FP_A, [101, 7, 102], False, {"backend": "tflite"}) != base
-    assert cache_key(SECRET, FP_A, [101, 7, 102, 0], False, {"backend": "onnx"}) != base
+    base = cache_key(SECRET, FP_A, "free cash", {"backend": "onnx"})
+    assert len(base) == 64 and len(cache_key(SECRET, FP_A, "a\ud800")) == 64
+    assert cache_key(SECRET[::-1], FP_A, "free cash", {"backend": "onnx"}) != base
+    assert cache_key(SECRET, FP_B, "free cash", {"backend": "onnx"}) != base
+    assert cache_key(SECRET, FP_A, "free  cash", {"backend": "onnx"}) != base  # no normalization at all
+    assert cache_key(SECRET, FP_A, "free\x1ccash", {"backend": "onnx"}) != base
+    assert cache_key(SECRET, FP_A, "free cash", {"backend": "tflite"}) != base
 
 
 # -- the per-install secret ---------------------------------------------------------------------------
@@ -111,7 +106,7 @@ def test_secret_file_is_made_once_owner_only_and_reused(tmp_path):
     assert key_file == tmp_path / "c.sqlite.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600 and len(key_file.read_bytes()) == 32
     assert first.secret == key_file.read_bytes()
-    key = first.key_function(FP_A)([101, 7, 102], False)
+    key = first.key_function(FP_A)("free cash")
     first.put(key, FP_A, {"v": 1})
     first.close()
     again = no_warnings(ResultCache, path)
@@ -126,13 +121,13 @@ def test_a_copied_cache_file_answers_nothing_without_its_key(tmp_path):
     home.mkdir()
     copy.mkdir()
     cache = ResultCache(home / "c.sqlite")
-    key = cache.key_function(FP_A)([101, 7, 102], False)
+    key = cache.key_function(FP_A)("free cash")
     cache.put(key, FP_A, {"v": 1})
     cache.close()
     (copy / "c.sqlite").write_bytes((home / "c.sqlite").read_bytes())
     stolen = ResultCache(copy / "c.sqlite")
     assert stolen.secret != cache.secret
-    assert stolen.get(stolen.key_function(FP_A)([101, 7, 102], False)) is None
+    assert stolen.get(stolen.key_function(FP_A)("free cash")) is None
     assert stolen.stats().entries == 1  # the row is there; nothing can find it
 
 
@@ -696,7 +691,8 @@ def test_classifier_uses_cache(tiny_bundle, tmp_path):
     clf = load(tiny_bundle.path, backend="onnx", cache=path)
     first = clf.predict("free cash prize")
     assert first.cached is False
-    again = clf.predict("  free   cash prize ")
+    assert clf.predict("  free   cash prize ").cached is False  # texts are keyed as given: a miss, never wrong
+    again = clf.predict("free cash prize")
     assert again.cached is True
     assert (again.label, again.scores, again.truncated) == (first.label, first.scores, first.truncated)
     batch = clf.predict_batch(["hello team", "free cash prize", "win money"])
@@ -706,7 +702,7 @@ def test_classifier_uses_cache(tiny_bundle, tmp_path):
     # Another backend is another key: the TFLite answers differ slightly and must not be served for ONNX.
     lite = load(tiny_bundle.path, backend="tflite", cache=path)
     assert lite.predict("free cash prize").cached is False
-    assert lite.cache.stats().entries == 4
+    assert lite.cache.stats().entries == 5
 
 
 def test_load_purges_other_fingerprints(tiny_bundle, tmp_path):

@@ -4,8 +4,6 @@ import org.json.JSONException
 import org.json.JSONObject
 import java.io.File
 import java.io.IOException
-import java.nio.ByteBuffer
-import java.nio.ByteOrder
 import java.nio.file.FileAlreadyExistsException
 import java.nio.file.Files
 import java.nio.file.attribute.PosixFilePermissions
@@ -32,22 +30,17 @@ const val SECRET_BYTES = 32
 fun keyOptions(backend: String, artifact: String): Map<String, String> = mapOf("artifact" to artifact, "backend" to backend)
 
 /**
- * The cache key of one model input (the runtime's `cache_key`): HMAC-SHA256 hex under [secret] of
- * `"edgeopt-cache-key/2\n" + fingerprint + "\n" + options + "\n"` (UTF-8), then [inputIds] (the real tokens, no
- * padding) as little-endian uint32, then one byte, 1 when [truncated]. Options are `k=v` sorted by key, `;`-joined.
- * A function of exactly what the model sees: two texts the tokenizer makes equal share it, no others do.
+ * The cache key of one text (the runtime's `cache_key`): HMAC-SHA256 hex under [secret] of
+ * `"edgeopt-cache-key/2\n" + fingerprint + "\n" + options + "\n" + text` in UTF-8 (lone surrogates passed
+ * through); options are `k=v` sorted by key, `;`-joined. The text is keyed as given (after [cleanText]), with no
+ * normalization: equal keys mean equal texts, which the tokenizer turns into equal model inputs.
  */
-fun cacheKey(secret: ByteArray, fingerprint: String, inputIds: LongArray, truncated: Boolean, options: Map<String, String> = emptyMap()): String {
+fun cacheKey(secret: ByteArray, fingerprint: String, text: String, options: Map<String, String> = emptyMap()): String {
     val opts = options.entries.sortedWith(compareBy(PyCompat.codePointOrder) { it.key }).joinToString(";") { "${it.key}=${it.value}" }
     val mac = Mac.getInstance("HmacSHA256")
     mac.init(SecretKeySpec(secret, "HmacSHA256"))
     mac.update(KEY_DOMAIN)
-    mac.update(PyCompat.utf8SurrogatePass("$fingerprint\n$opts\n"))
-    val ids = ByteBuffer.allocate(4 * inputIds.size).order(ByteOrder.LITTLE_ENDIAN)
-    for (id in inputIds) ids.putInt(id.toInt())
-    mac.update(ids.array())
-    mac.update(if (truncated) 1 else 0)
-    return mac.doFinal().joinToString("") { "%02x".format(it) }
+    return mac.doFinal(PyCompat.utf8SurrogatePass("$fingerprint\n$opts\n$text")).joinToString("") { "%02x".format(it) }
 }
 
 /**

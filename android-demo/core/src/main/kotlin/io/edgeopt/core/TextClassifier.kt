@@ -52,26 +52,25 @@ class TextClassifier(
     }
 
     /**
-     * The cache key of a text for this bundle and backend: a function of the token ids the model sees.
+     * The cache key of a text for this bundle and backend (equal keys mean equal texts after [cleanText]).
      * @throws InputError the text is invalid, or there is no cache (its secret makes the key).
      */
-    fun cacheKey(text: String): String = keyOf(tokenizer.encode(text))
+    fun cacheKey(text: String): String = keyOf(cleanText(text))
 
-    private fun keyOf(e: Encoding): String {
+    private fun keyOf(cleaned: String): String {
         val secret = cache?.secret ?: throw InputError("this classifier has no result cache; pass one to get cache keys")
-        return cacheKey(secret, manifest.fingerprint, e.inputIds.copyOf(e.length), e.truncated, keyOptions)
+        return cacheKey(secret, manifest.fingerprint, cleaned, keyOptions)
     }
 
     private fun predictClean(texts: List<String>): List<Prediction> {
         val start = nanoTime()
-        val encodings = texts.map(tokenizer::encode)
         val useCache = cache != null && cacheError == null
-        val keys = if (useCache) encodings.map(::keyOf) else emptyList()
+        val keys = if (useCache) texts.map(::keyOf) else emptyList()
         val hits = if (useCache) guard { cache.getMany(keys) } ?: emptyMap() else emptyMap()
         val lookupMs = (nanoTime() - start) / 1e6 / texts.size
         val cached = texts.indices.map { i -> keys.getOrNull(i)?.let { k -> hits[k]?.let { CachedResult.fromJson(it, labels) } } }
         val todo = texts.indices.filter { cached[it] == null }
-        val fresh = (if (todo.isEmpty()) emptyList() else run(todo.map { encodings[it] }, start)).iterator()
+        val fresh = (if (todo.isEmpty()) emptyList() else run(todo.map { tokenizer.encode(texts[it]) }, start)).iterator()
         val out = texts.indices.map { i ->
             cached[i]?.let { Prediction(it.label, it.score, it.scores, true, lookupMs, it.truncated) } ?: fresh.next()
         }
