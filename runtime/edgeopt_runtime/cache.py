@@ -410,10 +410,14 @@ def migrate(conn: sqlite3.Connection) -> int:
 
     Raises:
         CacheError: The file was written by a newer runtime (``user_version`` above this runtime's).
+        sqlite3.DatabaseError: ``user_version`` is negative (a damaged file; the cache moves it aside).
     """
     conn.execute("BEGIN IMMEDIATE")
     try:
         found = conn.execute("PRAGMA user_version").fetchone()[0]
+        if found < 0:
+            # No edgeopt writes one (bench/fuzz_runtime.py found it: a flipped header byte): our file, damaged.
+            raise sqlite3.DatabaseError(f"user_version {found} is not a cache schema version")
         if found > CACHE_SCHEMA_VERSION:
             raise CacheError(
                 f"cache schema version {found} is newer than this edgeopt-runtime reads "
@@ -540,6 +544,10 @@ class ResultCache:
             if result != "ok":
                 raise sqlite3.DatabaseError(f"quick_check: {result}")
             migrate(conn)
+        except UnicodeDecodeError as exc:
+            # SQLite quoting a damaged schema in its error message (bench/fuzz_runtime.py found it): corruption.
+            conn.close()
+            raise sqlite3.DatabaseError(f"the file holds text that is not UTF-8 ({exc.reason})") from exc
         except BaseException:
             conn.close()
             raise

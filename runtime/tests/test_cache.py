@@ -231,6 +231,38 @@ def test_store_text_opt_in(tmp_path):
         assert conn.execute("SELECT text FROM results").fetchone()[0] == "  Secret\n words "
 
 
+def test_negative_schema_version_is_a_damaged_file_moved_aside(tmp_path):
+    # Found by bench/fuzz_runtime.py: a flipped bit in the header's user_version made migrate() raise KeyError.
+    path = tmp_path / "c.sqlite"
+    ResultCache(path, secret=bytes(32)).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = -2147483647")
+    conn.close()
+    with pytest.warns(CacheWarning, match="user_version -2147483647 is not a cache schema version"):
+        cache = ResultCache(path, secret=bytes(32))
+    assert cache.enabled and len(list(tmp_path.glob("c.sqlite.corrupt-*"))) == 1
+    cache.put("k", FP_A, {"x": 1})
+    assert cache.get("k") == {"x": 1}
+
+
+def test_a_flipped_bit_that_makes_sqlite_quote_bad_utf8_is_a_damaged_file(tmp_path):
+    # Found by bench/fuzz_runtime.py: this bit, in the file the fuzzer starts from, made SQLite's error message
+    # invalid UTF-8, and the UnicodeDecodeError escaped ResultCache(). (Another SQLite version may lay the file
+    # out otherwise; the test then checks an ordinary damaged file.)
+    seed = tmp_path / "seed.sqlite"
+    with ResultCache(seed, secret=bytes(32)) as cache:
+        cache.put_many([(f"k{i}", "f" * 64, {"label": "ham", "i": i}, None) for i in range(50)])
+    data = bytearray(seed.read_bytes())
+    data[3635] ^= 1 << 7
+    path = tmp_path / "c.sqlite"
+    path.write_bytes(bytes(data))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CacheWarning)
+        cache = ResultCache(path, secret=bytes(32))
+    cache.put("k", FP_A, {"x": 1})
+    assert cache.get("k") == {"x": 1}
+
+
 def test_migrate_is_idempotent(tmp_path):
     conn = sqlite3.connect(tmp_path / "m.sqlite", isolation_level=None)
     assert migrate(conn) == 0
