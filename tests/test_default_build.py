@@ -137,6 +137,8 @@ def test_runtime_backends_agree_on_test_texts(default_bundle: Path) -> None:
     onnx = [p.label for p in edgeopt_runtime.load(default_bundle, backend="onnx", cache=False).predict_batch(texts)]
     tflite = [p.label for p in edgeopt_runtime.load(default_bundle, backend="tflite", cache=False).predict_batch(texts)]
     assert np.mean(np.asarray(onnx) == np.asarray(tflite)) >= 0.98
+    # The build checked the same on the whole test split (MIN_BACKEND_AGREEMENT).
+    assert json.loads((default_bundle / "manifest.json").read_text())["build"]["backend_agreement"] >= 0.99
 
 
 def _teacher(monkeypatch: pytest.MonkeyPatch) -> Any:

@@ -376,3 +376,20 @@ def test_scores_are_calibrated_last_on_the_exported_model(built: tuple[BuildResu
     assert calibration["temperature"] > 0 and calibration["validation_texts"] > 0
     assert 0 <= calibration["ece_after"] <= 1 and 0 <= calibration["ece_before"] <= 1
     assert "- calibration: logits divided by" in (result.out / "report.md").read_text()
+
+
+def test_backend_agreement_and_the_disagreement_problem() -> None:
+    from edgeopt.pipeline import MIN_BACKEND_AGREEMENT, backend_agreement, backend_disagreement_problem
+
+    same = {"onnx": ["ham", "spam"] * 50, "tflite": ["ham", "spam"] * 50}
+    assert backend_agreement(same) == 1.0 and backend_disagreement_problem(same) is None
+    one_off = {"onnx": ["ham"] * 100, "tflite": ["spam"] + ["ham"] * 99}
+    assert backend_agreement(one_off) == 0.99 == MIN_BACKEND_AGREEMENT
+    assert backend_disagreement_problem(one_off) is None
+    two_off = {"onnx": ["ham"] * 100, "tflite": ["spam", "spam"] + ["ham"] * 98}
+    assert backend_disagreement_problem(two_off) == (
+        "the onnx and tflite artifacts give the same label on 98.00% of the 100 test texts, below the 99% a bundle "
+        "promises (one converter lost more than the other: compare their accuracy in report.md, or ship one format "
+        "with a profile whose export.formats lists it)"
+    )
+    assert backend_agreement({"onnx": ["ham", "spam"]}) == 1.0
