@@ -329,8 +329,8 @@ def teacher() -> None:
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Hugging Face directory to write.")
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--label-column", default="label", show_default=True)
-@click.option("--epochs", default=2, show_default=True, type=int)
-@click.option("--max-seq-len", default=128, show_default=True, type=int)
+@click.option("--epochs", default=2, show_default=True, type=click.IntRange(min=1))
+@click.option("--max-seq-len", default=128, show_default=True, type=click.IntRange(8, 512))
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @_user_errors

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,14 +17,24 @@ def run(*args: str) -> Result:
     return CliRunner().invoke(cli, list(args))
 
 
-def assert_one_line_error(result: Result, *fragments: str) -> None:
-    assert result.exit_code != 0, result.output
+def assert_error(result: Result, expected: str | re.Pattern[str], exit_code: int = 1) -> None:
+    """The run failed with ``exit_code`` and one last line ``Error: <expected>`` (exactly, or matching the pattern)."""
+    assert result.exit_code == exit_code, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith("Error: ")]
     assert len(errors) == 1 and lines[-1] == errors[0], result.output
-    for fragment in fragments:
-        assert fragment in errors[0], (fragment, errors[0])
+    if isinstance(expected, re.Pattern):
+        assert expected.fullmatch(errors[0].removeprefix("Error: ")), errors[0]
+    else:
+        assert errors[0] == f"Error: {expected}"
     assert "Traceback" not in result.output
+
+
+NOT_A_MODEL = (
+    "{} is not a model directory; expected a .onnx file, a Hugging Face model directory (config.json + "
+    "model.safetensors or pytorch_model.bin), a sentence-transformers directory (modules.json) or a directory with "
+    "model.onnx + tokenizer.json"
+)
 
 
 @pytest.mark.parametrize(
@@ -63,7 +74,11 @@ def test_profiles_list_and_show() -> None:
 
 def test_unknown_profile(tmp_path: Path) -> None:
     result = run("build", "--profile", "pixel99", "--out", str(tmp_path / "out"))
-    assert_one_line_error(result, "pixel99", "pixel8")
+    assert_error(
+        result,
+        "unknown profile 'pixel99'; known profiles: android-go, galaxy-s24, jetson-orin-nano, pixel8, "
+        "raspberry-pi-4, raspberry-pi-5; or give a path to a .toml file",
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -72,11 +87,11 @@ def test_existing_out_without_force(tmp_path: Path) -> None:
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     result = run("build", "--out", str(out))
-    assert_one_line_error(result, "already exists", "--force")
+    assert_error(result, f"output {out} already exists; pass --force to replace it or choose another --out")
     assert (out / "keep.txt").read_text() == "mine"
 
 
-def _bad_data_cases(tmp_path: Path) -> dict[str, tuple[Path, tuple[str, ...]]]:
+def _bad_data_cases(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     good = toy_rows(20, seed=1)
     empty = tmp_path / "empty.csv"
     empty.write_text("")
@@ -86,20 +101,47 @@ def _bad_data_cases(tmp_path: Path) -> dict[str, tuple[Path, tuple[str, ...]]]:
     latin1 = tmp_path / "latin1.csv"
     latin1.write_bytes("text,label\ncaf\xe9 free,spam\nhello team,ham\n".encode("latin-1"))
     return {
-        "missing": (tmp_path / "nope.csv", ("nope.csv",)),
-        "empty": (empty, ("empty.csv",)),
-        "malformed": (malformed, ("bad.jsonl", "line 2")),
-        "one label": (one_label, ("one.csv", "2")),
-        "non-utf8": (latin1, ("latin1.csv", "UTF-8")),
+        "missing": (tmp_path / "nope.csv", f"{tmp_path / 'nope.csv'}: file not found; check the path"),
+        "empty": (empty, f"{empty}: the file is empty; it needs a header row and at least one data row"),
+        "malformed": (
+            malformed,
+            f"{malformed}: line 2: bad JSON (Expecting ',' delimiter); write one JSON object per line (JSON Lines)",
+        ),
+        "one label": (
+            one_label,
+            f"{one_label}: every row has label 'ham'; a classifier needs at least 2 classes; add rows of another class",
+        ),
+        "non-utf8": (latin1, f"{latin1}: line 2: bytes that are not UTF-8 (b'\\xe9 fr'); re-save the file as UTF-8"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "malformed", "one label", "non-utf8"])
 def test_bad_training_data(case: str, tmp_path: Path) -> None:
-    path, fragments = _bad_data_cases(tmp_path)[case]
+    path, expected = _bad_data_cases(tmp_path)[case]
     out = tmp_path / "out"
-    result = run("build", "--train", str(path), "--out", str(out))
-    assert_one_line_error(result, *fragments)
+    assert_error(run("build", "--train", str(path), "--out", str(out)), expected)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "malformed", "non-utf8"])
+def test_bad_test_data(case: str, tmp_path: Path) -> None:
+    path, expected = _bad_data_cases(tmp_path)[case]
+    train = write_csv(tmp_path / "train.csv", toy_rows(20, seed=1))
+    out = tmp_path / "out"
+    assert_error(run("build", "--train", str(train), "--test", str(path), "--out", str(out)), expected)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "non-utf8"])
+def test_bad_unlabeled_data(case: str, tmp_path: Path) -> None:
+    path, expected = _bad_data_cases(tmp_path)[case]
+    if case == "empty":  # one text per line, no header: its own message
+        expected = f"{path}: the file is empty; put one unlabeled text per line"
+    if case == "non-utf8":
+        expected = f"{path}: line 2: bytes that are not UTF-8 (b'\\xe9 fr'); re-save the file as UTF-8"
+    train = write_csv(tmp_path / "train.csv", toy_rows(20, seed=1))
+    out = tmp_path / "out"
+    assert_error(run("build", "--train", str(train), "--unlabeled", str(path), "--out", str(out)), expected)
     assert not out.exists()
 
 
@@ -107,7 +149,11 @@ def test_test_labels_not_in_training(tmp_path: Path) -> None:
     train = write_csv(tmp_path / "train.csv", toy_rows(20, seed=1))
     test = write_csv(tmp_path / "test.csv", [("free money", "spam"), ("hi", "phishing")])
     result = run("build", "--train", str(train), "--test", str(test), "--out", str(tmp_path / "out"))
-    assert_one_line_error(result, "phishing")
+    assert_error(
+        result,
+        f"{test}: labels ['phishing'] do not occur in training file {train} (which has ['ham', 'spam']); fix the "
+        "labels or add training rows for them",
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -117,7 +163,7 @@ def test_teacher_that_is_not_a_model(tmp_path: Path) -> None:
     (not_a_model / "notes.txt").write_text("hello")
     train = write_csv(tmp_path / "train.csv", toy_rows(20, seed=1))
     result = run("build", "--teacher", str(not_a_model), "--train", str(train), "--out", str(tmp_path / "out"))
-    assert_one_line_error(result, "teacher")
+    assert_error(result, NOT_A_MODEL.format(not_a_model))
     assert not (tmp_path / "out").exists()
 
 
@@ -127,9 +173,13 @@ def test_teacher_seq_len_beyond_the_teacher(make_classifier_dir: Callable[[str],
     result = run(
         "build", "--teacher", teacher, "--teacher-seq-len", "100", "--train", str(train), "--out", str(tmp_path / "out")
     )
-    assert_one_line_error(result, "exceeds the 64 positions", "--teacher-seq-len 64 or less")
+    assert_error(result, f"max_seq_len=100 exceeds the 64 positions of {teacher}; pass --teacher-seq-len 64 or less")
     assert not (tmp_path / "out").exists()
-    assert_one_line_error(run("build", "--teacher-seq-len", "4"), "--teacher-seq-len", "4")
+    assert_error(
+        run("build", "--teacher-seq-len", "4"),
+        "Invalid value for '--teacher-seq-len': 4 is not in the range 8<=x<=512.",
+        exit_code=2,
+    )
 
 
 def test_budget_that_cannot_be_met(make_classifier_dir: Callable[[str], Path], tmp_path: Path) -> None:
@@ -149,7 +199,14 @@ def test_budget_that_cannot_be_met(make_classifier_dir: Callable[[str], Path], t
         "--quiet",
     ]
     result = run(*args)
-    assert_one_line_error(result, "budget", "MB", "--allow-over-budget")
+    assert_error(
+        result,
+        re.compile(
+            r"the tiny budget is not met: model\.tflite is \d+\.\d\d MB, over the 0\.0001 MB budget; "
+            r"model\.onnx is \d+\.\d\d MB, over the 0\.0001 MB budget; "
+            r"pass --allow-over-budget to keep the bundle anyway, or pick a roomier profile"
+        ),
+    )
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if ".staging-" in p.name]
 
@@ -157,6 +214,56 @@ def test_budget_that_cannot_be_met(make_classifier_dir: Callable[[str], Path], t
     assert kept.exit_code == 0, kept.output
     assert (out / "manifest.json").is_file()
     assert "OVER BUDGET" in (out / "report.md").read_text()
+
+
+def test_accuracy_drop_over_the_budget_is_named_with_the_numbers() -> None:
+    from edgeopt.evaluate import ArtifactMetrics
+    from edgeopt.pipeline import _budget_problems
+    from edgeopt.profiles import load_profile
+
+    def metrics(accuracy: float, size: int) -> ArtifactMetrics:
+        return ArtifactMetrics(accuracy, accuracy, accuracy, size, size, 1.0, 1.0)
+
+    problems = _budget_problems(
+        load_profile("pixel8"),
+        metrics(0.98, 0),
+        {"model.tflite": metrics(0.95, 1_000_000), "model.onnx": metrics(0.975, 1)},
+    )
+    assert problems == ["model.tflite accuracy 0.9500 is 0.0300 below the teacher's, more than the allowed 0.01"]
+
+
+def test_teacher_finetune_errors(tmp_path: Path) -> None:
+    train = write_csv(tmp_path / "train.csv", toy_rows(20, seed=1))
+    not_a_model = tmp_path / "base"
+    not_a_model.mkdir()
+    (not_a_model / "notes.txt").write_text("hello")
+    base = ["teacher", "finetune", "--base", str(not_a_model)]
+    out = tmp_path / "teacher"
+    missing = tmp_path / "nope.csv"
+    assert_error(run(*base, "--train", str(missing), "--out", str(out)), f"{missing}: file not found; check the path")
+    assert_error(run(*base, "--train", str(train), "--out", str(out)), NOT_A_MODEL.format(not_a_model))
+    assert_error(
+        run(*base, "--train", str(train), "--out", str(out), "--text-column", "body"),
+        f"{train}: header has no text column 'body'; the columns are ['text', 'label']; pick one with --text-column",
+    )
+    assert_error(
+        run(*base, "--train", str(train), "--out", str(out), "--epochs", "0"),
+        "Invalid value for '--epochs': 0 is not in the range x>=1.",
+        exit_code=2,
+    )
+    assert_error(
+        run("teacher", "finetune", "--base", str(tmp_path / "gone"), "--train", str(train), "--out", str(out)),
+        f"Invalid value for '--base': Path '{tmp_path / 'gone'}' does not exist.",
+        exit_code=2,
+    )
+    assert not out.exists()
+    out.mkdir()
+    (out / "mine.txt").write_text("mine")
+    assert_error(
+        run(*base, "--train", str(train), "--out", str(out)),
+        f"output {out} already exists; pass --force to replace it or choose another --out",
+    )
+    assert (out / "mine.txt").read_text() == "mine"
 
 
 @pytest.mark.parametrize("command", ["build", "compare"])
