@@ -51,11 +51,14 @@ def test_verify(tiny_bundle, capsys):
 def test_errors_are_one_line_exit_2(bundle_copy, capsys):
     (bundle_copy / "model.onnx").unlink()
     assert main(["verify", str(bundle_copy)]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1
-    assert err.startswith("edgeopt-runtime: error: ") and "model.onnx is listed in manifest.json but missing" in err
+    assert capsys.readouterr().err == (
+        f"edgeopt-runtime: error: {bundle_copy / 'model.onnx'} is listed in manifest.json but missing; rebuild or "
+        "re-copy the bundle\n"
+    )
     assert main(["predict", str(bundle_copy / "nope"), "hi"]) == 2
-    assert "does not exist or is not a directory" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        f"edgeopt-runtime: error: bundle directory {bundle_copy / 'nope'} does not exist or is not a directory\n"
+    )
 
 
 def test_bad_text_exit_2(tiny_bundle, capsys):
@@ -111,7 +114,9 @@ def test_bench_table_and_errors(tiny_bundle, tmp_path, capsys):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n  \n", encoding="utf-8")
     assert main(["bench", str(tiny_bundle.path), "--texts", str(empty)]) == 2
-    assert "has no non-empty line; put one text per line" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        f"edgeopt-runtime: error: --texts {empty} has no non-empty line; put one text per line\n"
+    )
 
 
 def test_cache_clear_on_a_disabled_cache_fails_with_the_reason(tmp_path, capsys):
@@ -148,6 +153,12 @@ def test_cache_stats_refuses_a_file_that_is_not_a_cache(tmp_path, capsys):
     path = tmp_path / "people.csv"
     path.write_text("name,label\nbob,ham\n")
     assert main(["cache", "stats", "--cache", str(path)]) == 2
-    err = capsys.readouterr().err.splitlines()
-    assert err[-1].startswith(f"edgeopt-runtime: error: cannot read {path}: the cache is disabled ({path} is not")
+    reason = (
+        f"{path} is not an edgeopt cache (a 19-byte file that is not an SQLite database); left as it was: point the "
+        "cache at a new file or an edgeopt cache"
+    )
+    assert capsys.readouterr().err.splitlines() == [
+        f"edgeopt-runtime: warning: result cache disabled: {reason}",
+        f"edgeopt-runtime: error: cannot read {path}: the cache is disabled ({reason})",
+    ]
     assert path.read_text() == "name,label\nbob,ham\n"
