@@ -220,3 +220,27 @@ def test_everyday_short_messages_follow_the_teacher(default_bundle: Path, monkey
     for backend, labels in _direct_labels(default_bundle, texts).items():
         assert np.mean(labels == expected) >= 0.6, backend
         assert np.all(labels[is_spam] == spam), backend
+
+
+def test_android_core_agrees_with_the_runtime_on_this_bundle(default_bundle: Path, tmp_path: Path) -> None:
+    """The Kotlin core's JVM tests, run against goldens made now from the bundle this suite built (not only the
+    committed goldens): tokens, fingerprint, keys, labels from both models' logits, the cache file both ways."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_android_goldens", ROOT / "scripts" / "make_android_goldens.py")
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = script
+    spec.loader.exec_module(script)
+    summary = script.make_goldens(default_bundle, tmp_path / "golden")
+    assert summary.cases == len(script.GOLDEN_TEXTS) and summary.truncated >= 1
+    completed = subprocess.run(
+        ["bash", str(ROOT / "android-demo" / "core" / "run-tests.sh")],
+        env={**os.environ, "EDGEOPT_GOLDEN_RESOURCES": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=20 * 60,
+    )
+    assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-2000:]
+    assert f"goldens from {tmp_path}/golden" in completed.stderr
+    assert "[         0 tests failed          ]" in completed.stdout

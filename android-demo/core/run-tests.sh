@@ -75,7 +75,18 @@ python_opt=()
 if [[ -x $repo/.venv/bin/python ]]; then
     python_opt=(-Dedgeopt.python="$repo/.venv/bin/python")
 fi
+# EDGEOPT_GOLDEN_RESOURCES=DIR (a directory holding golden/) runs the same tests against goldens made from another
+# bundle (the end-to-end test makes them from the bundle the suite builds); they shadow the committed ones.
+resources="$here/src/test/resources"
+if [[ -n ${EDGEOPT_GOLDEN_RESOURCES:-} ]]; then
+    [[ -f $EDGEOPT_GOLDEN_RESOURCES/golden/goldens.json ]] || {
+        log "EDGEOPT_GOLDEN_RESOURCES=$EDGEOPT_GOLDEN_RESOURCES has no golden/goldens.json; write it with scripts/make_android_goldens.py"
+        exit 2
+    }
+    resources="$EDGEOPT_GOLDEN_RESOURCES"
+    log "goldens from $resources/golden"
+fi
 java "${python_opt[@]}" -jar "$launcher" \
     --disable-banner --disable-ansi-colors --details=tree --fail-if-no-tests \
-    --class-path "$build/main:$build/test:$here/src/test/resources:$json_jar:$sqlite_jar:$stdlib" \
+    --class-path "$build/main:$build/test:$resources:$json_jar:$sqlite_jar:$stdlib" \
     --scan-class-path "$build/test"
