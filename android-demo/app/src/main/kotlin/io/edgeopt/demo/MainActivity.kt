@@ -87,7 +87,7 @@ class MainActivity : Activity() {
             // The key lives with the app's private files, which the OS does not clear as it may clear cacheDir;
             // without it a copied cache file cannot be searched for a guessed text.
             val secret = loadOrCreateSecret(File(filesDir, "results.sqlite.key"))
-            ResultCache(AndroidSqlDatabase.open(File(cacheDir, "results.sqlite")), secret)
+            ResultCache.open(File(cacheDir, "results.sqlite"), secret, AndroidSqlDatabase::open)
         } catch (e: EdgeoptException) {
             null
         }

@@ -92,6 +92,40 @@ private fun readSecret(file: File): ByteArray? {
     return bytes
 }
 
+private val SQLITE_MAGIC = "SQLite format 3\u0000".toByteArray(Charsets.US_ASCII)
+
+/**
+ * Why [file] is not one the cache may open, change or recreate (the runtime's `foreign_file_reason`); null when it
+ * may: a path that does not exist, an empty file, or an SQLite database whose `application_id` is
+ * [CACHE_APPLICATION_ID]. Anything else (a directory, a device, a CSV, another application's database) is only
+ * looked at, never opened for writing. Unlike the runtime, a database with `application_id` 0 is refused too: the
+ * app never wrote one (telling a pre-id runtime cache from someone else's needs a read-only open, which the
+ * platform-free core does not have).
+ */
+fun foreignFileReason(file: File): String? {
+    val path = file.toPath()
+    if (!Files.exists(path)) return null // follows a symbolic link: what matters is the file written through it
+    if (!Files.isRegularFile(path)) {
+        val kind = if (Files.isDirectory(path)) "directory" else "special file"
+        return "$file is a $kind, not a cache file"
+    }
+    val size = Files.size(path)
+    if (size == 0L) return null
+    val header = ByteArray(100)
+    val read = try {
+        Files.newInputStream(path).use { it.readNBytes(header, 0, header.size) }
+    } catch (e: java.nio.file.NoSuchFileException) {
+        return null // moved aside a moment ago
+    }
+    if (read < 72 || !header.copyOfRange(0, SQLITE_MAGIC.size).contentEquals(SQLITE_MAGIC)) {
+        return "$file is not an edgeopt cache (a ${String.format(java.util.Locale.ROOT, "%,d", size)}-byte file that is not an SQLite database)"
+    }
+    val applicationId = java.nio.ByteBuffer.wrap(header, 68, 4).int
+    if (applicationId == CACHE_APPLICATION_ID) return null
+    if (applicationId != 0) return "$file is another application's SQLite database (application_id 0x${Integer.toHexString(applicationId)})"
+    return "$file is an SQLite database without the edgeopt application_id (another application's, or a cache the app did not write)"
+}
+
 /** The cached answer for one text, in the JSON the Python runtime stores. */
 data class CachedResult(val label: String, val score: Double, val scores: Map<String, Double>, val truncated: Boolean) {
     /** The value column as Python writes it: `json.dumps(value, separators=(",", ":"), sort_keys=True)`. */
@@ -276,6 +310,28 @@ class ResultCache(
     }
 
     override fun close() = db.close()
+
+    companion object {
+        /**
+         * Opens the cache in [file] with [opener] (`JdbcSqlDatabase::open`, `AndroidSqlDatabase::open`) after
+         * checking that the file is the cache's own ([foreignFileReason]): a file that is not is left byte for byte
+         * as it was.
+         *
+         * @throws CacheError naming the file when it is not a cache file, or as the constructor does.
+         */
+        fun open(
+            file: File,
+            secret: ByteArray,
+            opener: (File) -> SqlDatabase,
+            maxEntries: Int = DEFAULT_MAX_ENTRIES,
+            maxBytes: Long = DEFAULT_MAX_BYTES,
+            ttlS: Double? = DEFAULT_TTL_S,
+            storeText: Boolean = false,
+        ): ResultCache {
+            foreignFileReason(file)?.let { throw CacheError("$it; left as it was: point the cache at a new file or an edgeopt cache") }
+            return ResultCache(opener(file), secret, maxEntries, maxBytes, ttlS, storeText)
+        }
+    }
 
     private inline fun <T> sql(block: () -> T): T = try {
         block()

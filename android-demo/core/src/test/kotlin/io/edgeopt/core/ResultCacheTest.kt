@@ -102,4 +102,37 @@ class ResultCacheTest {
         assertNull(CachedResult.fromJson(value("ham"), listOf("ham", "other")))
         assertNull(CachedResult.fromJson("not json", listOf("ham", "spam")))
     }
+
+    @Test
+    fun `files that are not the cache's are refused and left as they were`() {
+        val dir = Files.createTempDirectory("foreign").toFile()
+        val csv = File(dir, "people.csv").apply { writeText("name,label\nbob,ham\n") }
+        val other = File(dir, "other.sqlite")
+        JdbcSqlDatabase.open(other).use { db ->
+            db.update("CREATE TABLE notes (body TEXT)")
+            db.update("PRAGMA application_id = 1234")
+        }
+        val unmarked = File(dir, "unmarked.sqlite")
+        JdbcSqlDatabase.open(unmarked).use { db -> db.update("CREATE TABLE notes (body TEXT)") }
+        val reasons = mapOf(
+            csv to "$csv is not an edgeopt cache (a 19-byte file that is not an SQLite database)",
+            dir to "$dir is a directory, not a cache file",
+            other to "$other is another application's SQLite database (application_id 0x4d2)",
+            unmarked to "$unmarked is an SQLite database without the edgeopt application_id (another application's, or a cache the app did not write)",
+        )
+        val secret = ByteArray(32)
+        for ((target, reason) in reasons) {
+            val before = if (target.isFile) target.readBytes() else null
+            val siblings = dir.list()!!.toSet()
+            val error = assertThrows<CacheError> { ResultCache.open(target, secret, JdbcSqlDatabase::open) }
+            assertEquals("$reason; left as it was: point the cache at a new file or an edgeopt cache", error.message)
+            if (before != null) org.junit.jupiter.api.Assertions.assertArrayEquals(before, target.readBytes())
+            assertEquals(siblings, dir.list()!!.toSet()) // no -wal, -shm or journal made beside it
+        }
+        // A missing path, an empty file and a cache of ours open.
+        ResultCache.open(File(dir, "new.sqlite"), secret, JdbcSqlDatabase::open).close()
+        ResultCache.open(File(dir, "new.sqlite"), secret, JdbcSqlDatabase::open).close()
+        val empty = File(dir, "empty.sqlite").apply { writeBytes(ByteArray(0)) }
+        ResultCache.open(empty, secret, JdbcSqlDatabase::open).close()
+    }
 }
