@@ -252,14 +252,18 @@ def _prune_variant(
         table = pruning_sensitivity(model, keras_accuracy(student.rows(student.val_rows), val_labels))
         per_layer = choose_sparsities(table, max_drop_per_layer=task.profile.budget.max_accuracy_drop / 3)
         prune_config = PruneConfig(target_sparsity=0.0, epochs=config.prune_epochs, per_layer=per_layer)
-        pruned, result = prune(model, *args, prune_config)
-        return pruned, {"per_layer": per_layer, "sensitivity": table.to_dict(), "sparsity": result.overall_sparsity}
+        pruned, pruned_result = prune(model, *args, prune_config)
+        return pruned, {
+            "per_layer": per_layer,
+            "sensitivity": table.to_dict(),
+            "sparsity": pruned_result.overall_sparsity,
+        }
     if technique.pruning is Pruning.TWO_FOUR:
         prune_config = PruneConfig(target_sparsity=0.0, epochs=config.prune_epochs, m_by_n=(2, 4))
     else:
         prune_config = PruneConfig(target_sparsity=technique.sparsity, epochs=config.prune_epochs)
-    pruned, result = prune(model, *args, prune_config)
-    return pruned, {"sparsity": result.overall_sparsity, "prune": result.to_dict()}
+    pruned, pruned_result = prune(model, *args, prune_config)
+    return pruned, {"sparsity": pruned_result.overall_sparsity, "prune": pruned_result.to_dict()}
 
 
 def make_variant(

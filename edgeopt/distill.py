@@ -187,7 +187,7 @@ def length_bucketed_batches(
 
     row_widths = np.array([width_for(int(n)) for n in lengths])
 
-    class _Batches(keras.utils.Sequence):  # type: ignore[misc, name-defined]
+    class _Batches(keras.utils.Sequence):  # type: ignore[name-defined]
         def __init__(self) -> None:
             super().__init__()
             self._epoch = 0
@@ -308,7 +308,7 @@ def distill(
     # weights restores the best student.
     accuracy_key = "val_label_accuracy" if features is None else "val_logits_label_accuracy"
 
-    class _WatchedScore(keras.callbacks.Callback):  # type: ignore[misc, name-defined]
+    class _WatchedScore(keras.callbacks.Callback):  # type: ignore[name-defined]
         """Validation accuracy, ties broken by the lower validation loss.
 
         Keras' stopper keeps the first epoch of a tie, so on a small validation set every later epoch that

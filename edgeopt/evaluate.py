@@ -13,8 +13,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from edgeopt_runtime.backends import Backend
 
 __all__ = [
     "ArtifactMetrics",
@@ -169,7 +173,7 @@ def measure_latency_ms(
     return float(np.percentile(times, 50)), float(np.percentile(times, 95))
 
 
-def _backend(path: Path, threads: int | None) -> object:
+def _backend(path: Path, threads: int | None) -> Backend:
     from edgeopt_runtime import OnnxBackend, TfliteBackend
 
     if path.suffix == ".onnx":

@@ -206,7 +206,7 @@ def distill_config_for(
 
 def student_spec_for(config: BuildConfig, profile: Profile) -> StudentSpec:
     """The profile's ``[student]`` settings with the build's overrides applied (validated like the profile)."""
-    overrides = {
+    overrides: dict[str, Any] = {
         "augment_copies": config.augment_copies,
         "crop_copies": config.crop_copies,
         "embedding_init": config.embedding_init,

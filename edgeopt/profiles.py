@@ -144,7 +144,11 @@ class _Validated:
                 raise ProfileError(f"{key} must be one of {', '.join(meta['choices'])}; got {value!r}")
             if meta["nonempty"] and not (value.strip() if isinstance(value, str) else value):
                 item = get_args(hint)[0] if get_origin(hint) is tuple else str
-                fix = f"; list at least one of {_choices(item)}" if issubclass(item, Enum) else ""
+                fix = (
+                    f"; list at least one of {_choices(item)}"
+                    if isinstance(item, type) and issubclass(item, Enum)
+                    else ""
+                )
                 raise ProfileError(f"{key} must not be empty{fix}")
             if isinstance(value, tuple) and len(set(value)) != len(value):
                 raise ProfileError(f"{key} lists a value twice: {[getattr(v, 'value', v) for v in value]}")

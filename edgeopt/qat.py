@@ -120,7 +120,7 @@ def _custom_layers() -> dict[str, Any]:
     tf, keras = import_tf()
     quantizers = tfmot.quantization.keras.quantizers
 
-    class EdgeoptMaskToFloat(keras.layers.Layer):
+    class EdgeoptMaskToFloat(keras.layers.Layer):  # type: ignore[name-defined]
         """``[batch, seq]`` int mask to ``[batch, seq, 1]`` float: the student's ``mask`` Lambda, serializable."""
 
         def call(self, mask: Any) -> Any:

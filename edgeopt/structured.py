@@ -162,9 +162,8 @@ def remove_units(model: Any, spec: StudentSpec, keep: dict[str, float] | float) 
         # Stable sort, so ties keep the earlier unit; the kept units stay in their original order.
         strongest = np.argsort(-norm, kind="stable")[:count]
         kept[name] = np.sort(strongest)
-    small_spec = dataclasses.replace(
-        spec, **{attribute: len(kept[name]) for name, attribute in STRUCTURED_LAYERS.items()}
-    )
+    sizes: dict[str, Any] = {attribute: len(kept[name]) for name, attribute in STRUCTURED_LAYERS.items()}
+    small_spec = dataclasses.replace(spec, **sizes)
 
     embedding_layer = model.get_layer("embedding")
     logits_layer = model.get_layer("logits")

@@ -972,7 +972,7 @@ def _fingerprint(files: Sequence[Path], max_seq_len: int) -> str:
     return digest.hexdigest()
 
 
-def _load_hf_teacher(path: Path, max_seq_len: int) -> Teacher:
+def _load_hf_teacher(path: Path, max_seq_len: int | None) -> Teacher:
     config_path = path / "config.json"
     config = _read_json(config_path)
     if not _has_classifier_head(config):
@@ -1022,7 +1022,7 @@ def _convert_tokenizer(path: Path) -> Path:
     return dest
 
 
-def _load_onnx_teacher(path: Path, max_seq_len: int) -> Teacher:
+def _load_onnx_teacher(path: Path, max_seq_len: int | None) -> Teacher:
     model = _onnx_file(path)
     folder = model.parent
     tokenizer_json = folder / "tokenizer.json"

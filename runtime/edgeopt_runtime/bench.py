@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -351,7 +351,11 @@ def bench_backend(
             plain.predict(text)
             cached.predict(text)
         timed = inputs[warmup:]
-        calls = ((direct, []), (plain.predict, []), (cached.predict, []))
+        calls: tuple[tuple[Callable[[str], object], list[float]], ...] = (
+            (direct, []),
+            (plain.predict, []),
+            (cached.predict, []),
+        )
         for i, text in enumerate(timed):
             for j in range(3):
                 fn, out = calls[(i + j) % 3]

@@ -433,7 +433,7 @@ def migrate(conn: sqlite3.Connection) -> int:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    return found
+    return int(found)
 
 
 class ResultCache:
@@ -724,6 +724,8 @@ class ResultCache:
             decoded = _decode(value)
         except (ValueError, TypeError):  # written by a broken client: a miss, never a crash
             return None
+        if not isinstance(decoded, dict):  # valid JSON, but not a value of ours: a miss as well
+            return None
         self._touched[key] = now
         return decoded
 
@@ -881,8 +883,9 @@ class ResultCache:
     def _store(self, conn: sqlite3.Connection, rows: list[_Row], now: float) -> None:
         # Our own commits leave our data_version alone; another connection's commit changes it.
         version = conn.execute("PRAGMA data_version").fetchone()[0]
-        stale = self._totals is None or version != self._data_version
-        totals = self._count(conn) if stale else self._totals
+        totals = self._totals
+        if totals is None or version != self._data_version:
+            totals = self._count(conn)
         self._data_version = version
         conn.executemany(_INSERT, rows)
         totals[0] += len(rows)

@@ -293,13 +293,13 @@ class TextClassifier:
                     defer=True,
                 )
         out: list[Prediction] = []
-        for i, pred in enumerate(results):
-            if pred is None:
+        for i, answered in enumerate(results):
+            if answered is None:
                 source = results[first[ident[i]]]
                 if source is None:  # unreachable: every distinct text was answered above
                     raise RuntimeError(f"texts[{i}] got no prediction")
-                pred = replace(source, scores=dict(source.scores))
-            out.append(pred)
+                answered = replace(source, scores=dict(source.scores))
+            out.append(answered)
         self._record(hits, len(texts) - len(distinct), len(todo), out)
         return out
 

@@ -82,7 +82,8 @@ def clean_text(text: Any, *, index: int | None = None) -> str:
         text.encode("utf-8")
     except UnicodeEncodeError:
         # Round-tripping through UTF-16 joins well-formed surrogate pairs and turns lone ones into U+FFFD.
-        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        repaired: str = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return repaired
     return text
 
 
