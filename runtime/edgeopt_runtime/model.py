@@ -122,8 +122,8 @@ class TextClassifier:
         # texts, cache_hits, deduplicated, model_rows, model_calls: plain ints, cheaper than a dataclass
         self._counts = [0, 0, 0, 0, 0]
         self._counts_lock = threading.Lock()
-        # Besides the model input, what changes the answer and the fingerprint does not cover: which of the
-        # bundle's models answered. Part of every cache key.
+        # Besides the text, what changes the answer and the fingerprint does not cover: which of the bundle's
+        # models answered. Part of every cache key.
         artifact = manifest.artifact_for(backend.name)
         self._key_options = {"artifact": artifact[0] if artifact else "", "backend": backend.name}
         self._key = None if cache is None else cache.key_function(manifest.fingerprint, self._key_options)
@@ -266,7 +266,7 @@ class TextClassifier:
         first: dict[Hashable, int] = {}
         ident: list[Hashable] = []
         if dedupe and len(texts) > 1:
-            ident = list(keys) if keys is not None else list(texts)
+            ident = list(texts)  # equal texts, equal keys: the cache key is of the text as given
             for i, name in enumerate(ident):
                 first.setdefault(name, i)
             distinct = sorted(first.values())
