@@ -284,8 +284,8 @@ def _read_secret(path: Path) -> bytes | None:
     return secret
 
 
-def load_or_create_secret(path: str | os.PathLike[str]) -> tuple[bytes, bool]:
-    """Return ``(secret, created)``: the key in ``path``, or a new random one written there (mode 0600).
+def load_or_create_secret(path: str | os.PathLike[str]) -> bytes:
+    """Return the key in ``path``, or a new random one written there (mode 0600).
 
     A new key is written to a temporary file and published with ``link()``, which fails when the name exists:
     of two processes creating it at once, both end up with the one that was linked first.
@@ -296,7 +296,7 @@ def load_or_create_secret(path: str | os.PathLike[str]) -> tuple[bytes, bool]:
     target = Path(path)
     found = _read_secret(target)
     if found is not None:
-        return found, False
+        return found
     temp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -307,9 +307,8 @@ def load_or_create_secret(path: str | os.PathLike[str]) -> tuple[bytes, bool]:
             os.close(fd)
         try:
             os.link(temp, target)
-            created = True
         except FileExistsError:
-            created = False
+            pass  # another process made it first: use theirs
     except OSError as exc:
         raise CacheError(f"cannot write key file {target} ({exc.strerror or exc})") from exc
     finally:
@@ -317,7 +316,7 @@ def load_or_create_secret(path: str | os.PathLike[str]) -> tuple[bytes, bool]:
     secret = _read_secret(target)
     if secret is None:
         raise CacheError(f"key file {target} vanished while it was made; try again")
-    return secret, created
+    return secret
 
 
 def _create_v1(conn: sqlite3.Connection) -> None:
@@ -619,7 +618,7 @@ class ResultCache:
                 # Entries keyed with a secret that is gone are never found again and age out (LRU, TTL). They
                 # are not deleted when a new key is made: a process that read the new key an instant after it
                 # was linked may already have stored rows under it.
-                self._secret, _ = load_or_create_secret(secret_path(self.path))
+                self._secret = load_or_create_secret(secret_path(self.path))
         except CacheError as exc:
             self._disable(str(exc))
         except (OSError, sqlite3.Error) as exc:
