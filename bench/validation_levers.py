@@ -50,6 +50,12 @@ def variants() -> dict[str, dict[str, Any]]:
         "cnn": {"student": {"architecture": "cnn"}},
         "attention": {"student": {"architecture": "cnn-attention"}},
         "patience6": {"distill": DistillConfig(patience=6, epochs=30)},
+        "aug2-attention": {"augment_copies": 2, "student": {"architecture": "cnn-attention"}},
+        "aug4-attention": {"augment_copies": 4, "student": {"architecture": "cnn-attention"}},
+        "intermediate-attention": {
+            "distill": DistillConfig(intermediate_weight=1.0),
+            "student": {"architecture": "cnn-attention"},
+        },
     }
 
 
