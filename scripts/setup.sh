@@ -11,5 +11,6 @@ pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
 "${pip[@]}" install --upgrade pip
 # torch first and pinned: a bare or ranged torch requirement would pull a multi-GB CUDA build.
 "${pip[@]}" install torch==2.13.0
-"${pip[@]}" install -e "./runtime[onnx,tflite]" -e ".[dev]"
+# constraints.txt holds the versions checked together; the package metadata only asks for their release series.
+"${pip[@]}" install -c constraints.txt -e "./runtime[onnx,tflite]" -e ".[teacher,dev]"
 echo "edgeopt is installed in .venv: run .venv/bin/edgeopt --help"

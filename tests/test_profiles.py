@@ -20,7 +20,7 @@ from edgeopt.profiles import (
 )
 
 SHIPPED = ["android-go", "galaxy-s24", "jetson-orin-nano", "pixel8", "raspberry-pi-4", "raspberry-pi-5"]
-PIXEL8_TEXT = (Path(__file__).resolve().parents[1] / "profiles" / "pixel8.toml").read_text(encoding="utf-8")
+PIXEL8_TEXT = (Path(__file__).resolve().parents[1] / "edgeopt" / "profiles" / "pixel8.toml").read_text(encoding="utf-8")
 SOURCES_BLOCK = PIXEL8_TEXT[PIXEL8_TEXT.index("sources = [") : PIXEL8_TEXT.index("]\n\n[budget]") + 1]
 
 
@@ -55,7 +55,7 @@ def test_list_is_sorted_and_has_the_six() -> None:
 
 
 def test_profiles_dir_default_is_repo_profiles() -> None:
-    assert profiles_dir() == Path(__file__).resolve().parents[1] / "profiles"
+    assert profiles_dir() == Path(__file__).resolve().parents[1] / "edgeopt" / "profiles"
 
 
 @pytest.mark.parametrize("name", SHIPPED)

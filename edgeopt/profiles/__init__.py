@@ -357,10 +357,11 @@ def profiles_dir() -> Path:
     """Return the directory holding the shipped profiles.
 
     Returns:
-        ``$EDGEOPT_PROFILES_DIR`` when set, else ``<repo root>/profiles``.
+        ``$EDGEOPT_PROFILES_DIR`` when set, else the profiles shipped inside the package (package data, so an
+        installed wheel has them as a checkout does).
     """
     override = os.environ.get(PROFILES_DIR_ENV)
-    return Path(override) if override else Path(__file__).resolve().parents[1] / "profiles"
+    return Path(override) if override else Path(__file__).resolve().parent
 
 
 def list_profiles() -> list[str]:
