@@ -88,8 +88,8 @@ def main() -> int:
         student_overrides = settings.pop("student", None)
         _freeze_embeddings(settings.pop("freeze", False))
         config = BuildConfig(profile="pixel8", out=Path("unused"), calibrate=False, seed=seed, **files, **settings)
-        reporter = Reporter(quiet=True)
-        task = prepare(config, reporter, quiet=True)
+        reporter = Reporter()
+        task = prepare(config, reporter)
         if student_overrides:
             task.student_spec = replace(task.student_spec, **student_overrides)
         start = time.perf_counter()

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgeopt.data import first_line
-from edgeopt.errors import DataError, StageError
+from edgeopt.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from edgeopt.data import TextDataset
@@ -182,11 +182,11 @@ def augment_texts(
     """
     chosen = _check_methods(methods)
     if copies < 0:
-        raise StageError(f"augmentation copies must be >= 0, got {copies}")
+        raise ConfigError(f"augmentation copies must be >= 0, got {copies}")
     if not 0.0 < rate <= 1.0:
-        raise StageError(f"augmentation rate must be in (0, 1], got {rate}")
+        raise ConfigError(f"augmentation rate must be in (0, 1], got {rate}")
     if not mask_token.strip() or any(c.isspace() for c in mask_token):
-        raise StageError(f"mask_token must be one non-empty word, got {mask_token!r}")
+        raise ConfigError(f"mask_token must be one non-empty word, got {mask_token!r}")
     out: list[str] = []
     for index, text in enumerate(texts):
         words = text.split()
@@ -267,7 +267,7 @@ def crop_texts(texts: Sequence[str], copies: int, seed: int = 0) -> list[tuple[i
         StageError: ``copies`` is negative.
     """
     if copies < 0:
-        raise StageError(f"crop copies must be >= 0, got {copies}")
+        raise ConfigError(f"crop copies must be >= 0, got {copies}")
     out: list[tuple[int, str, CropKind]] = []
     if copies == 0:
         return out
@@ -313,7 +313,7 @@ def _check_methods(methods: Sequence[AugmentMethod | str]) -> tuple[AugmentMetho
     valid = [m.value for m in AugmentMethod]
     bad = [m for m in methods if m not in valid]
     if bad or not methods:
-        raise StageError(f"augmentation methods must be a non-empty subset of {valid}, got {list(methods)}")
+        raise ConfigError(f"augmentation methods must be a non-empty subset of {valid}, got {list(methods)}")
     return tuple(dict.fromkeys(AugmentMethod(m) for m in methods))
 
 

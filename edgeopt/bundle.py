@@ -36,18 +36,24 @@ def check_output_path(out: Path, force: bool) -> None:
     """
     out = Path(out)
     if out.exists() and not force:
-        raise OutputExistsError(f"output {out} already exists; pass --force to replace it or choose another --out")
+        raise OutputExistsError(
+            lambda p: f"output {out} already exists; pass {p('force', True)} to replace it or choose another {p('out')}"
+        )
     if out.exists() and not out.is_dir():
-        raise BundleError(f"output {out} is a file, not a directory; choose another --out")
+        raise BundleError(lambda p: f"output {out} is a file, not a directory; choose another {p('out')}")
     ancestor = _nearest_existing(out.absolute().parent)
     if not ancestor.is_dir():
-        raise BundleError(f"cannot create {out}: {ancestor} is a file, not a directory; choose another --out")
+        raise BundleError(
+            lambda p: f"cannot create {out}: {ancestor} is a file, not a directory; choose another {p('out')}"
+        )
     # os.access says yes to root everywhere, and to read-only mounts; only a real write says whether one works.
     try:
         probe = tempfile.mkdtemp(prefix=".edgeopt-write-check-", dir=ancestor)
     except OSError as error:
         reason = error.strerror or type(error).__name__
-        raise BundleError(f"cannot write to {ancestor} ({reason}); choose an --out in a writable directory") from None
+        raise BundleError(
+            lambda p: f"cannot write to {ancestor} ({reason}); choose an {p('out')} in a writable directory"
+        ) from None
     os.rmdir(probe)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeopt.errors import StageError
+from edgeopt.errors import ConfigError, StageError
 from edgeopt.evaluate import expected_calibration_error
 
 __all__ = ["ScoreCalibration", "fit_temperature", "fold_temperature", "LOGITS_LAYER"]
@@ -97,7 +97,7 @@ def fold_temperature(model: Any, temperature: float) -> None:
         StageError: The model has no dense layer named ``logits``, or the temperature is not positive.
     """
     if not temperature > 0:
-        raise StageError(f"temperature must be > 0, got {temperature}")
+        raise ConfigError(f"temperature must be > 0, got {temperature}")
     try:
         layer = model.get_layer(LOGITS_LAYER)
     except ValueError as exc:

@@ -7,11 +7,12 @@ heavy modules are imported inside the commands, so ``edgeopt --help`` answers at
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,9 @@ def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             with warnings.catch_warnings():
                 warnings.showwarning = _one_line_warning
                 return func(*args, **kwargs)
-        except (EdgeoptError, EdgeoptRuntimeError) as error:
+        except EdgeoptError as error:
+            raise click.ClickException(error.message_for(flag_spelling)) from None
+        except EdgeoptRuntimeError as error:
             raise click.ClickException(str(error)) from None
         except KeyboardInterrupt:
             click.echo("interrupted; nothing was written to the output path", err=True)
@@ -48,16 +51,32 @@ def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def flag_spelling(name: str, value: object = None) -> str:
+    """A library setting as this CLI's flag: ``allow_over_budget`` -> ``--allow-over-budget``, with its value."""
+    flag = "--" + name.replace("_", "-")
+    return flag if value is None or value is True else f"{flag} {value}"
+
+
+@contextlib.contextmanager
+def _showing_progress(quiet: bool) -> Iterator[None]:
+    """Render the library's events on stderr while the block runs (nothing when ``quiet``)."""
+    from edgeopt.events import listening
+    from edgeopt.render import ConsoleRenderer
+
+    with ConsoleRenderer(quiet=quiet) as renderer, listening(renderer):
+        yield
+
+
 def _check_student(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """Refuse a malformed ``--student`` before any work starts."""
     if value is None:
         return None
-    from edgeopt.errors import StageError
+    from edgeopt.errors import ConfigError
     from edgeopt.search import StudentCandidate
 
     try:
         return StudentCandidate.parse(value).name
-    except StageError as error:
+    except ConfigError as error:
         raise click.BadParameter(str(error)) from None
 
 
@@ -245,7 +264,8 @@ def build(
         student=student,
         search_budget_s=search_budget,
     )
-    result = run_build(config, quiet=quiet)
+    with _showing_progress(quiet):
+        result = run_build(config)
     if not quiet:
         _print_metrics(result.manifest)
         if not result.within_budget:
@@ -308,7 +328,8 @@ def compare(
         seed=seed,
     )
     chosen = [t.strip() for t in techniques.split(",") if t.strip()]
-    result = run_compare(config, out or Path("compare") / name, chosen, quiet=quiet, force=force)
+    with _showing_progress(quiet):
+        result = run_compare(config, out or Path("compare") / name, chosen, force=force)
     if not quiet:
         click.echo((result.out / "compare.md").read_text(encoding="utf-8").split("## What each variant is")[0])
 
@@ -364,7 +385,8 @@ def finetune(
     if out.exists():
         shutil.rmtree(out)
     config = FinetuneConfig(max_seq_len=max_seq_len, epochs=epochs, seed=seed)
-    path = run_finetune(base, data.train, out, config)
+    with _showing_progress(quiet=False):
+        path = run_finetune(base, data.train, out, config)
     click.echo(f"fine-tuned teacher written to {path}")
 
 

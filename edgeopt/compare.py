@@ -360,7 +360,6 @@ def compare(
     config: BuildConfig,
     out: Path,
     techniques: Sequence[str] | None = None,
-    quiet: bool = False,
     force: bool = False,
 ) -> CompareResult:
     """Build every requested variant from one distilled student and write ``compare.{json,md,png}`` into ``out``.
@@ -369,7 +368,6 @@ def compare(
         config: Teacher, data and profile options, as for ``build`` (``config.out`` is not used).
         out: Directory to write the comparison into (written atomically).
         techniques: Names from :data:`TECHNIQUES`; all of them when empty.
-        quiet: Print nothing.
         force: Replace ``out`` if it exists.
 
     Returns:
@@ -378,9 +376,9 @@ def compare(
     from edgeopt.report import write_compare_chart, write_compare_table
 
     chosen = resolve_techniques(techniques)
-    reporter = Reporter(quiet)
+    reporter = Reporter()
     check_output_path(out, force)
-    task = prepare(config, reporter, quiet)
+    task = prepare(config, reporter)
     preferred = task.profile.export.formats[0].value
     variants: list[VariantResult] = []
     with staged_output(out, force) as staging, tempfile.TemporaryDirectory(prefix="edgeopt-compare-") as tmp:
@@ -427,5 +425,5 @@ def compare(
         (staging / "compare.json").write_text(json.dumps(payload, indent=2), encoding="utf-8")
         write_compare_table(payload, staging / "compare.md")
         write_compare_chart(payload, staging / "compare.png")
-    reporter.say(f"[bold]comparison written to {out}[/bold]")
+    reporter.say(f"comparison written to {out}")
     return CompareResult(out=out, profile=task.profile.name, teacher=teacher_fields, variants=tuple(variants))

@@ -222,9 +222,11 @@ def _format_of(path: Path) -> str:
 
 
 def _missing_column(path: Path, where: str, column: str, role: str, existing: Sequence[str]) -> DataError:
-    flag = "--text-column" if role == "text" else "--label-column"
+    setting = "text_column" if role == "text" else "label_column"
     return DataError(
-        f"{path}: {where}no {role} column {column!r}; the columns are {list(existing)}; pick one with {flag}"
+        lambda p: (
+            f"{path}: {where}no {role} column {column!r}; the columns are {list(existing)}; pick one with {p(setting)}"
+        )
     )
 
 

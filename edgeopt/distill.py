@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from edgeopt._tf import import_tf
-from edgeopt.errors import StageError
+from edgeopt.errors import ConfigError, StageError
 
 __all__ = [
     "DistillConfig",
@@ -88,19 +88,19 @@ class DistillConfig:
 
     def __post_init__(self) -> None:
         if not self.temperature > 0:
-            raise StageError(f"distillation temperature must be > 0, got {self.temperature}")
+            raise ConfigError(f"distillation temperature must be > 0, got {self.temperature}")
         if not 0.0 <= self.alpha <= 1.0:
-            raise StageError(f"distillation alpha must be in [0, 1], got {self.alpha}")
+            raise ConfigError(f"distillation alpha must be in [0, 1], got {self.alpha}")
         if self.epochs < 1 or self.batch_size < 1:
-            raise StageError(f"epochs and batch size must be >= 1, got {self.epochs} and {self.batch_size}")
+            raise ConfigError(f"epochs and batch size must be >= 1, got {self.epochs} and {self.batch_size}")
         if not 0.0 < self.validation_fraction < 0.5:
-            raise StageError(f"validation fraction must be in (0, 0.5), got {self.validation_fraction}")
+            raise ConfigError(f"validation fraction must be in (0, 0.5), got {self.validation_fraction}")
         if not (math.isfinite(self.intermediate_weight) and self.intermediate_weight >= 0):
-            raise StageError(
+            raise ConfigError(
                 f"intermediate_weight must be a finite number >= 0 (0 turns it off), got {self.intermediate_weight}"
             )
         if self.intermediate_loss not in tuple(FeatureLoss):
-            raise StageError(
+            raise ConfigError(
                 f"intermediate_loss must be one of {[m.value for m in FeatureLoss]}, got {self.intermediate_loss!r}"
             )
         # Accept plain strings (from TOML or the CLI) and store the enum.

@@ -29,8 +29,9 @@ from edgeopt.bundle import check_output_path, staged_output
 from edgeopt.calibrate import ScoreCalibration
 from edgeopt.data import TaskData, load_default, load_task, stratified_split
 from edgeopt.distill import DistillConfig, DistillResult, distill, pack_targets
-from edgeopt.errors import BudgetError, ProfileError, StageError, TeacherError
+from edgeopt.errors import BudgetError, ConfigError, ProfileError, TeacherError
 from edgeopt.evaluate import ArtifactMetrics, FidelitySet, evaluate_artifact, evaluate_teacher, fidelity_set
+from edgeopt.events import Message, StageFinished, StageStarted, emit
 from edgeopt.profiles import ExportFormat, Profile, Quantization, StudentSpec, load_profile
 from edgeopt.prune import PruneConfig, PruneResult, prune
 from edgeopt.quantize import CalibrationMethod
@@ -162,29 +163,25 @@ class BuildResult:
 
 
 class Reporter:
-    """Prints one line per stage (with rich, to stderr) unless quiet; records every stage's timing."""
+    """Times each stage, keeps its record for the report, and emits its events (:mod:`edgeopt.events`)."""
 
-    def __init__(self, quiet: bool = False) -> None:
-        from rich.console import Console
-
-        self._console = Console(stderr=True, quiet=quiet)
+    def __init__(self) -> None:
         self.records: list[StageRecord] = []
 
     @contextmanager
     def stage(self, name: str, details: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
         """Time a stage; the block may add entries to the yielded ``details``."""
         details = {} if details is None else details
+        emit(StageStarted(name))
         start = time.perf_counter()
-        with self._console.status(f"[bold]{name}[/bold] ..."):
-            yield details
+        yield details
         seconds = time.perf_counter() - start
         self.records.append(StageRecord(name, seconds, details))
-        summary = ", ".join(f"{k} {_short(v)}" for k, v in details.items() if not isinstance(v, dict | list))
-        self._console.print(f"[green]done[/green] {name} ({seconds:.1f} s){': ' + summary if summary else ''}")
+        emit(StageFinished(name, seconds, dict(details)))
 
     def say(self, message: str) -> None:
-        """Print a line of progress."""
-        self._console.print(message)
+        """A line for the person who started the work."""
+        emit(Message(message))
 
 
 def distill_config_for(
@@ -217,21 +214,22 @@ def student_spec_for(config: BuildConfig, profile: Profile) -> StudentSpec:
     try:
         return replace(profile.student, **{k: v for k, v in overrides.items() if v is not None})
     except ProfileError as error:
-        raise StageError(f"build setting {error}") from None
+        raise ConfigError(f"build setting {error}") from None
 
 
 def _distill_settings(config: BuildConfig, profile: Profile) -> DistillConfig:
     return replace(config.distill or distill_config_for(profile), seed=config.seed)
 
 
-def _short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
 def _load_data(config: BuildConfig) -> TaskData:
     if config.train is None:
         if config.test is not None:
-            raise StageError("--test needs --train; without --train the built-in dataset brings its own test split")
+            raise ConfigError(
+                lambda p: (
+                    f"{p('test')} needs {p('train')}; without {p('train')} the built-in dataset brings its own "
+                    "test split"
+                )
+            )
         data = load_default()
         if config.unlabeled is not None:
             from edgeopt.data import read_unlabeled_file
@@ -248,18 +246,18 @@ def _load_data(config: BuildConfig) -> TaskData:
     )
 
 
-def _resolve_teacher(config: BuildConfig, data: TaskData, progress: bool) -> Teacher:
+def _resolve_teacher(config: BuildConfig, data: TaskData) -> Teacher:
     from edgeopt.teacher import default_teacher, detect_teacher_kind, load_teacher
 
     finetune = config.finetune
     if config.teacher_seq_len is not None:
         finetune = replace(finetune, max_seq_len=config.teacher_seq_len)
     if config.teacher is None:
-        return load_teacher(default_teacher(data.train, finetune, progress=progress), finetune.max_seq_len)
+        return load_teacher(default_teacher(data.train, finetune), finetune.max_seq_len)
     if detect_teacher_kind(Path(config.teacher)) is TeacherKind.SENTENCE_TRANSFORMER:
         from edgeopt.teacher import cached_finetune
 
-        tuned = cached_finetune(Path(config.teacher), data.train, finetune, progress=progress)
+        tuned = cached_finetune(Path(config.teacher), data.train, finetune)
         return load_teacher(tuned, finetune.max_seq_len)
     return load_teacher(Path(config.teacher), config.teacher_seq_len)
 
@@ -385,7 +383,7 @@ class TrainedStudent:
         return clone
 
 
-def prepare(config: BuildConfig, reporter: Reporter, quiet: bool = False) -> PreparedTask:
+def prepare(config: BuildConfig, reporter: Reporter) -> PreparedTask:
     """Load the profile, data and teacher, and get the teacher's logits for every text (from the cache if it can).
 
     Raises:
@@ -401,7 +399,7 @@ def prepare(config: BuildConfig, reporter: Reporter, quiet: bool = False) -> Pre
         data = _load_data(config)
         info.update(task=data.name, train=len(data.train), test=len(data.test), unlabeled=len(data.unlabeled))
     with reporter.stage("teacher") as info:
-        teacher = _resolve_teacher(config, data, progress=not quiet)
+        teacher = _resolve_teacher(config, data)
         column_order = _teacher_label_order(teacher, data.label_names)
         info.update(kind=teacher.kind.value, path=str(teacher.path))
     spec = student_spec_for(config, profile)
@@ -413,10 +411,10 @@ def prepare(config: BuildConfig, reporter: Reporter, quiet: bool = False) -> Pre
         # The test texts come first in the fidelity set, so its logits hold the test split's too.
         fidelity_texts = fidelity_set(data.test.texts, config.seed)
         all_texts = transfer_texts + list(fidelity_texts)
-        all_logits = logit_cache.get_or_compute(teacher, all_texts, progress=not quiet)[:, column_order]
+        all_logits = logit_cache.get_or_compute(teacher, all_texts, progress=True)[:, column_order]
         features = None
         if _distill_settings(config, profile).intermediate_weight > 0:
-            features = logit_cache.get_or_compute_features(teacher, transfer_texts, progress=not quiet)
+            features = logit_cache.get_or_compute_features(teacher, transfer_texts, progress=True)
         info.update(
             texts=len(all_texts),
             crops=transfer.count(TransferSource.CROP),
@@ -668,18 +666,23 @@ def measure(task: PreparedTask, student: TrainedStudent, paths: dict[str, Path])
     labels = np.asarray(task.data.test.labels)
     teacher_predicted = task.test_logits.argmax(-1)
     fidelity = (task.fidelity, student.fidelity_ids)
-    return {
-        name: evaluate_artifact(path, student.test_ids, labels, teacher_predicted, task.num_labels, fidelity=fidelity)
-        for name, path in paths.items()
-    }
+    # LiteRT's first interpreter writes an INFO line about its XNNPACK delegate straight to fd 2.
+    with native_output_captured():
+        return {
+            name: evaluate_artifact(
+                path, student.test_ids, labels, teacher_predicted, task.num_labels, fidelity=fidelity
+            )
+            for name, path in paths.items()
+        }
 
 
-def build(config: BuildConfig, quiet: bool = False) -> BuildResult:
+def build(config: BuildConfig) -> BuildResult:
     """Run the whole pipeline and write a verified bundle to ``config.out``.
+
+    Progress goes out as :mod:`edgeopt.events` (to ``logging`` unless the caller listens); nothing is printed.
 
     Args:
         config: What to build.
-        quiet: Print nothing.
 
     Returns:
         The build's result; the bundle is at ``result.out``.
@@ -690,7 +693,7 @@ def build(config: BuildConfig, quiet: bool = False) -> BuildResult:
     """
     from edgeopt.report import SEARCH_CHART, write_chart, write_report, write_search_chart
 
-    reporter = Reporter(quiet)
+    reporter = Reporter()
     out = Path(config.out)
     check_output_path(out, config.force)
     if config.student is not None:
@@ -700,7 +703,7 @@ def build(config: BuildConfig, quiet: bool = False) -> BuildResult:
         from edgeopt.compare import resolve_techniques
 
         resolve_techniques([technique_name])  # a typo fails now, not after training
-    task = prepare(config, reporter, quiet)
+    task = prepare(config, reporter)
     with staged_output(out, config.force) as staging, tempfile.TemporaryDirectory(prefix="edgeopt-") as tmp:
         fields, problems = _make_bundle(config, task, staging, Path(tmp), reporter)
         # A first manifest without the report, so that the runtime can load the bundle and measure it for
@@ -714,7 +717,9 @@ def build(config: BuildConfig, quiet: bool = False) -> BuildResult:
             disagreement = backend_disagreement_problem(answers)
             if disagreement is not None:
                 if not config.allow_over_budget:
-                    raise BudgetError(f"{disagreement}; pass --allow-over-budget to keep the bundle anyway")
+                    raise BudgetError(
+                        lambda p: f"{disagreement}; pass {p('allow_over_budget', True)} to keep the bundle anyway"
+                    )
                 problems.append(disagreement)
                 fields["build"]["budget_problems"] = problems
                 fields["build"]["within_budget"] = False
@@ -732,7 +737,7 @@ def build(config: BuildConfig, quiet: bool = False) -> BuildResult:
             charts = (CHART,) if write_search_chart(readable, staging / SEARCH_CHART) is None else (CHART, SEARCH_CHART)
             write_report(readable, [asdict(r) for r in reporter.records], staging / REPORT)
             manifest = _write_manifest(staging, fields, extra_files=(REPORT, *charts))
-    reporter.say(f"[bold]bundle written to {out}[/bold]")
+    reporter.say(f"bundle written to {out}")
     return BuildResult(
         out=out,
         manifest=manifest,
@@ -850,8 +855,10 @@ def _make_bundle(
     problems = _budget_problems(profile, teacher_metrics, {n: metrics[n] for n in artifacts})
     if problems and not config.allow_over_budget:
         raise BudgetError(
-            f"the {profile.name} budget is not met: {'; '.join(problems)}; "
-            "pass --allow-over-budget to keep the bundle anyway, or pick a roomier profile"
+            lambda p: (
+                f"the {profile.name} budget is not met: {'; '.join(problems)}; "
+                f"pass {p('allow_over_budget', True)} to keep the bundle anyway, or pick a roomier profile"
+            )
         )
 
     import edgeopt_runtime

@@ -25,7 +25,7 @@ import numpy as np
 
 from edgeopt._tf import import_tf
 from edgeopt.distill import DistillConfig, compile_for_distillation, length_bucketed_batches
-from edgeopt.errors import StageError
+from edgeopt.errors import ConfigError, StageError
 
 __all__ = [
     "PruneSchedule",
@@ -60,7 +60,7 @@ class PruneSchedule(StrEnum):
 def _check_sparsity(value: Any, what: str) -> float:
     # `not lo <= v <= hi` also rejects NaN.
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= MAX_SPARSITY:
-        raise StageError(f"{what} must be in [0, {MAX_SPARSITY}], got {value}")
+        raise ConfigError(f"{what} must be in [0, {MAX_SPARSITY}], got {value}")
     return float(value)
 
 
@@ -92,25 +92,25 @@ class PruneConfig:
     def __post_init__(self) -> None:
         _check_sparsity(self.target_sparsity, "target sparsity")
         if self.epochs < 1:
-            raise StageError(f"pruning epochs must be >= 1, got {self.epochs}")
+            raise ConfigError(f"pruning epochs must be >= 1, got {self.epochs}")
         try:
             object.__setattr__(self, "schedule", PruneSchedule(self.schedule))
         except ValueError:
             choices = ", ".join(s.value for s in PruneSchedule)
-            raise StageError(f"pruning schedule must be one of {choices}, got {self.schedule!r}") from None
+            raise ConfigError(f"pruning schedule must be one of {choices}, got {self.schedule!r}") from None
         if self.m_by_n is not None:
             pair = tuple(self.m_by_n) if isinstance(self.m_by_n, list | tuple) else ()
             if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
-                raise StageError(f"m_by_n must be two integers (m, n) such as (2, 4), got {self.m_by_n!r}")
+                raise ConfigError(f"m_by_n must be two integers (m, n) such as (2, 4), got {self.m_by_n!r}")
             if not 0 < pair[0] < pair[1]:
-                raise StageError(f"m_by_n needs 0 < m < n (m zeros in every n weights), got {self.m_by_n!r}")
+                raise ConfigError(f"m_by_n needs 0 < m < n (m zeros in every n weights), got {self.m_by_n!r}")
             object.__setattr__(self, "m_by_n", pair)
         if self.per_layer is not None:
             if not isinstance(self.per_layer, dict):
-                raise StageError(f"per-layer sparsity must map layer names to targets, got {self.per_layer!r}")
+                raise ConfigError(f"per-layer sparsity must map layer names to targets, got {self.per_layer!r}")
             unknown = sorted(set(self.per_layer) - set(PRUNABLE_LAYERS))
             if unknown:
-                raise StageError(
+                raise ConfigError(
                     f"per-layer sparsity names unknown layer(s) {', '.join(map(repr, unknown))}; "
                     f"prunable layers are {', '.join(PRUNABLE_LAYERS)}"
                 )

@@ -32,7 +32,7 @@ import numpy as np
 
 from edgeopt._tf import import_tf
 from edgeopt.distill import DistillConfig, compile_for_distillation
-from edgeopt.errors import StageError
+from edgeopt.errors import ConfigError, StageError
 from edgeopt.quantize import OutputQuantization
 
 __all__ = [
@@ -333,9 +333,9 @@ def qat_finetune(
     import tensorflow_model_optimization as tfmot
 
     if epochs < 1:
-        raise StageError(f"QAT epochs must be >= 1, got {epochs}")
+        raise ConfigError(f"QAT epochs must be >= 1, got {epochs}")
     if not learning_rate > 0:
-        raise StageError(f"QAT learning rate must be > 0, got {learning_rate}")
+        raise ConfigError(f"QAT learning rate must be > 0, got {learning_rate}")
     if not len(inputs[0]) == len(inputs[1]) == len(targets):
         raise StageError(
             f"QAT inputs and targets must have the same rows, got {len(inputs[0])}, {len(inputs[1])} and "

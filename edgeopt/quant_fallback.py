@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from edgeopt._tf import native_output_captured
-from edgeopt.errors import StageError
+from edgeopt.errors import ConfigError, StageError
 from edgeopt.quantize import (
     CalibrationReader,
     OutputQuantization,
@@ -269,9 +269,9 @@ def quantize_with_gate(
     except ValueError:
         raise StageError(f"unknown gate format {fmt!r}; choose 'tflite' or 'onnx'") from None
     if not max_drop >= 0:
-        raise StageError(f"max_drop must be >= 0 (accuracy the int8 model may lose), got {max_drop}")
+        raise ConfigError(f"max_drop must be >= 0 (accuracy the int8 model may lose), got {max_drop}")
     if max_steps is not None and max_steps < 0:
-        raise StageError(f"max_steps must be >= 0 or None, got {max_steps}")
+        raise ConfigError(f"max_steps must be >= 0 or None, got {max_steps}")
     if fmt is GateFormat.ONNX and not Path(source).is_file():
         raise StageError(f"float ONNX model {source} does not exist; export it with edgeopt.export.to_onnx first")
     if len(calibration[0]) == 0:

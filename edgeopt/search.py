@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from edgeopt.errors import StageError
+from edgeopt.errors import ConfigError, StageError
 from edgeopt.profiles import STUDENT_ARCHITECTURES, StudentSpec
 
 __all__ = [
@@ -66,13 +66,13 @@ class StudentCandidate:
 
     def __post_init__(self) -> None:
         if self.architecture not in STUDENT_ARCHITECTURES:
-            raise StageError(
+            raise ConfigError(
                 f"unknown student architecture {self.architecture!r}; use one of {', '.join(STUDENT_ARCHITECTURES)}"
             )
         if self.embedding_training not in ("frozen", "trained"):
-            raise StageError(f"embedding training must be frozen or trained; got {self.embedding_training!r}")
+            raise ConfigError(f"embedding training must be frozen or trained; got {self.embedding_training!r}")
         if not 0.1 <= self.width <= 8:
-            raise StageError(f"student width must be in [0.1, 8]; got {self.width:g}")
+            raise ConfigError(f"student width must be in [0.1, 8]; got {self.width:g}")
 
     @property
     def name(self) -> str:
@@ -91,7 +91,7 @@ class StudentCandidate:
             candidate += "/x1"
         match = _NAME_RE.match(candidate)
         if match is None:
-            raise StageError(
+            raise ConfigError(
                 f"student {text!r} is not ARCHITECTURE/frozen|trained[/xWIDTH]; for example cnn-attention/trained/x1 "
                 f"(architectures: {', '.join(STUDENT_ARCHITECTURES)})"
             )
@@ -128,9 +128,11 @@ def student_candidates(
     if pinned is not None:
         if pinned.embedding_training == "frozen" and not teacher_table:
             trained = replace(pinned, embedding_training="trained")
-            raise StageError(
-                f"student {pinned.name} freezes a random embedding table; use {trained.name} "
-                "or start the table from the teacher (--embedding-init teacher-static)"
+            raise ConfigError(
+                lambda p: (
+                    f"student {pinned.name} freezes a random embedding table; use {trained.name} "
+                    f"or start the table from the teacher ({p('embedding_init', 'teacher-static')})"
+                )
             )
         return [pinned]
     preference = ("cnn-attention", "cnn")

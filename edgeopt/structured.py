@@ -33,7 +33,7 @@ import numpy as np
 
 from edgeopt._tf import import_tf
 from edgeopt.distill import DistillConfig, compile_for_distillation, length_bucketed_batches
-from edgeopt.errors import StageError
+from edgeopt.errors import ConfigError, StageError
 from edgeopt.profiles import StudentSpec
 
 __all__ = ["STRUCTURED_LAYERS", "StructuredResult", "rank_units", "remove_units", "structured_prune"]
@@ -232,9 +232,9 @@ def structured_prune(
         StageError: On a bad ``keep`` or ``epochs``, or a ``spec`` that does not match ``model``.
     """
     if epochs < 1:
-        raise StageError(f"structured pruning fine-tune epochs must be >= 1, got {epochs}")
+        raise ConfigError(f"structured pruning fine-tune epochs must be >= 1, got {epochs}")
     if not (math.isfinite(learning_rate) and learning_rate > 0):
-        raise StageError(f"structured pruning learning rate must be > 0, got {learning_rate}")
+        raise ConfigError(f"structured pruning learning rate must be > 0, got {learning_rate}")
     _, keras = import_tf()
     small, result = remove_units(model, spec, keep)
     keras.utils.set_random_seed(distill_config.seed)

@@ -31,8 +31,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgeopt import events
 from edgeopt.cache_dirs import cache_dir
-from edgeopt.errors import DataError, MissingExtraError, OutputExistsError, TeacherError
+from edgeopt.errors import ConfigError, DataError, MissingExtraError, OutputExistsError, TeacherError
+from edgeopt.events import ProgressCounter
 from edgeopt.extras import require as require_extra
 
 if TYPE_CHECKING:
@@ -106,7 +108,7 @@ class FinetuneConfig:
         )
         for name, ok, expected in checks:
             if not ok:
-                raise TeacherError(f"FinetuneConfig.{name}={getattr(self, name)!r} is invalid: use {expected}")
+                raise ConfigError(f"FinetuneConfig.{name}={getattr(self, name)!r} is invalid: use {expected}")
 
 
 class TeacherKind(StrEnum):
@@ -178,7 +180,7 @@ def finetune(
         out: The directory to create. It is written to a temporary sibling first and renamed at the end,
             so an interrupted run never leaves a half-written model at ``out``.
         config: Training hyperparameters.
-        progress: Show a progress bar.
+        progress: Report progress as edgeopt.events (the caller decides how to show it).
 
     Returns:
         ``out``, a Hugging Face classifier directory (model and tokenizer, ``tokenizer.json`` included)
@@ -243,25 +245,22 @@ def finetune(
     scheduler = get_linear_schedule_with_warmup(optimizer, round(config.warmup_ratio * total_steps), total_steps)
     generator = torch.Generator().manual_seed(config.seed)
 
-    from tqdm.auto import tqdm
-
     model.train()
     started = time.perf_counter()
     losses: list[float] = []
     lengths = [len(f["input_ids"]) for f in features]
-    with tqdm(total=total_steps, desc="fine-tuning teacher", unit="step", disable=not progress) as bar:
-        for epoch in range(config.epochs):
-            for idx in length_grouped_batches(lengths, config.batch_size, generator):
-                batch = tokenizer.pad([features[i] for i in idx], return_tensors="pt")
-                loss = model(**batch, labels=labels[idx]).loss
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                losses.append(loss.item())
-                bar.set_postfix(epoch=epoch + 1, loss=f"{sum(losses[-20:]) / len(losses[-20:]):.4f}")
-                bar.update(1)
+    counter = ProgressCounter("fine-tuning teacher", total_steps, "step", enabled=progress)
+    for epoch in range(config.epochs):
+        for idx in length_grouped_batches(lengths, config.batch_size, generator):
+            batch = tokenizer.pad([features[i] for i in idx], return_tensors="pt")
+            loss = model(**batch, labels=labels[idx]).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+            counter.advance(detail=f"epoch {epoch + 1}, loss {sum(losses[-20:]) / len(losses[-20:]):.4f}")
     seconds = time.perf_counter() - started
     model.eval()
 
@@ -336,7 +335,7 @@ def cached_finetune(
         base: A Hugging Face encoder or sentence-transformers directory.
         train: The labeled training texts.
         config: Training hyperparameters.
-        progress: Show a progress bar while fine-tuning.
+        progress: Report fine-tuning progress as edgeopt.events.
 
     Returns:
         A Hugging Face classifier directory.
@@ -422,7 +421,7 @@ class Teacher:
         Args:
             texts: The texts to classify.
             batch_size: Texts per forward pass.
-            progress: Show a progress bar.
+            progress: Report progress as edgeopt.events (the caller decides how to show it).
 
         Returns:
             A float32 array of shape ``[len(texts), len(label_names)]``, in input order.
@@ -441,7 +440,7 @@ class Teacher:
         Args:
             texts: The texts.
             batch_size: Texts per forward pass.
-            progress: Show a progress bar.
+            progress: Report progress as edgeopt.events (the caller decides how to show it).
 
         Returns:
             A float32 array of shape ``[len(texts), hidden_size]``, in input order.
@@ -544,7 +543,7 @@ class Teacher:
     ) -> Iterator[tuple[list[int], np.ndarray, np.ndarray, np.ndarray]]:
         """Yield ``(row indices, input_ids, attention_mask, token_type_ids)``, each batch padded to its longest text."""
         if batch_size < 1:
-            raise TeacherError(f"batch_size={batch_size} is invalid: use an integer >= 1")
+            raise ConfigError(f"batch_size={batch_size} is invalid: use an integer >= 1")
         if not texts:
             return
         tokenizer = self._get_tokenizer()
@@ -552,9 +551,8 @@ class Teacher:
         # Batching texts of similar length wastes little compute on padding.
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
         pad_id = _pad_id(tokenizer)
-        from tqdm.auto import tqdm
-
-        for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", disable=not progress):
+        starts = range(0, len(order), batch_size)
+        for start in events.progress(starts, len(starts), desc, "batch", enabled=progress):
             idx = order[start : start + batch_size]
             width = self.max_seq_len if self.pad_to_max_seq_len else max(len(encodings[i].ids) for i in idx)
             ids = np.full((len(idx), width), pad_id, dtype=np.int64)
@@ -704,7 +702,7 @@ def load_teacher(path: Path, max_seq_len: int | None = None) -> Teacher:
     path = Path(path).resolve()
     kind = detect_teacher_kind(path)
     if max_seq_len is not None and max_seq_len < 2:
-        raise TeacherError(f"max_seq_len={max_seq_len} is invalid: use an integer >= 2")
+        raise ConfigError(f"max_seq_len={max_seq_len} is invalid: use an integer >= 2")
     if kind is TeacherKind.SENTENCE_TRANSFORMER:
         raise TeacherError(
             f"{path} is a sentence-transformers encoder without a classification head; fine-tune it first "
@@ -767,7 +765,7 @@ class TeacherLogitCache:
         Args:
             teacher: The teacher; its fingerprint scopes the cache entries.
             texts: The texts.
-            progress: Show a progress bar while the teacher runs.
+            progress: Report the teacher's progress as edgeopt.events.
 
         Returns:
             A float32 array ``[len(texts), len(teacher.label_names)]`` in input order.
@@ -795,7 +793,7 @@ class TeacherLogitCache:
         Args:
             teacher: The teacher; its fingerprint scopes the cache entries.
             texts: The texts.
-            progress: Show a progress bar while the teacher runs.
+            progress: Report the teacher's progress as edgeopt.events.
 
         Returns:
             A float32 array ``[len(texts), hidden_size]`` in input order.
@@ -989,7 +987,10 @@ def _load_hf_teacher(path: Path, max_seq_len: int | None) -> Teacher:
         max_seq_len = DEFAULT_TEACHER_SEQ_LEN if limit is None else min(DEFAULT_TEACHER_SEQ_LEN, limit)
     elif limit is not None and max_seq_len > limit:
         raise TeacherError(
-            f"max_seq_len={max_seq_len} exceeds the {limit} positions of {path}; pass --teacher-seq-len {limit} or less"
+            lambda p: (
+                f"max_seq_len={max_seq_len} exceeds the {limit} positions of {path}; "
+                f"pass {p('teacher_seq_len', limit)} or less"
+            )
         )
     tokenizer_json = path / "tokenizer.json"
     if not tokenizer_json.is_file():
@@ -1042,8 +1043,10 @@ def _load_onnx_teacher(path: Path, max_seq_len: int | None) -> Teacher:
         max_seq_len = fixed or DEFAULT_TEACHER_SEQ_LEN
     elif fixed is not None and max_seq_len != fixed:
         raise TeacherError(
-            f"ONNX teacher {model} takes exactly {fixed} tokens per text, not {max_seq_len}; "
-            f"pass --teacher-seq-len {fixed} or leave it out"
+            lambda p: (
+                f"ONNX teacher {model} takes exactly {fixed} tokens per text, not {max_seq_len}; "
+                f"pass {p('teacher_seq_len', fixed)} or leave it out"
+            )
         )
     output = next(o for o in session.get_outputs() if o.name == _onnx_logits_name(session))
     num_labels = output.shape[-1] if output.shape else None

@@ -18,7 +18,7 @@ from edgeopt.augment import (
     length_bucket,
 )
 from edgeopt.data import TextDataset
-from edgeopt.errors import DataError, StageError
+from edgeopt.errors import ConfigError, DataError
 
 TEXTS = [
     "Free money now, click here to win",
@@ -86,12 +86,12 @@ def test_copies_are_never_empty(texts: list[str], seed: int, copies: int) -> Non
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"copies": -1}, StageError, "augmentation copies must be >= 0, got -1"),
-        ({"rate": 0.0}, StageError, r"augmentation rate must be in \(0, 1\], got 0.0"),
-        ({"rate": 1.5}, StageError, r"augmentation rate must be in \(0, 1\], got 1.5"),
-        ({"methods": ["drop", "shuffle"]}, StageError, "augmentation methods must be a non-empty subset of"),
-        ({"methods": []}, StageError, "augmentation methods must be a non-empty subset of"),
-        ({"mask_token": "a b"}, StageError, "mask_token must be one non-empty word"),
+        ({"copies": -1}, ConfigError, "augmentation copies must be >= 0, got -1"),
+        ({"rate": 0.0}, ConfigError, r"augmentation rate must be in \(0, 1\], got 0.0"),
+        ({"rate": 1.5}, ConfigError, r"augmentation rate must be in \(0, 1\], got 1.5"),
+        ({"methods": ["drop", "shuffle"]}, ConfigError, "augmentation methods must be a non-empty subset of"),
+        ({"methods": []}, ConfigError, "augmentation methods must be a non-empty subset of"),
+        ({"mask_token": "a b"}, ConfigError, "mask_token must be one non-empty word"),
     ],
 )
 def test_bad_arguments(kwargs: dict, error: type[Exception], message: str) -> None:
@@ -195,7 +195,7 @@ def test_every_crop_is_a_nonempty_shorter_run_of_its_texts_words(texts: list[str
 
 
 def test_negative_crop_copies_is_a_stage_error() -> None:
-    with pytest.raises(StageError, match="crop copies must be >= 0, got -1"):
+    with pytest.raises(ConfigError, match="crop copies must be >= 0, got -1"):
         crop_texts(TEXTS, copies=-1)
 
 

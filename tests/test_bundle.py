@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from edgeopt.bundle import check_output_path, staged_output
+from edgeopt.cli import flag_spelling
 from edgeopt.errors import BundleError, OutputExistsError
 
 
@@ -93,9 +94,13 @@ def test_existing_out_without_force(tmp_path: Path) -> None:
     out = tmp_path / "bundle"
     out.mkdir()
     (out / "manifest.json").write_text("old")
-    message = f"output {out} already exists; pass --force to replace it or choose another --out"
-    with pytest.raises(OutputExistsError, match=f"^{re.escape(message)}$"):
+    message = f"output {out} already exists; pass force=True to replace it or choose another out"
+    with pytest.raises(OutputExistsError, match=f"^{re.escape(message)}$") as caught:
         check_output_path(out, force=False)
+    # The CLI spells the same fix with its flags (tests/test_cli.py checks the printed line).
+    assert caught.value.message_for(flag_spelling) == (
+        f"output {out} already exists; pass --force to replace it or choose another --out"
+    )
     with pytest.raises(OutputExistsError, match=f"^{re.escape(message)}$"), staged_output(out, force=False):
         pytest.fail("the block must not run")
     assert _tree(out) == {"manifest.json": "old"}
@@ -105,11 +110,11 @@ def test_existing_out_without_force(tmp_path: Path) -> None:
 def test_out_that_is_a_file(tmp_path: Path) -> None:
     out = tmp_path / "bundle"
     out.write_text("not a directory")
-    message = f"output {out} is a file, not a directory; choose another --out"
+    message = f"output {out} is a file, not a directory; choose another out"
     with pytest.raises(BundleError, match=f"^{re.escape(message)}$"), staged_output(out, force=True):
         pytest.fail("the block must not run")
     assert out.read_text() == "not a directory"
-    # Without --force the file is reported as existing output, like a directory.
+    # Without force the file is reported as existing output, like a directory.
     with pytest.raises(OutputExistsError):
         check_output_path(out, force=False)
 
@@ -122,7 +127,7 @@ def test_check_output_path_accepts_a_new_path_and_creates_nothing(tmp_path: Path
 def test_out_below_a_file(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine")
     out = tmp_path / "notes.txt" / "sub" / "bundle"
-    message = f"cannot create {out}: {tmp_path / 'notes.txt'} is a file, not a directory; choose another --out"
+    message = f"cannot create {out}: {tmp_path / 'notes.txt'} is a file, not a directory; choose another out"
     with pytest.raises(BundleError, match=f"^{re.escape(message)}$"):
         check_output_path(out, force=False)
     assert (tmp_path / "notes.txt").read_text() == "mine"
@@ -131,7 +136,7 @@ def test_out_below_a_file(tmp_path: Path) -> None:
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
 def test_out_on_a_virtual_file_system() -> None:
     # /proc takes no new folders, even for root (for whom os.access says every path is writable).
-    with pytest.raises(BundleError, match=r"^cannot write to /proc \(.+\); choose an --out in a writable directory$"):
+    with pytest.raises(BundleError, match=r"^cannot write to /proc \(.+\); choose an out in a writable directory$"):
         check_output_path(Path("/proc/edgeopt-bundle"), force=False)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgeopt.calibrate import fit_temperature, fold_temperature
-from edgeopt.errors import StageError
+from edgeopt.errors import ConfigError, StageError
 from edgeopt.evaluate import expected_calibration_error
 from edgeopt.student import build_student
 from stage_fixtures import MAX_SEQ_LEN, NUM_LABELS, keras_logits, make_toy_task, tiny_spec
@@ -62,5 +62,5 @@ def test_folding_divides_the_logits_and_keeps_every_label(tmp_path: Any) -> None
     after = keras_logits(model, task.encoded)
     np.testing.assert_allclose(after, before / 2.5, rtol=1e-5, atol=1e-6)
     assert (after.argmax(-1) == before.argmax(-1)).all()
-    with pytest.raises(StageError, match="temperature must be > 0"):
+    with pytest.raises(ConfigError, match="temperature must be > 0"):
         fold_temperature(model, 0.0)

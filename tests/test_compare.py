@@ -27,7 +27,7 @@ def compared(toy_teacher_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
             train=write_csv(root / "train.csv", toy_rows(80, seed=1)),
             test=write_csv(root / "test.csv", toy_rows(24, seed=2)),
         )
-        yield compare(config, root / "compare", quiet=True)
+        yield compare(config, root / "compare")
 
 
 def test_every_default_technique_is_measured(compared: CompareResult) -> None:

@@ -166,7 +166,7 @@ def test_malformed_quoting(tmp_path):
 
 @pytest.mark.parametrize(
     ("kwargs", "flag"),
-    [({"text_column": "body"}, "--text-column"), ({"label_column": "y"}, "--label-column")],
+    [({"text_column": "body"}, "pick one with text_column"), ({"label_column": "y"}, "pick one with label_column")],
 )
 def test_missing_column_lists_columns(tmp_path, kwargs, flag):
     path = write_csv(tmp_path / "c.csv", [["text", "label", "extra"], ["a", "b", "c"]])
@@ -177,7 +177,7 @@ def test_missing_column_lists_columns(tmp_path, kwargs, flag):
 def test_missing_key_in_jsonl(tmp_path):
     path = write_jsonl(tmp_path / "k.jsonl", [{"text": "a", "label": "x"}, {"body": "b", "label": "y"}])
     text = message(path, lambda: read_labeled_file(path))
-    assert "line 2" in text and "--text-column" in text and "'body'" in text
+    assert "line 2" in text and "text_column" in text and "'body'" in text
 
 
 @pytest.mark.parametrize(

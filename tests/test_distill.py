@@ -19,7 +19,7 @@ from edgeopt.distill import (
     length_bucketed_batches,
     pack_targets,
 )
-from edgeopt.errors import StageError
+from edgeopt.errors import ConfigError, StageError
 from edgeopt.profiles import STUDENT_ARCHITECTURES
 from edgeopt.student import build_student
 from stage_fixtures import (
@@ -135,7 +135,7 @@ def test_soft_term_is_zero_when_student_matches_teacher() -> None:
     ],
 )
 def test_distill_config_rejects_bad_values(kwargs: dict[str, Any], message: str) -> None:
-    with pytest.raises(StageError, match=f"^{message}$"):
+    with pytest.raises(ConfigError, match=f"^{message}$"):
         DistillConfig(**kwargs)
 
 
@@ -226,7 +226,7 @@ def _layer_names(model: Any) -> list[str]:
     ],
 )
 def test_intermediate_config_rejects_bad_values(kwargs: dict[str, Any], message: str) -> None:
-    with pytest.raises(StageError, match=f"^{message}"):
+    with pytest.raises(ConfigError, match=f"^{message}"):
         DistillConfig(**kwargs)
 
 

@@ -102,8 +102,14 @@ def test_profiles_and_a_tiny_build_from_another_directory(
     out = work / "bundle"
     teacher = make_classifier_dir("bert")
     built = run(installed / "bin" / "edgeopt", "build", "--profile", tiny_profile(tmp_path), "--teacher", teacher,
-                "--train", train, "--out", out, "--quiet")  # fmt: skip
+                "--train", train, "--out", out)  # fmt: skip
     assert built.returncode == 0, built.stdout + built.stderr
+    # stderr is a pipe here, as in a CI log: one line per stage and the closing line, no redrawn progress.
+    lines = built.stderr.splitlines()
+    assert "\r" not in built.stderr and lines, built.stderr
+    assert all(line.startswith("done ") for line in lines[:-1]), built.stderr
+    assert lines[-1] == f"bundle written to {out}"
+    assert [line.split(" (")[0] for line in lines[:3]] == ["done data", "done teacher", "done teacher outputs"]
     verified = run(installed / "bin" / "edgeopt-runtime", "verify", out)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     predicted = run(installed / "bin" / "edgeopt-runtime", "predict", out, "--json", "--no-cache", "free cash prize")

@@ -26,7 +26,7 @@ def built(toy_teacher_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
             train=write_csv(root / "train.csv", toy_rows(60, seed=1)),
             test=write_csv(root / "test.csv", toy_rows(20, seed=2)),
         )
-        result = build(config, quiet=True)
+        result = build(config)
         yield result, root
 
 
@@ -155,7 +155,6 @@ def test_rebuild_reuses_cached_teacher_outputs(built: tuple[BuildResult, Path], 
                 test=root / "test.csv",
                 force=True,
             ),
-            quiet=True,
         )
     outputs = next(s for s in again.stages if s.name == "teacher outputs")
     assert outputs.details["computed"] == 0
@@ -244,7 +243,6 @@ def test_accuracy_gate_replaces_a_too_lossy_int8_artifact(
             train=write_csv(tmp_path / "train.csv", toy_rows(60, seed=1)),
             test=write_csv(tmp_path / "test.csv", toy_rows(20, seed=2)),
         ),
-        quiet=True,
     )
     gate = result.manifest["build"]["accuracy_gate"]
     assert set(gate) == {"model.tflite"}
@@ -273,7 +271,6 @@ def test_profile_selects_technique_and_distillation(toy_teacher_dir: Path, tmp_p
             train=write_csv(tmp_path / "train.csv", toy_rows(60, seed=1)),
             test=write_csv(tmp_path / "test.csv", toy_rows(20, seed=2)),
         ),
-        quiet=True,
     )
     built = result.manifest["build"]
     assert (built["distill"]["temperature"], built["distill"]["alpha"]) == (3.0, 0.7)

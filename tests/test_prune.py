@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgeopt.distill import DistillConfig, pack_targets
-from edgeopt.errors import StageError
+from edgeopt.errors import ConfigError, StageError
 from edgeopt.prune import PRUNABLE_LAYERS, PruneConfig, PruneResult, prune, sparsity_of
 from stage_fixtures import NUM_LABELS, ToyTask, keras_logits, make_toy_task, train_toy_student
 
@@ -105,7 +105,7 @@ def test_prune_reaches_target_sparsity_with_few_steps_per_epoch(task: ToyTask, t
     ],
 )
 def test_prune_config_rejects_bad_values(kwargs: dict[str, Any], message: str) -> None:
-    with pytest.raises(StageError, match=f"^{message}$"):
+    with pytest.raises(ConfigError, match=f"^{message}$"):
         PruneConfig(**kwargs)
 
 
@@ -253,7 +253,7 @@ def test_satisfies_m_by_n() -> None:
     ],
 )
 def test_prune_config_rejects_bad_pattern_settings(kwargs: dict[str, Any], message: str) -> None:
-    with pytest.raises(StageError, match=f"^{message}$"):
+    with pytest.raises(ConfigError, match=f"^{message}$"):
         PruneConfig(**kwargs)
 
 

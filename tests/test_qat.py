@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edgeopt.distill import DistillConfig, pack_targets
-from edgeopt.errors import StageError
+from edgeopt.errors import ConfigError, StageError
 from edgeopt.qat import (
     QatReport,
     QatStatus,
@@ -148,7 +148,7 @@ def test_qat_refuses_bad_settings_and_foreign_lambdas(model: Any, task: ToyTask)
 
     tf, keras = import_tf()
     targets = np.zeros((len(task.texts), 2 * NUM_LABELS + 1), dtype=np.float32)
-    with pytest.raises(StageError, match="QAT epochs must be >= 1, got 0"):
+    with pytest.raises(ConfigError, match="QAT epochs must be >= 1, got 0"):
         qat_finetune(model, task.encoded, targets, NUM_LABELS, DistillConfig(), epochs=0)
     with pytest.raises(StageError, match="same rows, got 64, 64 and 3"):
         qat_finetune(model, task.encoded, targets[:3], NUM_LABELS, DistillConfig())

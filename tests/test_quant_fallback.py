@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgeopt.errors import StageError
+from edgeopt.errors import ConfigError, StageError
 from edgeopt.export import to_onnx
 from edgeopt.quant_fallback import GateFormat, quantize_with_gate
 from stage_fixtures import MAX_SEQ_LEN, ToyTask, keras_logits, make_toy_task, train_toy_student
@@ -107,7 +107,7 @@ def test_gate_that_cannot_be_met_returns_the_best_artifact(
 def test_gate_rejects_bad_arguments(sources: dict[str, Any], task: ToyTask, accuracy: Any, tmp_path: Path) -> None:
     with pytest.raises(StageError, match="unknown gate format 'coreml'; choose 'tflite' or 'onnx'"):
         quantize_with_gate("coreml", sources["onnx"], task.encoded, accuracy, 1.0, 0.01, tmp_path / "m")
-    with pytest.raises(StageError, match="max_drop must be >= 0"):
+    with pytest.raises(ConfigError, match="max_drop must be >= 0"):
         quantize_with_gate("onnx", sources["onnx"], task.encoded, accuracy, 1.0, -0.1, tmp_path / "m.onnx")
     with pytest.raises(StageError, match=r"float ONNX model .*missing.onnx does not exist"):
         quantize_with_gate("onnx", tmp_path / "missing.onnx", task.encoded, accuracy, 1.0, 0.01, tmp_path / "m.onnx")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from edgeopt.errors import StageError
+from edgeopt.errors import ConfigError, StageError
 from edgeopt.profiles import STUDENT_ARCHITECTURES
 from edgeopt.search import (
     CandidateOutcome,
@@ -60,7 +60,7 @@ def test_a_pinned_student_replaces_the_axes() -> None:
     pinned = StudentCandidate.parse("cnn/frozen/x2")
     assert student_candidates(spec, teacher_table=True, pinned=pinned) == [pinned]
     with pytest.raises(
-        StageError, match=r"^student cnn/frozen/x2 freezes a random embedding table; use cnn/trained/x2"
+        ConfigError, match=r"^student cnn/frozen/x2 freezes a random embedding table; use cnn/trained/x2"
     ):
         student_candidates(spec, teacher_table=False, pinned=pinned)
 
@@ -88,7 +88,7 @@ def test_parse_reads_back_names(text: str, expected: StudentCandidate) -> None:
     ],
 )
 def test_parse_refuses_what_it_cannot_build(text: str, message: str) -> None:
-    with pytest.raises(StageError, match=message):
+    with pytest.raises(ConfigError, match=message):
         StudentCandidate.parse(text)
 
 

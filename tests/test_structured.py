@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edgeopt.distill import DistillConfig, pack_targets
-from edgeopt.errors import StageError
+from edgeopt.errors import ConfigError, StageError
 from edgeopt.export import to_tflite
 from edgeopt.structured import STRUCTURED_LAYERS, StructuredResult, rank_units, remove_units, structured_prune
 from edgeopt.student import count_parameters
@@ -170,7 +170,7 @@ def test_remove_units_rejects_a_spec_that_does_not_match(trained: Any) -> None:
 
 
 def test_structured_prune_rejects_zero_epochs(trained: Any, task: ToyTask) -> None:
-    with pytest.raises(StageError, match=r"^structured pruning fine-tune epochs must be >= 1, got 0$"):
+    with pytest.raises(ConfigError, match=r"^structured pruning fine-tune epochs must be >= 1, got 0$"):
         structured_prune(
             trained, tiny_spec(), 0.5, task.encoded, np.zeros((80, 5)), NUM_LABELS, DistillConfig(), epochs=0
         )

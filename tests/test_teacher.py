@@ -10,7 +10,7 @@ import pytest
 
 from edgeopt.cache_dirs import cache_dir
 from edgeopt.data import TextDataset
-from edgeopt.errors import OutputExistsError, TeacherError
+from edgeopt.errors import ConfigError, OutputExistsError, TeacherError
 from edgeopt.teacher import (
     FinetuneConfig,
     Teacher,
@@ -119,7 +119,7 @@ def test_seq_len_defaults_to_what_the_teacher_takes(make_classifier_dir: Callabl
     short = load_teacher(make_classifier_dir("bert64"))
     assert short.max_seq_len == 64
     assert short.logits([" ".join(["free cash prize"] * 60)]).shape == (1, 2)  # 180 words, cut at 64 tokens
-    with pytest.raises(TeacherError, match=r"exceeds the 64 positions .*; pass --teacher-seq-len 64 or less$"):
+    with pytest.raises(TeacherError, match=r"exceeds the 64 positions .*; pass teacher_seq_len=64 or less$"):
         load_teacher(make_classifier_dir("bert64"), max_seq_len=100)
 
 
@@ -139,7 +139,7 @@ def test_onnx_teacher_with_a_fixed_length(tiny_onnx_dir: Path, toy_texts: tuple[
     np.testing.assert_allclose(
         fixed.logits(toy_texts, batch_size=4), dynamic.logits(toy_texts, batch_size=4), atol=1e-4
     )
-    with pytest.raises(TeacherError, match="takes exactly 16 tokens per text, not 32; pass --teacher-seq-len 16"):
+    with pytest.raises(TeacherError, match="takes exactly 16 tokens per text, not 32; pass teacher_seq_len=16"):
         load_teacher(fixed_dir, max_seq_len=32)
 
 
@@ -206,9 +206,9 @@ def test_finetune_refuses_onnx_base(tiny_onnx_dir: Path, toy_train: TextDataset,
 
 
 def test_finetune_config_is_validated() -> None:
-    with pytest.raises(TeacherError, match=r"FinetuneConfig\.epochs=0 is invalid: use an integer >= 1"):
+    with pytest.raises(ConfigError, match=r"FinetuneConfig\.epochs=0 is invalid: use an integer >= 1"):
         FinetuneConfig(epochs=0)
-    with pytest.raises(TeacherError, match=r"warmup_ratio=1\.0 is invalid"):
+    with pytest.raises(ConfigError, match=r"warmup_ratio=1\.0 is invalid"):
         FinetuneConfig(warmup_ratio=1.0)
 
 
