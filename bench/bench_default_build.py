@@ -44,9 +44,9 @@ def main() -> int:
     import onnxruntime as ort
 
     import edgeopt_runtime
+    from edgeopt import BuildConfig, build
     from edgeopt.cache_dirs import cache_dir
     from edgeopt.data import load_default
-    from edgeopt.pipeline import BuildConfig, build
 
     out = Path(tempfile.mkdtemp(prefix="edgeopt-bench-")) / "pixel8"
     start = time.perf_counter()

@@ -74,7 +74,7 @@ def everyday_messages() -> list[tuple[str, str]]:
 
 
 def build_variant(task: str, overrides: dict[str, Any], out: Path) -> tuple[Any, float]:
-    from edgeopt.pipeline import BuildConfig, build
+    from edgeopt import BuildConfig, build
 
     folder = TASKS_DIR / task
     files = {} if task == "spam" else {"train": folder / "train.jsonl", "test": folder / "test.jsonl"}

@@ -40,7 +40,7 @@ def _score(logits: np.ndarray, labels: np.ndarray, teacher: np.ndarray, buckets:
 
 def main() -> int:
     from edgeopt.augment import TransferSource, length_bucket
-    from edgeopt.pipeline import BuildConfig, Reporter, prepare, train_student
+    from edgeopt.stages import BuildConfig, Reporter, prepare, train_student
 
     task_name = sys.argv[1]
     seeds = [int(s) for s in sys.argv[2].split(",")]

@@ -76,7 +76,7 @@ def _freeze_embeddings(freeze: bool) -> None:
 
 def main() -> int:
     from edgeopt.augment import TransferSource, length_bucket
-    from edgeopt.pipeline import BuildConfig, Reporter, prepare, train_student
+    from edgeopt.stages import BuildConfig, Reporter, prepare, train_student
 
     task_name, names = sys.argv[1], sys.argv[2].split(",")
     seeds = [int(s) for s in sys.argv[3].split(",")] if len(sys.argv) > 3 else [0]

@@ -12,15 +12,32 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "BuildConfig", "BuildResult", "build", "load_profile", "list_profiles"]
+__all__ = [
+    "__version__",
+    "BuildConfig",
+    "BuildResult",
+    "build",
+    "CompareResult",
+    "compare",
+    "load_profile",
+    "list_profiles",
+]
 
 
 def __getattr__(name: str) -> object:
     # Lazy re-exports keep `import edgeopt` (and so `edgeopt --help`) free of the pipeline's imports.
-    if name in ("BuildConfig", "BuildResult", "build"):
+    if name in ("BuildResult", "build"):
         from edgeopt import pipeline
 
         return getattr(pipeline, name)
+    if name == "BuildConfig":
+        from edgeopt import stages
+
+        return stages.BuildConfig
+    if name in ("CompareResult", "compare"):
+        from edgeopt import compare
+
+        return getattr(compare, name)
     if name in ("load_profile", "list_profiles"):
         from edgeopt import profiles
 

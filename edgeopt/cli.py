@@ -232,9 +232,9 @@ def build(
       edgeopt build --profile android-go --train my.csv --text-column body --label-column y --out bundles/mine
       edgeopt build --profile profiles/my-phone.toml --teacher my-hf-classifier/ --train my.jsonl --force
     """
-    from edgeopt.pipeline import BuildConfig, distill_config_for
     from edgeopt.pipeline import build as run_build
     from edgeopt.profiles import load_profile
+    from edgeopt.stages import BuildConfig, distill_config_for
 
     loaded = load_profile(profile)
     name = loaded.name
@@ -306,10 +306,10 @@ def compare(
       edgeopt compare --profile android-go --techniques float32,int8-static,prune50-int8,structured50-int8
       edgeopt compare --list
     """
-    from edgeopt.compare import TECHNIQUES
     from edgeopt.compare import compare as run_compare
-    from edgeopt.pipeline import BuildConfig
     from edgeopt.profiles import load_profile
+    from edgeopt.stages import BuildConfig
+    from edgeopt.techniques import TECHNIQUES
 
     if list_only:
         for technique in TECHNIQUES.values():

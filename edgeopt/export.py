@@ -12,7 +12,15 @@ from typing import Any
 
 from edgeopt._tf import import_tf, native_output_captured
 
-__all__ = ["to_onnx", "to_tflite", "tflite_converter", "ONNX_OPSET", "OUTPUT_NAME"]
+__all__ = [
+    "to_onnx",
+    "to_tflite",
+    "tflite_converter",
+    "fixed_shape_onnx",
+    "nnapi_partitions",
+    "ONNX_OPSET",
+    "OUTPUT_NAME",
+]
 
 ONNX_OPSET = 17
 OUTPUT_NAME = "logits"
@@ -62,3 +70,49 @@ def to_tflite(model: Any, path: Path) -> Path:
         flatbuffer = converter.convert()
     path.write_bytes(flatbuffer)
     return path
+
+
+def fixed_shape_onnx(source: Path, dest: Path, max_seq_len: int) -> Path:
+    """Copy an ONNX model with its inputs fixed to ``[1, max_seq_len]`` (and its output to ``[1, num_labels]``).
+
+    NNAPI (and CoreML) take a graph only where every tensor has a fixed size: with the dynamic batch of the shipped
+    model ONNX Runtime's mobile checker finds a small share of the nodes usable (:func:`nnapi_partitions`), with the
+    batch fixed nearly all. The weights and quantization are untouched, so for one text padded to ``max_seq_len``
+    it answers as the dynamic model does. Rejected: shipping only the fixed model (batches then cost one call per
+    text on the CPU path, and the runtime pads per batch).
+    """
+    import onnx
+    from onnxruntime.tools.onnx_model_utils import fix_output_shapes, make_input_shape_fixed
+
+    model = onnx.load(str(source))
+    for graph_input in model.graph.input:
+        make_input_shape_fixed(model.graph, graph_input.name, [1, max_seq_len])
+    fix_output_shapes(model)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(dest))
+    return dest
+
+
+def nnapi_partitions(path: Path) -> dict[str, Any]:
+    """ONNX Runtime's NNAPI usability check of an ONNX file, as its mobile checker computes it.
+
+    Returns:
+        ``nodes``, ``supported_nodes`` (what NNAPI could run), ``partitions`` (device hand-offs) and ``verdict``
+        (``YES``, ``MAYBE`` or ``NO``: whether the NNAPI EP should be worth trying), counting a node with a dynamic
+        input as unsupported, as the device will.
+    """
+    import logging
+
+    import onnx
+    from onnxruntime.tools.mobile_helpers import usability_checker
+
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(path)), strict_mode=False)
+    # The checker logs its own analysis at INFO on import paths we do not print.
+    logging.getLogger("usability_checker").setLevel(logging.WARNING)
+    info = usability_checker.check_nnapi_partitions(model, require_fixed_input_sizes=True)
+    return {
+        "nodes": int(info.num_nodes),
+        "supported_nodes": int(info.num_supported_nodes),
+        "partitions": int(info.num_partitions),
+        "verdict": info.suitability().name,
+    }

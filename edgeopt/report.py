@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_report", "write_chart", "stage_rows"]
+__all__ = ["write_report", "write_chart", "stage_figure", "stage_rows"]
 
 # Display order and names of the measured models: the stages of the pipeline, in the order they happen.
 _STAGES = (
@@ -336,11 +336,39 @@ def write_chart(manifest: dict[str, Any], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    fig = stage_figure(manifest)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+LABEL_STEP_PT = 11
+"""Vertical distance between the stacked labels of points that sit (nearly) on top of each other."""
+
+
+def stage_figure(manifest: dict[str, Any]) -> Any:
+    """The figure :func:`write_chart` saves: one point per stage, labels stacked where points coincide.
+
+    The shipped TFLite and ONNX artifacts often have the same accuracy and nearly the same size, so their labels
+    landed on each other; a label now moves up one line for every label already placed near its point.
+    """
+    import matplotlib.pyplot as plt
+
     rows = stage_rows(manifest)
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
-    for name, m in rows:
+    ax.set_xscale("log")
+    for _, m in rows:
         ax.scatter(m["bytes"] / 1e6, m["accuracy"], s=60)
-        ax.annotate(name, (m["bytes"] / 1e6, m["accuracy"]), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ax.autoscale_view()
+    placed: list[tuple[float, float]] = []
+    line_px = LABEL_STEP_PT * fig.dpi / 72
+    for name, m in rows:
+        point = (m["bytes"] / 1e6, m["accuracy"])
+        px, py = ax.transData.transform(point)
+        # A label is ~8 pt tall and up to ~25 characters wide: points closer than that share a column of labels.
+        stacked = sum(1 for qx, qy in placed if abs(qx - px) < 160 and abs(qy - py) < line_px)
+        placed.append((px, py))
+        ax.annotate(name, point, textcoords="offset points", xytext=(6, 4 + LABEL_STEP_PT * stacked), fontsize=8)
     budget = manifest["profile"]["budget"]
     ax.axvline(budget["max_model_mb"], color="grey", linestyle="--", linewidth=1)
     ax.annotate(
@@ -362,15 +390,12 @@ def write_chart(manifest: dict[str, Any], path: Path) -> Path:
         xytext=(3, 3),
         textcoords="offset points",
     )
-    ax.set_xscale("log")
     ax.set_xlabel("size on disk (MB, log scale)")
     ax.set_ylabel("test accuracy")
     ax.set_title(f"{manifest['build']['task']} on {manifest['profile']['name']}: accuracy vs size by stage")
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def _fmt_ms(value: float | None) -> str:

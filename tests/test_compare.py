@@ -11,9 +11,10 @@ from click.testing import CliRunner
 
 from build_fixtures import tiny_profile, toy_rows, write_csv
 from edgeopt.cli import cli
-from edgeopt.compare import DEFAULT_TECHNIQUES, CompareResult, compare, resolve_techniques
+from edgeopt.compare import CompareResult, compare
 from edgeopt.errors import StageError
-from edgeopt.pipeline import BuildConfig
+from edgeopt.stages import BuildConfig
+from edgeopt.techniques import DEFAULT_TECHNIQUES, resolve_techniques
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from edgeopt.events import (
     listening,
     progress,
 )
-from edgeopt.pipeline import Reporter
+from edgeopt.stages import Reporter
 
 
 def test_without_a_listener_stages_and_messages_are_log_records(caplog: pytest.LogCaptureFixture) -> None:

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from build_fixtures import tiny_profile, toy_rows, write_csv
 from edgeopt.cli import cli
-from edgeopt.pipeline import BuildConfig, BuildResult, build
+from edgeopt.pipeline import BuildResult, build
+from edgeopt.stages import BuildConfig
 
 
 @pytest.fixture(scope="module")

@@ -153,3 +153,23 @@ def test_search_chart_is_drawn_only_when_two_students_compare(tmp_path: Path) ->
     assert path is not None and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     manifest["build"]["search"][1]["validation_accuracy"] = None
     assert write_search_chart(manifest, tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()
+
+
+def test_stage_chart_labels_do_not_overlap() -> None:
+    import json
+
+    from edgeopt.report import stage_figure, stage_rows
+
+    # A real pixel8 manifest: the fp32 ONNX and TFLite students (same accuracy, 5.52 MB) and the shipped int8 pair
+    # (1.39 MB) sit almost on top of each other.
+    golden = Path(__file__).resolve().parents[1] / "android-demo/core/src/test/resources/golden/manifest.json"
+    manifest = json.loads(golden.read_text())
+    metrics = manifest["metrics"]
+    metrics["model.onnx"] = {**metrics["model.onnx"], "accuracy": metrics["model.tflite"]["accuracy"]}
+    fig = stage_figure(manifest)
+    renderer = fig.canvas.get_renderer()
+    names = {row for row, _ in stage_rows(manifest)}
+    boxes = [t.get_window_extent(renderer) for t in fig.axes[0].texts if t.get_text() in names]
+    assert len(boxes) == len(names) == 6
+    overlapping = [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :] if a.overlaps(b)]
+    assert overlapping == []
