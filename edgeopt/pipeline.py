@@ -26,6 +26,7 @@ from edgeopt.profiles import Profile, Quantization, load_profile
 from edgeopt.prune import PruneConfig, PruneResult, prune
 from edgeopt.search import StudentCandidate
 from edgeopt.stages import (
+    MODEL_ONNX,
     TOKENIZER,
     BuildConfig,
     PreparedTask,
@@ -108,7 +109,8 @@ def build(config: BuildConfig) -> BuildResult:
         fields, problems = _make_bundle(config, task, staging, Path(tmp), reporter)
         # A first manifest without the report, so that the runtime can load the bundle and measure it for
         # the report; the final manifest below lists the report too.
-        _write_manifest(staging, fields, extra_files=())
+        shipped_extra = () if fields["build"]["nnapi"] is None else (MODEL_NNAPI_ONNX,)
+        _write_manifest(staging, fields, extra_files=shipped_extra)
         with reporter.stage("verify bundle") as info:
             answers = _labels_per_backend(staging, task.data.test.texts, task.profile)
             agreement = backend_agreement(answers)
@@ -136,7 +138,7 @@ def build(config: BuildConfig) -> BuildResult:
             write_chart(readable, staging / CHART)
             charts = (CHART,) if write_search_chart(readable, staging / SEARCH_CHART) is None else (CHART, SEARCH_CHART)
             write_report(readable, [asdict(r) for r in reporter.records], staging / REPORT)
-            manifest = _write_manifest(staging, fields, extra_files=(REPORT, *charts))
+            manifest = _write_manifest(staging, fields, extra_files=(*shipped_extra, REPORT, *charts))
     reporter.say(f"bundle written to {out}")
     return BuildResult(
         out=out,
@@ -259,6 +261,12 @@ def _make_bundle(
             )
         )
 
+    nnapi = None
+    if profile.export.nnapi_onnx and MODEL_ONNX in artifacts:
+        with reporter.stage("nnapi onnx") as info:
+            nnapi = _nnapi_onnx(staging, student.max_seq_len)
+            info.update(dynamic=nnapi["dynamic"]["verdict"], fixed=nnapi["fixed"]["verdict"])
+
     import edgeopt_runtime
 
     data = task.data
@@ -308,9 +316,26 @@ def _make_bundle(
             "within_budget": not problems,
             "budget_problems": problems,
             "accuracy_gate": gate,
+            "nnapi": nnapi,
         },
     }
     return fields, problems
+
+
+MODEL_NNAPI_ONNX = "model.nnapi.onnx"
+
+
+def _nnapi_onnx(staging: Path, max_seq_len: int) -> dict[str, Any]:
+    """Write the fixed-shape copy of the shipped ONNX model and ONNX Runtime's NNAPI verdict on both."""
+    from edgeopt import export
+
+    export.fixed_shape_onnx(staging / MODEL_ONNX, staging / MODEL_NNAPI_ONNX, max_seq_len)
+    return {
+        "file": MODEL_NNAPI_ONNX,
+        "input_shape": [1, max_seq_len],
+        "dynamic": export.nnapi_partitions(staging / MODEL_ONNX),
+        "fixed": export.nnapi_partitions(staging / MODEL_NNAPI_ONNX),
+    }
 
 
 def _budget_problems(profile: Profile, teacher: ArtifactMetrics, shipped: dict[str, ArtifactMetrics]) -> list[str]:

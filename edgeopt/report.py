@@ -30,6 +30,30 @@ def stage_rows(manifest: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return rows
 
 
+def _nnapi_lines(nnapi: dict[str, Any] | None) -> list[str]:
+    """What ONNX Runtime's mobile checker says of the ONNX model for NNAPI, dynamic and fixed-shape."""
+    if not nnapi:
+        return []
+
+    def share(check: dict[str, Any]) -> str:
+        return (
+            f"{check['supported_nodes']}/{check['nodes']} nodes in {check['partitions']} partition(s), "
+            f"verdict {check['verdict']}"
+        )
+
+    shape = "x".join(str(d) for d in nnapi["input_shape"])
+    return [
+        "",
+        "## ONNX Runtime Mobile with NNAPI",
+        "",
+        f"- model.onnx (dynamic batch): {share(nnapi['dynamic'])}; use it with the CPU EP (batches of any size)",
+        f"- {nnapi['file']} (inputs fixed to {shape}): {share(nnapi['fixed'])}; use it with the NNAPI EP, one text "
+        "at a time, padded to the full length (same weights and answers)",
+        "- counts from onnxruntime.tools.mobile_helpers (nodes NNAPI has a kernel for, with fixed-size inputs); "
+        "measure on the phone before choosing",
+    ]
+
+
 def _ratio(a: float, b: float) -> str:
     return f"{a / b:.1f}x" if b else "n/a"
 
@@ -62,6 +86,7 @@ def write_report(manifest: dict[str, Any], stages: Sequence[dict[str, Any]], pat
             f"{_ratio(teacher['bytes'], m['bytes'])} | {_ratio(teacher['p50_ms'], m['p50_ms'])} |"
         )
     lines += _fidelity_lines(manifest)
+    lines += _nnapi_lines(build.get("nnapi"))
     verdict = "within budget" if build["within_budget"] else "OVER BUDGET (kept with --allow-over-budget)"
     lines += [
         "",

@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -38,6 +39,7 @@ def test_bundle_holds_every_file_and_verifies(built: tuple[BuildResult, Path]) -
     names = {p.name for p in result.out.iterdir()}
     assert names == {
         "model.onnx",
+        "model.nnapi.onnx",
         "model.tflite",
         "tokenizer.json",
         "manifest.json",
@@ -48,6 +50,30 @@ def test_bundle_holds_every_file_and_verifies(built: tuple[BuildResult, Path]) -
     manifest = edgeopt_runtime.verify_bundle(result.out)
     assert set(manifest.files) == names - {"manifest.json"}
     assert not [p for p in root.iterdir() if ".staging-" in p.name or ".old-" in p.name]
+
+
+def test_the_nnapi_copy_has_fixed_shapes_and_the_shipped_answers(built: tuple[BuildResult, Path]) -> None:
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    result, _ = built
+    nnapi = result.manifest["build"]["nnapi"]
+    length = result.manifest["max_seq_len"]
+    assert nnapi["file"] == "model.nnapi.onnx" and nnapi["input_shape"] == [1, length]
+    assert nnapi["fixed"]["supported_nodes"] > nnapi["dynamic"]["supported_nodes"]
+    assert "## ONNX Runtime Mobile with NNAPI" in (result.out / "report.md").read_text()
+    tokenizer = Tokenizer.from_file(str(result.out / "tokenizer.json"))
+    tokenizer.enable_truncation(length)
+    tokenizer.enable_padding(length=length)
+    shipped = ort.InferenceSession(str(result.out / "model.onnx"), providers=["CPUExecutionProvider"])
+    fixed = ort.InferenceSession(str(result.out / "model.nnapi.onnx"), providers=["CPUExecutionProvider"])
+    for text in ("free cash prize now", "meeting notes for the team", "lunch?"):
+        encoding = tokenizer.encode(text)
+        feeds = {
+            "input_ids": np.asarray([encoding.ids], dtype=np.int32),
+            "attention_mask": np.asarray([encoding.attention_mask], dtype=np.int32),
+        }
+        np.testing.assert_allclose(fixed.run(None, feeds)[0], shipped.run(None, feeds)[0], atol=1e-5)
 
 
 def test_manifest_has_the_documented_fields(built: tuple[BuildResult, Path]) -> None:

@@ -193,6 +193,9 @@ class ExportSpec(_Validated):
     # Optional: a named technique from `edgeopt compare --list` (e.g. "structured50-int8", "qat-int8") that replaces
     # the plain quantization scheme above; checked against the list when a build starts.
     technique: str = _optional("")
+    # Optional: also ship model.nnapi.onnx, the ONNX artifact with its shapes fixed to [1, max_seq_len], which
+    # ONNX Runtime's NNAPI (and CoreML) execution providers can take almost whole (edgeopt.export.fixed_shape_onnx).
+    nnapi_onnx: bool = _optional(False)
 
 
 @dataclass(frozen=True)
@@ -320,6 +323,7 @@ class Profile(_Validated):
 _OPTIONAL_KEYS = frozenset(
     {
         "technique",
+        "nnapi_onnx",
         "temperature",
         "alpha",
         "intermediate_weight",
