@@ -50,7 +50,7 @@ def main() -> int:
 
     out = Path(tempfile.mkdtemp(prefix="edgeopt-bench-")) / "pixel8"
     start = time.perf_counter()
-    result = build(BuildConfig(profile="pixel8", out=out))
+    result = build(BuildConfig(profile="pixel8"), out)
     build_s = time.perf_counter() - start
     manifest = result.manifest
     data = load_default()

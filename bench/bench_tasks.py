@@ -79,7 +79,7 @@ def build_variant(task: str, overrides: dict[str, Any], out: Path) -> tuple[Any,
     folder = TASKS_DIR / task
     files = {} if task == "spam" else {"train": folder / "train.jsonl", "test": folder / "test.jsonl"}
     start = time.perf_counter()
-    result = build(BuildConfig(profile="pixel8", out=out, allow_over_budget=True, **files, **overrides))
+    result = build(BuildConfig(profile="pixel8", **files, **overrides), out, allow_over_budget=True)
     return result, time.perf_counter() - start
 
 

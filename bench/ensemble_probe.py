@@ -49,9 +49,7 @@ def main() -> int:
     for seed in seeds:
         outs = {}
         for name in ("cnn/trained/x1", "cnn-attention/trained/x1"):
-            config = BuildConfig(
-                profile="pixel8", out=Path("unused"), calibrate=False, seed=seed, student=name, **files
-            )
+            config = BuildConfig(profile="pixel8", calibrate=False, seed=seed, student=name, **files)
             reporter = Reporter()
             task = prepare(config, reporter)
             with tempfile.TemporaryDirectory() as work:

@@ -87,7 +87,7 @@ def main() -> int:
         settings = dict(table[name])
         student_overrides = settings.pop("student", None)
         _freeze_embeddings(settings.pop("freeze", False))
-        config = BuildConfig(profile="pixel8", out=Path("unused"), calibrate=False, seed=seed, **files, **settings)
+        config = BuildConfig(profile="pixel8", calibrate=False, seed=seed, **files, **settings)
         reporter = Reporter()
         task = prepare(config, reporter)
         if student_overrides:

@@ -3,7 +3,7 @@
 The library does the work; the ``edgeopt`` CLI is a thin layer over it::
 
     from edgeopt import BuildConfig, build
-    result = build(BuildConfig(profile="pixel8", out=Path("bundles/pixel8")))
+    result = build(BuildConfig(profile="pixel8"), Path("bundles/pixel8"))
 
 Importing edgeopt is cheap: TensorFlow, torch and ONNX Runtime are imported by the stages that use them.
 """

@@ -237,11 +237,9 @@ def build(
     from edgeopt.stages import BuildConfig, distill_config_for
 
     loaded = load_profile(profile)
-    name = loaded.name
     overrides = (temperature, alpha, intermediate_weight)
     config = BuildConfig(
-        profile=profile,
-        out=out or Path("bundles") / name,
+        profile=loaded,
         teacher=teacher,
         teacher_seq_len=teacher_seq_len,
         train=train,
@@ -250,8 +248,6 @@ def build(
         text_column=text_column,
         label_column=label_column,
         seed=seed,
-        force=force,
-        allow_over_budget=allow_over_budget,
         distill=None
         if overrides == (None, None, None)
         else distill_config_for(loaded, temperature, alpha, intermediate_weight, seed),
@@ -265,7 +261,9 @@ def build(
         search_budget_s=search_budget,
     )
     with _showing_progress(quiet):
-        result = run_build(config)
+        result = run_build(
+            config, out or Path("bundles") / loaded.name, force=force, allow_over_budget=allow_over_budget
+        )
     if not quiet:
         _print_metrics(result.manifest)
         if not result.within_budget:
@@ -315,9 +313,9 @@ def compare(
         for technique in TECHNIQUES.values():
             click.echo(f"{technique.name:<24} {technique.description}")
         return
-    name = load_profile(profile).name
+    loaded = load_profile(profile)
     config = BuildConfig(
-        profile=profile,
+        profile=loaded,
         teacher=teacher,
         teacher_seq_len=teacher_seq_len,
         train=train,
@@ -329,7 +327,7 @@ def compare(
     )
     chosen = [t.strip() for t in techniques.split(",") if t.strip()]
     with _showing_progress(quiet):
-        result = run_compare(config, out or Path("compare") / name, chosen, force=force)
+        result = run_compare(config, out or Path("compare") / loaded.name, chosen, force=force)
     if not quiet:
         click.echo((result.out / "compare.md").read_text(encoding="utf-8").split("## What each variant is")[0])
 

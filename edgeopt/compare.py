@@ -88,7 +88,7 @@ def compare(
     """Build every requested variant from one distilled student and write ``compare.{json,md,png}`` into ``out``.
 
     Args:
-        config: Teacher, data and profile options, as for ``build`` (``config.out`` is not used).
+        config: Teacher, data and profile options, as for ``build``.
         out: Directory to write the comparison into (written atomically).
         techniques: Names from :data:`TECHNIQUES`; all of them when empty.
         force: Replace ``out`` if it exists.

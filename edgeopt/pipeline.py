@@ -79,34 +79,45 @@ class BuildResult:
     budget_problems: tuple[str, ...]
 
 
-def build(config: BuildConfig) -> BuildResult:
-    """Run the whole pipeline and write a verified bundle to ``config.out``.
+def build(
+    config: BuildConfig,
+    out: Path | str = Path("bundles/pixel8"),
+    *,
+    force: bool = False,
+    allow_over_budget: bool = False,
+) -> BuildResult:
+    """Run the whole pipeline and write a verified bundle to ``out``.
 
     Progress goes out as :mod:`edgeopt.events` (to ``logging`` unless the caller listens); nothing is printed.
 
     Args:
         config: What to build.
+        out: The bundle directory to write.
+        force: Replace ``out`` if it exists.
+        allow_over_budget: Keep a bundle that misses the profile's budgets (marked as such) instead of failing.
 
     Returns:
         The build's result; the bundle is at ``result.out``.
 
     Raises:
         EdgeoptError: Any problem a user can fix (data, profile, teacher, budgets, output path); nothing is left at
-            ``config.out`` then.
+            ``out`` then.
     """
     from edgeopt.report import SEARCH_CHART, write_chart, write_report, write_search_chart
 
     reporter = Reporter()
-    out = Path(config.out)
-    check_output_path(out, config.force)
+    out = Path(out)
+    check_output_path(out, force)
+    # Loaded once: every later stage reads this Profile (load_profile passes a Profile through).
+    config = replace(config, profile=load_profile(config.profile))
     if config.student is not None:
         StudentCandidate.parse(config.student)  # a malformed --student fails now, not after the teacher
     technique_name = config.technique or load_profile(config.profile).export.technique
     if technique_name:
         resolve_techniques([technique_name])  # a typo fails now, not after training
     task = prepare(config, reporter)
-    with staged_output(out, config.force) as staging, tempfile.TemporaryDirectory(prefix="edgeopt-") as tmp:
-        fields, problems = _make_bundle(config, task, staging, Path(tmp), reporter)
+    with staged_output(out, force) as staging, tempfile.TemporaryDirectory(prefix="edgeopt-") as tmp:
+        fields, problems = _make_bundle(config, task, staging, Path(tmp), reporter, allow_over_budget)
         # A first manifest without the report, so that the runtime can load the bundle and measure it for
         # the report; the final manifest below lists the report too.
         shipped_extra = () if fields["build"]["nnapi"] is None else (MODEL_NNAPI_ONNX,)
@@ -118,7 +129,7 @@ def build(config: BuildConfig) -> BuildResult:
             fields["build"]["backend_agreement"] = agreement
             disagreement = backend_disagreement_problem(answers)
             if disagreement is not None:
-                if not config.allow_over_budget:
+                if not allow_over_budget:
                     raise BudgetError(
                         lambda p: f"{disagreement}; pass {p('allow_over_budget', True)} to keep the bundle anyway"
                     )
@@ -150,7 +161,7 @@ def build(config: BuildConfig) -> BuildResult:
 
 
 def _make_bundle(
-    config: BuildConfig, task: PreparedTask, staging: Path, work: Path, reporter: Reporter
+    config: BuildConfig, task: PreparedTask, staging: Path, work: Path, reporter: Reporter, allow_over_budget: bool
 ) -> tuple[dict[str, Any], list[str]]:
     """Train, prune, export and measure; write the models and tokenizer into ``staging``; return manifest fields."""
     from edgeopt import export
@@ -253,7 +264,7 @@ def _make_bundle(
             info.update(**{name: ",".join(g["kept_float"]) or "none" for name, g in gate.items()})
 
     problems = _budget_problems(profile, teacher_metrics, {n: metrics[n] for n in artifacts})
-    if problems and not config.allow_over_budget:
+    if problems and not allow_over_budget:
         raise BudgetError(
             lambda p: (
                 f"the {profile.name} budget is not met: {'; '.join(problems)}; "

@@ -66,11 +66,15 @@ TOKENIZER = "tokenizer.json"
 
 @dataclass(frozen=True)
 class BuildConfig:
-    """Everything ``edgeopt build`` takes; the defaults build the spam classifier for the Pixel 8.
+    """What to build (the settings of ``edgeopt build``); the defaults build the spam classifier for the Pixel 8.
+
+    Where the bundle goes and whether it may replace or keep an over-budget one are arguments of
+    :func:`edgeopt.pipeline.build` (``out``, ``force``, ``allow_over_budget``), not settings: ``compare`` takes the
+    same config and writes elsewhere.
 
     Attributes:
-        profile: A profile name (``edgeopt profiles list``) or a path to a profile TOML file.
-        out: The bundle directory to write.
+        profile: A profile name (``edgeopt profiles list``), a path to a profile TOML file, or a loaded
+            :class:`~edgeopt.profiles.Profile` (a build loads a name or path once and carries the result).
         teacher: A teacher directory or ONNX file; ``None`` fine-tunes all-MiniLM-L6-v2 on the training data.
         train: Labeled training file; ``None`` uses the built-in SpamAssassin task.
         test: Labeled test file; ``None`` holds out a seeded stratified split of ``train``.
@@ -78,8 +82,6 @@ class BuildConfig:
         text_column: Column or key holding the text in the labeled files.
         label_column: Column or key holding the label.
         seed: Seed of every random choice (split, initialization, batches).
-        force: Replace ``out`` if it exists.
-        allow_over_budget: Keep a bundle that misses the profile's budgets (marked as such) instead of failing.
         distill: Distillation settings; ``None`` takes temperature, alpha and intermediate weight from the profile's
             ``[student]`` table (see :func:`distill_config_for`).
         finetune: Teacher fine-tuning settings (used when the teacher has to be fine-tuned).
@@ -106,8 +108,7 @@ class BuildConfig:
             ``[student] search_budget_s``.
     """
 
-    profile: str | Path = "pixel8"
-    out: Path = Path("bundles/pixel8")
+    profile: str | Path | Profile = "pixel8"
     teacher: Path | None = None
     train: Path | None = None
     test: Path | None = None
@@ -115,8 +116,6 @@ class BuildConfig:
     text_column: str = "text"
     label_column: str = "label"
     seed: int = 0
-    force: bool = False
-    allow_over_budget: bool = False
     distill: DistillConfig | None = None
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     teacher_seq_len: int | None = None

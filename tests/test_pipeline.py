@@ -23,13 +23,25 @@ def built(toy_teacher_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         patch.setenv("EDGEOPT_CACHE_DIR", str(root / "cache"))
         config = BuildConfig(
             profile=str(tiny_profile(root)),
-            out=root / "bundle",
             teacher=toy_teacher_dir,
             train=write_csv(root / "train.csv", toy_rows(60, seed=1)),
             test=write_csv(root / "test.csv", toy_rows(20, seed=2)),
         )
-        result = build(config)
+        import edgeopt.profiles
+
+        parse = edgeopt.profiles.tomllib.loads
+        parsed: list[str] = []
+        patch.setattr(edgeopt.profiles.tomllib, "loads", lambda text: parsed.append(text) or parse(text))
+        result = build(config, root / "bundle")
+        PROFILE_PARSES.append(len(parsed))
         yield result, root
+
+
+PROFILE_PARSES: list[int] = []
+
+
+def test_a_build_reads_its_profile_once(built: tuple[BuildResult, Path]) -> None:
+    assert PROFILE_PARSES == [1]
 
 
 def test_bundle_holds_every_file_and_verifies(built: tuple[BuildResult, Path]) -> None:
@@ -176,12 +188,12 @@ def test_rebuild_reuses_cached_teacher_outputs(built: tuple[BuildResult, Path], 
         again = build(
             BuildConfig(
                 profile=str(root / "tiny.toml"),
-                out=root / "bundle",
                 teacher=toy_teacher_dir,
                 train=root / "train.csv",
                 test=root / "test.csv",
-                force=True,
             ),
+            root / "bundle",
+            force=True,
         )
     outputs = next(s for s in again.stages if s.name == "teacher outputs")
     assert outputs.details["computed"] == 0
@@ -265,11 +277,11 @@ def test_accuracy_gate_replaces_a_too_lossy_int8_artifact(
     result = build(
         BuildConfig(
             profile=str(tiny_profile(tmp_path, max_accuracy_drop=0.5)),
-            out=tmp_path / "bundle",
             teacher=toy_teacher_dir,
             train=write_csv(tmp_path / "train.csv", toy_rows(60, seed=1)),
             test=write_csv(tmp_path / "test.csv", toy_rows(20, seed=2)),
         ),
+        tmp_path / "bundle",
     )
     gate = result.manifest["build"]["accuracy_gate"]
     assert set(gate) == {"model.tflite"}
@@ -293,11 +305,11 @@ def test_profile_selects_technique_and_distillation(toy_teacher_dir: Path, tmp_p
     result = build(
         BuildConfig(
             profile=str(profile),
-            out=tmp_path / "bundle",
             teacher=toy_teacher_dir,
             train=write_csv(tmp_path / "train.csv", toy_rows(60, seed=1)),
             test=write_csv(tmp_path / "test.csv", toy_rows(20, seed=2)),
         ),
+        tmp_path / "bundle",
     )
     built = result.manifest["build"]
     assert (built["distill"]["temperature"], built["distill"]["alpha"]) == (3.0, 0.7)

@@ -382,12 +382,13 @@ def list_profiles() -> list[str]:
     return sorted(p.stem for p in directory.glob("*.toml") if p.is_file())
 
 
-def load_profile(name_or_path: str | Path) -> Profile:
+def load_profile(name_or_path: str | Path | Profile) -> Profile:
     """Load and validate a profile.
 
     Args:
         name_or_path: A known profile name (see ``list_profiles()``), or a path to a ``.toml`` file.
-            Strings that end in ``.toml`` or contain a path separator are taken as paths.
+            Strings that end in ``.toml`` or contain a path separator are taken as paths. A :class:`Profile`
+            is returned as it is, so code handed a loaded profile does not read the file again.
 
     Returns:
         The validated profile.
@@ -395,6 +396,8 @@ def load_profile(name_or_path: str | Path) -> Profile:
     Raises:
         ProfileError: The name is unknown, the file is missing or not valid TOML, or its content is invalid.
     """
+    if isinstance(name_or_path, Profile):
+        return name_or_path
     text = str(name_or_path)
     is_path = isinstance(name_or_path, Path) or text.endswith(".toml") or "/" in text or os.sep in text
     if is_path:
