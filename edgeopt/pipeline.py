@@ -23,7 +23,6 @@ from edgeopt.bundle import check_output_path, staged_output
 from edgeopt.errors import BudgetError
 from edgeopt.evaluate import ArtifactMetrics
 from edgeopt.profiles import Profile, Quantization, load_profile
-from edgeopt.prune import PruneConfig, PruneResult, prune
 from edgeopt.search import StudentCandidate
 from edgeopt.stages import (
     MODEL_ONNX,
@@ -33,14 +32,12 @@ from edgeopt.stages import (
     Reporter,
     StageRecord,
     accuracy_gate,
-    calibrate_student,
-    export_model,
     measure,
     measure_teacher,
     prepare,
     train_student,
 )
-from edgeopt.techniques import make_variant, resolve_techniques
+from edgeopt.techniques import FitTemperature, profile_technique, resolve_techniques, run_technique
 
 __all__ = [
     "BuildResult",
@@ -172,57 +169,27 @@ def _make_bundle(
     shutil.copyfile(student.vocab.tokenizer_json, staging / TOKENIZER)
     dense_tflite = export.to_tflite(student.model, work / "student-dense-fp32.tflite")
 
-    pruned_model = student.model
-    prune_result: PruneResult | None = None
-    technique_record: dict[str, Any] | None = None
-    calibration = student.calibration(profile.export.calibration_samples, len(task.data.train), config.seed)
-    scheme = profile.export.quantization
+    # One code path: a named technique, or the profile's own scheme as a technique (profile_technique).
     technique_name = config.technique or profile.export.technique
     if technique_name:
-        technique = resolve_techniques([technique_name])[0]
-        scheme = technique.quantization
-        if task.student_spec.calibrate:
-            # A technique exports inside make_variant, so its fine-tuning (pruning, QAT) starts from the calibrated
-            # student and keeps roughly its scale; the profile's own scheme below calibrates the final model instead.
-            calibrate_student(task, student, student.model, reporter)
-        with reporter.stage(f"technique {technique.name}") as info:
-            artifacts, details, pruned_model = make_variant(
-                technique, student, task, config, staging, set(profile.export.formats)
-            )
-            technique_record = {**technique.settings(), "description": technique.description, "details": details}
-            info.update(formats=",".join(sorted(artifacts)))
-        with reporter.stage("float references"):
-            float_onnx = export.to_onnx(pruned_model, work / "student-fp32.onnx", student.max_seq_len)
-            float_tflite = export.to_tflite(pruned_model, work / "student-fp32.tflite")
+        named = resolve_techniques([technique_name])[0]
+        # A named technique's fine-tuning (pruning, QAT) starts from the calibrated student and keeps roughly its
+        # scale; the profile's own scheme fits the temperature after pruning instead.
+        first = (FitTemperature(),) if task.student_spec.calibrate else ()
+        technique = replace(named, passes=(*first, *named.passes))
     else:
-        if profile.student.target_sparsity > 0:
-            with reporter.stage("prune") as info:
-                prune_config = PruneConfig(target_sparsity=profile.student.target_sparsity, epochs=config.prune_epochs)
-                pruned_model, prune_result = prune(
-                    student.copy_model(),
-                    student.rows(student.fit_rows),
-                    student.targets[student.fit_rows],
-                    task.num_labels,
-                    student.distill_config,
-                    prune_config,
-                )
-                info.update(target=prune_config.target_sparsity, reached=prune_result.overall_sparsity)
-        if task.student_spec.calibrate:
-            # Last, on the model that is exported: pruning's fine-tune would move a scale fitted before it.
-            calibrate_student(task, student, pruned_model, reporter)
-        with reporter.stage("export + quantize") as info:
-            float_onnx = export.to_onnx(pruned_model, work / "student-fp32.onnx", student.max_seq_len)
-            float_tflite = export.to_tflite(pruned_model, work / "student-fp32.tflite")
-            artifacts = export_model(
-                pruned_model,
-                scheme,
-                set(profile.export.formats),
-                calibration,
-                staging,
-                student.max_seq_len,
-                per_channel=profile.export.per_channel,
-            )
-            info.update(scheme=scheme.value, formats=",".join(sorted(artifacts)))
+        technique = profile_technique(profile.name, task.student_spec, profile.export)
+    run = run_technique(technique, student, task, config, staging, set(profile.export.formats), reporter)
+    artifacts, pruned_model, calibration = run.artifacts, run.model, run.calibration
+    scheme = technique.quantization
+    technique_record = (
+        {**technique.to_dict(), "description": technique.description, "details": run.details}
+        if technique_name
+        else None
+    )
+    with reporter.stage("float references"):
+        float_onnx = export.to_onnx(pruned_model, work / "student-fp32.onnx", student.max_seq_len)
+        float_tflite = export.to_tflite(pruned_model, work / "student-fp32.tflite")
 
     with reporter.stage("evaluate") as info:
         teacher_metrics = measure_teacher(task)
@@ -247,7 +214,7 @@ def _make_bundle(
         for name in artifacts
         if teacher_metrics.accuracy - metrics[name].accuracy > profile.budget.max_accuracy_drop
     ]
-    if too_lossy and scheme is Quantization.INT8_STATIC and not (technique_record or {}).get("gate"):
+    if too_lossy and scheme is Quantization.INT8_STATIC and not technique.gates:
         with reporter.stage("accuracy gate") as info:
             gated, gate = accuracy_gate(
                 task,
@@ -319,7 +286,7 @@ def _make_bundle(
             "transfer": {source.value: task.transfer.count(source) for source in TransferSource},
             "search": list(student.search),
             "score_calibration": None if student.score_calibration is None else student.score_calibration.to_dict(),
-            "prune": None if prune_result is None else prune_result.to_dict(),
+            "prune": None if run.prune_result is None else run.prune_result.to_dict(),
             "technique": technique_record,
             "quantization": scheme.value,
             "per_channel": profile.export.per_channel,

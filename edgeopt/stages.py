@@ -47,7 +47,6 @@ __all__ = [
     "distill_config_for",
     "student_spec_for",
     "accuracy_gate",
-    "calibrate_student",
     "MODEL_ONNX",
     "MODEL_TFLITE",
     "TOKENIZER",
@@ -651,13 +650,6 @@ def measure(task: PreparedTask, student: TrainedStudent, paths: dict[str, Path])
             )
             for name, path in paths.items()
         }
-
-
-def calibrate_student(task: PreparedTask, student: TrainedStudent, model: Any, reporter: Reporter) -> None:
-    """Fit the score temperature on the validation texts and fold it into ``model``'s logits (a stage)."""
-    with reporter.stage("calibrate") as info:
-        student.score_calibration = student.calibrate_scores(model, np.asarray(task.data.train.labels))
-        info.update(temperature=student.score_calibration.temperature)
 
 
 def accuracy_gate(
