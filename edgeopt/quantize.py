@@ -12,6 +12,8 @@ picks when activations are too sensitive for static ranges.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import tempfile
 import warnings
@@ -208,17 +210,19 @@ def onnx_int8_static(
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(float_model), str(prepared), skip_symbolic_shape=True)
-        quantize_static(
-            str(prepared),
-            str(path),
-            CalibrationReader(calibration),
-            quant_format=QuantFormat.QDQ,
-            per_channel=per_channel,
-            activation_type=QuantType.QInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=ort_method,
-            extra_options={"CalibTensorRangeSymmetric": False},
-        )
+        # ONNX Runtime's percentile calibrator print()s its range ("Percentile : (...)"); a library prints nothing.
+        with contextlib.redirect_stdout(io.StringIO()):
+            quantize_static(
+                str(prepared),
+                str(path),
+                CalibrationReader(calibration),
+                quant_format=QuantFormat.QDQ,
+                per_channel=per_channel,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=ort_method,
+                extra_options={"CalibTensorRangeSymmetric": False},
+            )
     return path
 
 
