@@ -16,7 +16,7 @@ this one): every new step needed a field, a branch in the runner and a second co
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -141,10 +141,12 @@ class Pass:
         unknown = sorted(set(settings) - set(known))
         if unknown:
             raise ConfigError(f"pass {name!r} has no setting {', '.join(unknown)}; its settings: {', '.join(known)}")
-        converters = {"scheme": Quantization, "calibration": CalibrationMethod}
-        # JSON has lists where the settings hold tuples (m_by_n).
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
-        return cls(**{k: converters[k](v) if k in converters else v for k, v in values.items()})
+        converters: dict[str, Callable[[Any], Any]] = {
+            "scheme": Quantization,
+            "calibration": CalibrationMethod,
+            "m_by_n": tuple,  # JSON has a list where the setting holds a tuple
+        }
+        return cls(**{k: converters[k](v) if k in converters and v is not None else v for k, v in settings.items()})
 
 
 @dataclass(frozen=True)
