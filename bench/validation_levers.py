@@ -50,6 +50,8 @@ def variants() -> dict[str, dict[str, Any]]:
         "cnn": {"student": {"architecture": "cnn"}},
         "attention": {"student": {"architecture": "cnn-attention"}},
         "patience6": {"distill": DistillConfig(patience=6, epochs=30)},
+        "t1-attention": {"distill": DistillConfig(temperature=1.0), "student": {"architecture": "cnn-attention"}},
+        "t4-attention": {"distill": DistillConfig(temperature=4.0), "student": {"architecture": "cnn-attention"}},
         "aug2-attention": {"augment_copies": 2, "student": {"architecture": "cnn-attention"}},
         "aug4-attention": {"augment_copies": 4, "student": {"architecture": "cnn-attention"}},
         "intermediate-attention": {
