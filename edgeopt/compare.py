@@ -26,7 +26,7 @@ from edgeopt.stages import (
     prepare,
     train_student,
 )
-from edgeopt.techniques import make_variant, resolve_techniques
+from edgeopt.techniques import resolve_techniques, run_technique
 
 __all__ = [
     "VariantResult",
@@ -112,7 +112,8 @@ def compare(
         for technique in chosen:
             with reporter.stage(f"variant {technique.name}") as info:
                 out_dir = work / technique.name
-                artifacts, details, _ = make_variant(technique, student, task, config, out_dir)
+                run = run_technique(technique, student, task, config, out_dir)
+                artifacts, details = run.artifacts, run.details
                 measured = measure(task, student, {a.format: out_dir / name for name, a in artifacts.items()})
                 main = measured.get(preferred) or next(iter(measured.values()))
                 variants.append(

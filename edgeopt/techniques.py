@@ -52,7 +52,6 @@ __all__ = [
     "profile_technique",
     "resolve_techniques",
     "run_technique",
-    "make_variant",
 ]
 
 
@@ -526,16 +525,3 @@ def run_technique(
             run.details.update(done)
             info.update({k: v for k, v in done.items() if not isinstance(v, dict | list)})
     return run
-
-
-def make_variant(
-    technique: Technique,
-    student: TrainedStudent,
-    task: PreparedTask,
-    config: BuildConfig,
-    out: Path,
-    formats: set[ExportFormat] | None = None,
-) -> tuple[dict[str, Any], dict[str, Any], Any]:
-    """:func:`run_technique` without stages, as ``(artifacts, details, float model before quantization)``."""
-    run = run_technique(technique, student, task, config, out, formats)
-    return run.artifacts, run.details, run.model

@@ -23,7 +23,7 @@ def test_not_a_terminal_gets_one_line_per_stage(capsys: pytest.CaptureFixture[st
     ]
 
 
-def test_a_terminal_gets_live_bars_and_the_same_done_lines(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_terminal_gets_the_same_done_lines(capsys: pytest.CaptureFixture[str]) -> None:
     with ConsoleRenderer(force_terminal=True) as render:
         for event in EVENTS:
             render(event)
