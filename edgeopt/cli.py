@@ -194,6 +194,20 @@ def _task_options(func: Callable[..., Any]) -> Callable[..., Any]:
     help="Seconds the student search may take; the first candidate always runs and the best so far is kept "
     "(0: no limit) [default: the profile's, else 0].",
 )
+@click.option(
+    "--task",
+    type=click.Choice(["classify", "embed"]),
+    default="classify",
+    show_default=True,
+    help="classify: a text classifier; embed: a sentence embedder distilled from a sentence encoder "
+    "(default teacher: all-MiniLM-L6-v2 as shipped; --train gives the texts, labels not needed).",
+)
+@click.option(
+    "--pooling",
+    type=click.Choice(["mean", "cls", "max"]),
+    help="How an embed teacher pools its token states [default: what its sentence-transformers config says; "
+    "required for a plain Hugging Face encoder].",
+)
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @click.option("--allow-over-budget", is_flag=True, help="Keep a bundle that misses the profile's budgets.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
@@ -220,6 +234,8 @@ def build(
     calibrate: bool | None,
     student: str | None,
     search_budget: float | None,
+    task: str,
+    pooling: str | None,
     force: bool,
     allow_over_budget: bool,
     quiet: bool,
@@ -229,6 +245,7 @@ def build(
     \b
     Examples:
       edgeopt build --profile pixel8
+      edgeopt build --task embed --profile pixel8   # a sentence embedder from all-MiniLM-L6-v2
       edgeopt build --profile android-go --train my.csv --text-column body --label-column y --out bundles/mine
       edgeopt build --profile profiles/my-phone.toml --teacher my-hf-classifier/ --train my.jsonl --force
     """
@@ -259,13 +276,17 @@ def build(
         calibrate=calibrate,
         student=student,
         search_budget_s=search_budget,
+        task=task,
+        pooling=pooling,
     )
+    default_out = Path("bundles") / (loaded.name if task == "classify" else f"{loaded.name}-embed")
     with _showing_progress(quiet):
-        result = run_build(
-            config, out or Path("bundles") / loaded.name, force=force, allow_over_budget=allow_over_budget
-        )
+        result = run_build(config, out or default_out, force=force, allow_over_budget=allow_over_budget)
     if not quiet:
-        _print_metrics(result.manifest)
+        if task == "embed":
+            _print_embed_metrics(result.manifest)
+        else:
+            _print_metrics(result.manifest)
         if not result.within_budget:
             click.echo(f"over budget: {'; '.join(result.budget_problems)}", err=True)
 
@@ -479,6 +500,16 @@ def _print_metrics(manifest: dict[str, Any]) -> None:
         )
 
 
+def _print_embed_metrics(manifest: dict[str, Any]) -> None:
+    """An embedder's agreement with its teacher, per measured model."""
+    click.echo(f"{'model':<34} {'cosine':>8} {'recall@10':>9} {'Spearman':>8} {'bytes':>12} {'p50 ms':>8}")
+    for name, m in (manifest.get("metrics") or {}).items():
+        click.echo(
+            f"{name:<34} {m['mean_cosine']:>8.4f} {m['neighbour_recall']:>9.4f} {m['spearman']:>8.4f} "
+            f"{m['bytes']:>12,} {m['p50_ms']:>8.3f}"
+        )
+
+
 @cli.command()
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.argument("texts", nargs=-1, required=True)
@@ -494,7 +525,7 @@ def predict(bundle: Path, texts: tuple[str, ...], backend: str, as_json: bool) -
     """
     import edgeopt_runtime
 
-    model = edgeopt_runtime.load(bundle, backend=backend, cache=False)
+    model = edgeopt_runtime.load_classifier(bundle, backend=backend, cache=False)
     for text, prediction in zip(texts, model.predict_batch(list(texts)), strict=True):
         if as_json:
             click.echo(json.dumps({"text": text, **prediction.to_dict()}))

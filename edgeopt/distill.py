@@ -37,6 +37,10 @@ __all__ = [
     "distill",
     "compile_for_distillation",
     "length_bucketed_batches",
+    "EmbedDistillResult",
+    "embedding_loss",
+    "compile_for_embedding",
+    "distill_embeddings",
 ]
 
 
@@ -446,3 +450,122 @@ def _feature_trainer(model: Any, hidden_size: int) -> Any:
         ) from exc
     projected = keras.layers.Dense(hidden_size, name=PROJECTION_LAYER)(pooled)
     return keras.Model(model.inputs, [model.output, projected], name=f"{model.name}_feature_trainer")
+
+
+@dataclass(frozen=True)
+class EmbedDistillResult:
+    """How distilling an embedder went.
+
+    Attributes:
+        epochs_run: Epochs actually trained.
+        best_val_cosine: Mean cosine between the student's and the teacher's embeddings of the held-out texts, for
+            the weights kept.
+        history: Per-epoch ``loss``, ``cosine`` and their ``val_`` twins.
+    """
+
+    epochs_run: int
+    best_val_cosine: float
+    history: dict[str, list[float]]
+
+
+def embedding_loss(similarity_weight: float) -> Any:
+    """Keras loss of an embedder against the teacher's unit vectors: cosine distance plus batch similarity structure.
+
+    Per row: ``1 - cos(student, teacher)`` plus ``similarity_weight`` times the mean squared difference between the
+    row's cosines to every text of the batch, as the student sees them and as the teacher does. The first term
+    pulls each vector toward its target; the second keeps who-is-near-whom, which is what a search over the
+    vectors uses (the relational term of Park et al. 2019, and what Sentence-BERT's MSE distillation leaves out).
+    Rejected: MSE on the raw vectors (it weighs the vector's length, which every search normalizes away).
+    """
+    tf, _ = import_tf()
+
+    def loss(teacher: Any, student: Any) -> Any:
+        unit = tf.math.l2_normalize(student, axis=-1)
+        distance = 1.0 - tf.reduce_sum(unit * teacher, axis=-1)
+        if similarity_weight == 0:
+            return distance
+        structure = tf.reduce_mean(
+            tf.square(tf.matmul(unit, unit, transpose_b=True) - tf.matmul(teacher, teacher, transpose_b=True)),
+            axis=-1,
+        )
+        return distance + similarity_weight * structure
+
+    return loss
+
+
+def _cosine_metric() -> Any:
+    tf, _ = import_tf()
+
+    def cosine(teacher: Any, student: Any) -> Any:
+        return tf.reduce_sum(tf.math.l2_normalize(student, axis=-1) * teacher, axis=-1)
+
+    return cosine
+
+
+def compile_for_embedding(model: Any, learning_rate: float, similarity_weight: float) -> None:
+    """Compile an embedder with :func:`embedding_loss` and a mean-cosine metric (``cosine``)."""
+    _, keras = import_tf()
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=embedding_loss(similarity_weight),
+        metrics=[_cosine_metric()],
+    )
+
+
+def distill_embeddings(
+    model: Any,
+    inputs: tuple[np.ndarray, np.ndarray],
+    targets: np.ndarray,
+    validation: tuple[tuple[np.ndarray, np.ndarray], np.ndarray],
+    config: DistillConfig,
+    similarity_weight: float = 1.0,
+    verbose: int = 0,
+) -> EmbedDistillResult:
+    """Train an embedder (``build_student(..., head="embedding")``) in place on the teacher's unit vectors.
+
+    Batches are length-bucketed as for a classifier; early stopping keeps the weights with the best mean cosine on
+    the held-out texts. Of ``config`` only the optimisation settings are read (epochs, batch size, learning rate,
+    patience, seed): temperature and alpha are about class scores.
+
+    Args:
+        model: The student embedder; its output is as wide as the teacher's vectors.
+        inputs: ``(input_ids, attention_mask)`` of the transfer texts.
+        targets: ``[n, dim]`` unit vectors of the teacher (:meth:`edgeopt.teacher.Teacher.embeddings`).
+        validation: ``((input_ids, attention_mask), targets)`` of held-out texts.
+        config: Optimisation settings.
+        similarity_weight: Weight (>= 0) of the batch similarity-structure term (:func:`embedding_loss`).
+        verbose: Keras verbosity.
+
+    Raises:
+        StageError: Targets do not match the inputs or the model's output width, or hold non-finite values.
+    """
+    _, keras = import_tf()
+    if not (math.isfinite(similarity_weight) and similarity_weight >= 0):
+        raise ConfigError(f"similarity_weight must be a finite number >= 0, got {similarity_weight}")
+    width = int(model.output_shape[-1])
+    for name, given, rows in (
+        ("targets", targets, len(inputs[0])),
+        ("validation targets", validation[1], len(validation[0][0])),
+    ):
+        shape = np.shape(given)
+        if len(shape) != 2 or shape[0] != rows or shape[1] != width:
+            raise StageError(f"{name} have shape {shape}; expected ({rows}, {width}), one teacher vector per text")
+        if not np.all(np.isfinite(given)):
+            raise StageError(f"{name} hold NaN or infinite values; recompute the teacher embeddings")
+    keras.utils.set_random_seed(config.seed)
+    compile_for_embedding(model, config.learning_rate, similarity_weight)
+    stopper = keras.callbacks.EarlyStopping(
+        monitor="val_cosine", mode="max", patience=config.patience, restore_best_weights=True
+    )
+    history = model.fit(
+        length_bucketed_batches(inputs, np.asarray(targets, dtype=np.float32), config.batch_size, config.seed),
+        validation_data=length_bucketed_batches(
+            validation[0], np.asarray(validation[1], dtype=np.float32), 256, 0, shuffle=False
+        ),
+        callbacks=[stopper],
+        epochs=config.epochs,
+        shuffle=False,
+        verbose=verbose,
+    ).history
+    values = {k: [float(v) for v in vs] for k, vs in history.items()}
+    return EmbedDistillResult(epochs_run=len(values["loss"]), best_val_cosine=max(values["val_cosine"]), history=values)

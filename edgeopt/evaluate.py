@@ -173,7 +173,8 @@ def measure_latency_ms(
     return float(np.percentile(times, 50)), float(np.percentile(times, 95))
 
 
-def _backend(path: Path, threads: int | None) -> Backend:
+def artifact_backend(path: Path, threads: int | None) -> Backend:
+    """The runtime's backend for an ``.onnx`` or ``.tflite`` file."""
     from edgeopt_runtime import OnnxBackend, TfliteBackend
 
     if path.suffix == ".onnx":
@@ -204,7 +205,7 @@ def evaluate_artifact(
     Returns:
         The artifact's metrics.
     """
-    batch_backend = _backend(path, threads=None)
+    batch_backend = artifact_backend(path, threads=None)
 
     def run_all(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return np.concatenate([batch_backend.run(ids[i : i + 64], mask[i : i + 64]) for i in range(0, len(ids), 64)])
@@ -215,7 +216,7 @@ def evaluate_artifact(
     by_bucket = {} if fidelity is None else fidelity_by_bucket(run_all(*fidelity[1]).argmax(-1), fidelity[0])
     p50 = p95 = 0.0  # latency_samples=0: accuracy only (e.g. inside a search loop)
     if latency_samples > 0:
-        p50, p95 = measure_latency_ms(_backend(path, threads=1).run, ids, mask, latency_samples)
+        p50, p95 = measure_latency_ms(artifact_backend(path, threads=1).run, ids, mask, latency_samples)
     return ArtifactMetrics(
         accuracy=accuracy,
         macro_f1=macro_f1,

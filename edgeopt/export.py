@@ -20,10 +20,16 @@ __all__ = [
     "nnapi_partitions",
     "ONNX_OPSET",
     "OUTPUT_NAME",
+    "EMBEDDING_OUTPUT_NAME",
+    "EMBEDDING_HEAD",
 ]
 
 ONNX_OPSET = 17
 OUTPUT_NAME = "logits"
+EMBEDDING_OUTPUT_NAME = "embedding"
+EMBEDDING_HEAD = "sentence_embedding"
+"""Layer name of an embedder's output (``embedding`` is taken by the token table); its ONNX output is
+:data:`EMBEDDING_OUTPUT_NAME`."""
 
 
 def _rename_graph_output(model_proto: Any, new_name: str) -> None:
@@ -50,7 +56,8 @@ def to_onnx(model: Any, path: Path, max_seq_len: int) -> Path:
     # tf2onnx prints conversion chatter; a library should not.
     with native_output_captured():
         model_proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=ONNX_OPSET)
-    _rename_graph_output(model_proto, OUTPUT_NAME)
+    embedder = EMBEDDING_HEAD in model.output_names
+    _rename_graph_output(model_proto, EMBEDDING_OUTPUT_NAME if embedder else OUTPUT_NAME)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model_proto, str(path))
     return path

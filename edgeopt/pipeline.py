@@ -20,6 +20,7 @@ from typing import Any
 from edgeopt import __version__
 from edgeopt.augment import TransferSource
 from edgeopt.bundle import check_output_path, staged_output
+from edgeopt.embed import EMBED_TASK
 from edgeopt.errors import BudgetError
 from edgeopt.evaluate import ArtifactMetrics
 from edgeopt.profiles import Profile, Quantization, load_profile
@@ -107,6 +108,8 @@ def build(
     check_output_path(out, force)
     # Loaded once: every later stage reads this Profile (load_profile passes a Profile through).
     config = replace(config, profile=load_profile(config.profile))
+    if config.task == EMBED_TASK:
+        return _build_embedder(config, out, force, allow_over_budget, reporter)
     if config.student is not None:
         StudentCandidate.parse(config.student)  # a malformed --student fails now, not after the teacher
     technique_name = config.technique or load_profile(config.profile).export.technique
@@ -302,6 +305,184 @@ def _make_bundle(
 
 MODEL_NNAPI_ONNX = "model.nnapi.onnx"
 
+MIN_EMBED_BACKEND_COSINE = 0.99
+"""Least mean cosine between the vectors two shipped artifacts of an embedder give the same texts (the embedder's
+twin of :data:`MIN_BACKEND_AGREEMENT`: two converters' int8 models cannot agree bit for bit)."""
+
+
+def _build_embedder(
+    config: BuildConfig, out: Path, force: bool, allow_over_budget: bool, reporter: Reporter
+) -> BuildResult:
+    """The ``embed`` task's build: distill the sentence encoder, prune, int8, export, measure, verify, bundle."""
+    from edgeopt import export
+    from edgeopt.embed import NEIGHBOURS, evaluate_embedder, prepare_embed, prune_embedder, train_embedder
+    from edgeopt.errors import ConfigError
+    from edgeopt.report import write_embed_report
+    from edgeopt.stages import export_model
+    from edgeopt.student import count_parameters
+    from edgeopt_runtime.manifest import EmbeddingSpec
+
+    unsupported = [name for name in ("technique", "student", "augment_copies") if getattr(config, name) is not None]
+    if unsupported:
+        raise ConfigError(
+            lambda p: (
+                f"{', '.join(p(n) for n in unsupported)} not available for {p('task', EMBED_TASK)} yet: an embedder is "
+                "built by the profile's own scheme (prune, int8); drop it"
+            )
+        )
+    task = prepare_embed(config, reporter)
+    profile = task.profile
+    spec = task.student_spec
+    with staged_output(out, force) as staging, tempfile.TemporaryDirectory(prefix="edgeopt-") as tmp:
+        work = Path(tmp)
+        trained = train_embedder(task, config, work, reporter)
+        shutil.copyfile(trained.vocab.tokenizer_json, staging / TOKENIZER)
+        model, prune_record = trained.model, None
+        if spec.target_sparsity > 0:
+            with reporter.stage("prune") as info:
+                model, prune_record = prune_embedder(trained, task, config.prune_epochs)
+                info.update(sparsity=round(prune_record["overall_sparsity"], 3))
+        scheme = profile.export.quantization
+        calibration = trained.calibration(profile.export.calibration_samples, config.seed)
+        with reporter.stage("export") as info:
+            artifacts = export_model(
+                model,
+                scheme,
+                set(profile.export.formats),
+                calibration,
+                staging,
+                trained.max_seq_len,
+                per_channel=profile.export.per_channel,
+            )
+            info.update(files=",".join(artifacts), quantization=scheme.value)
+        with reporter.stage("evaluate") as info:
+            references = {
+                "student-dense-fp32.onnx": export.to_onnx(
+                    trained.model, work / "student-dense-fp32.onnx", trained.max_seq_len
+                ),
+                "student-fp32.onnx": export.to_onnx(model, work / "student-fp32.onnx", trained.max_seq_len),
+            }
+            paths = {**references, **{name: staging / name for name in artifacts}}
+            metrics = {
+                name: evaluate_embedder(path, trained.held_out_ids, task.held_out_vectors)
+                for name, path in paths.items()
+            }
+            info.update({f"{name}_recall": round(metrics[name].agreement.neighbour_recall, 4) for name in artifacts})
+        problems = [
+            f"{name} is {m.bytes / 1e6:.2f} MB, over the {profile.budget.max_model_mb} MB budget"
+            for name, m in metrics.items()
+            if name in artifacts and m.bytes > profile.budget.max_model_mb * 1_000_000
+        ]
+        if problems and not allow_over_budget:
+            raise BudgetError(
+                lambda p: (
+                    f"the {profile.name} budget is not met: {'; '.join(problems)}; "
+                    f"pass {p('allow_over_budget', True)} to keep the bundle anyway, or pick a roomier profile"
+                )
+            )
+        import edgeopt_runtime
+
+        teacher = task.teacher
+        embedding = EmbeddingSpec(dim=task.dim, pooling=teacher.pooling, normalized=True)
+        fields: dict[str, Any] = {
+            "task": "embed",
+            "labels": (),
+            "embedding": embedding,
+            "max_seq_len": trained.max_seq_len,
+            "artifacts": artifacts,
+            "profile": profile.to_dict(),
+            "teacher": {
+                "fingerprint": teacher.fingerprint,
+                "kind": teacher.kind.value,
+                "path": str(teacher.path),
+                "pooling": teacher.pooling,
+                "normalized": teacher.normalized,
+                "max_seq_len": teacher.max_seq_len,
+                "bytes": teacher.weights_bytes(),
+            },
+            "metrics": {name: {**m.to_dict(), "shipped": name in artifacts} for name, m in metrics.items()},
+            "versions": _versions(edgeopt_runtime.__version__),
+            "build": {
+                "task": f"{task.corpus.name} (embed)",
+                "data_source": task.corpus.source,
+                "train_texts": len(task.corpus.train),
+                "transfer_texts": len(task.transfer),
+                "transfer": {source.value: task.transfer.count(source) for source in TransferSource},
+                "held_out_texts": len(task.corpus.held_out),
+                "held_out_corpus": len(task.held_out_texts),
+                "neighbours": NEIGHBOURS,
+                "seed": config.seed,
+                "distill": {
+                    **asdict(trained.distill_config),
+                    "epochs_run": trained.distilled.epochs_run,
+                    "best_val_cosine": trained.distilled.best_val_cosine,
+                },
+                "student": {
+                    **asdict(trained.spec),
+                    "embedding_init": trained.embedding_init,
+                    "vocabulary": trained.vocab.size,
+                    "parameters": count_parameters(trained.model),
+                },
+                "prune": prune_record,
+                "quantization": scheme.value,
+                "per_channel": profile.export.per_channel,
+                "calibration_samples": len(calibration[0]),
+                "within_budget": not problems,
+                "budget_problems": problems,
+            },
+        }
+        _write_manifest(staging, fields, extra_files=())
+        with reporter.stage("verify bundle") as info:
+            cosine = _embed_backend_agreement(staging, task.corpus.held_out, profile)
+            info.update(backends=",".join(f.value for f in profile.export.formats), mean_cosine=round(cosine, 4))
+            fields["build"]["backend_mean_cosine"] = cosine
+            if cosine < MIN_EMBED_BACKEND_COSINE:
+                disagreement = (
+                    f"the shipped artifacts' vectors of the held-out texts have a mean cosine of {cosine:.4f}, "
+                    f"below the {MIN_EMBED_BACKEND_COSINE} a bundle promises (one converter lost more than the other)"
+                )
+                if not allow_over_budget:
+                    raise BudgetError(
+                        lambda p: f"{disagreement}; pass {p('allow_over_budget', True)} to keep the bundle anyway"
+                    )
+                problems.append(disagreement)
+                fields["build"]["within_budget"] = False
+        with reporter.stage("runtime footprint") as info:
+            fields["build"]["runtime"] = runtime_footprint(staging, task.corpus.held_out[0], profile)
+            info.update(
+                {f"{name}_ram_mib": round(r["bundle_rss_mb"], 1) for name, r in fields["build"]["runtime"].items()}
+            )
+        with reporter.stage("report"):
+            readable = {
+                **fields,
+                **embedding.to_dict(),
+                "artifacts": {k: a.to_dict() for k, a in fields["artifacts"].items()},
+            }
+            write_embed_report(readable, [asdict(r) for r in reporter.records], staging / REPORT)
+            manifest = _write_manifest(staging, fields, extra_files=(REPORT,))
+    reporter.say(f"bundle written to {out}")
+    return BuildResult(
+        out=out,
+        manifest=manifest,
+        stages=tuple(reporter.records),
+        within_budget=not problems,
+        budget_problems=tuple(problems),
+    )
+
+
+def _embed_backend_agreement(bundle: Path, texts: Sequence[str], profile: Profile) -> float:
+    """Least mean cosine, over pairs of the profile's backends, between their vectors of ``texts`` (1.0 for one)."""
+    import numpy as np
+
+    import edgeopt_runtime
+
+    vectors = []
+    for fmt in profile.export.formats:
+        with edgeopt_runtime.load_embedder(bundle, backend=fmt.value, threads=1, cache=False) as embedder:
+            vectors.append(np.concatenate([embedder.embed(list(texts[i : i + 64])) for i in range(0, len(texts), 64)]))
+    cosines = [float(np.mean(np.sum(a * b, axis=1))) for i, a in enumerate(vectors) for b in vectors[i + 1 :]]
+    return min(cosines, default=1.0)
+
 
 def _nnapi_onnx(staging: Path, max_seq_len: int) -> dict[str, Any]:
     """Write the fixed-shape copy of the shipped ONNX model and ONNX Runtime's NNAPI verdict on both."""
@@ -384,7 +565,7 @@ def monitoring_reference(bundle: Path, texts: Sequence[str], profile: Profile) -
 
     backend = profile.export.formats[0].value
     window = max(1, len(texts))
-    with edgeopt_runtime.load(bundle, backend=backend, threads=1, cache=False, monitor_window=window) as clf:
+    with edgeopt_runtime.load_classifier(bundle, backend=backend, threads=1, cache=False, monitor_window=window) as clf:
         for start in range(0, len(texts), 64):
             clf.predict_batch(list(texts[start : start + 64]), dedupe=False)
         report = clf.monitor()
@@ -430,7 +611,7 @@ def _labels_per_backend(bundle: Path, texts: Sequence[str], profile: Profile) ->
 
     answers = {}
     for fmt in profile.export.formats:
-        with edgeopt_runtime.load(bundle, backend=fmt.value, threads=1, cache=False) as model:
+        with edgeopt_runtime.load_classifier(bundle, backend=fmt.value, threads=1, cache=False) as model:
             chunks = (list(texts[start : start + 64]) for start in range(0, len(texts), 64))
             answers[fmt.value] = [p.label for chunk in chunks for p in model.predict_batch(chunk)]
     return answers

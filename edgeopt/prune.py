@@ -17,6 +17,7 @@ and the removal of whole filters and units in :mod:`edgeopt.structured`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -218,6 +219,7 @@ def prune(
     distill_config: DistillConfig,
     config: PruneConfig,
     verbose: int = 0,
+    compile_model: Callable[[Any, float], None] | None = None,
 ) -> tuple[Any, PruneResult]:
     """Prune ``model`` as ``config`` says and fine-tune it on the distillation targets.
 
@@ -229,6 +231,9 @@ def prune(
         distill_config: Temperature, alpha, batch size and seed of the loss.
         config: Pruning settings.
         verbose: Keras verbosity.
+        compile_model: ``(model, learning_rate)`` compiling the pruned model with another loss (an embedder's:
+            :func:`edgeopt.distill.compile_for_embedding`); ``targets`` are then what that loss takes. None: the
+            classifier's distillation loss over packed targets.
 
     Returns:
         The stripped (plain Keras) pruned model and the sparsity it reached.
@@ -261,7 +266,10 @@ def prune(
     # The wrappers wrap the trained layers themselves, so the pruned model starts from the trained weights (and
     # shares them: ``model`` is pruned in place too).
     pruned = keras.models.clone_model(model, clone_function=wrap)
-    compile_for_distillation(pruned, num_labels, distill_config, config.learning_rate)
+    if compile_model is None:
+        compile_for_distillation(pruned, num_labels, distill_config, config.learning_rate)
+    else:
+        compile_model(pruned, config.learning_rate)
     pruned.fit(
         length_bucketed_batches(inputs, targets, distill_config.batch_size, distill_config.seed),
         epochs=config.epochs,

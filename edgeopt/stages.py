@@ -45,6 +45,8 @@ __all__ = [
     "measure",
     "measure_teacher",
     "distill_config_for",
+    "teacher_token_vectors",
+    "fit_width",
     "student_spec_for",
     "accuracy_gate",
     "MODEL_ONNX",
@@ -105,6 +107,10 @@ class BuildConfig:
             ``cnn-attention/trained/x1``) instead of the profile's search; ``None`` searches as the profile says.
         search_budget_s: Seconds the student search may take (0: no limit); ``None`` takes the profile's
             ``[student] search_budget_s``.
+        task: ``"classify"`` (a text classifier) or ``"embed"`` (a sentence embedder distilled from a
+            sentence encoder, :mod:`edgeopt.embed`).
+        pooling: How an embed teacher pools its token states (``mean``, ``cls``, ``max``); None reads it from a
+            sentence-transformers directory. Only for ``task="embed"``.
     """
 
     profile: str | Path | Profile = "pixel8"
@@ -127,6 +133,14 @@ class BuildConfig:
     calibrate: bool | None = None
     student: str | None = None
     search_budget_s: float | None = None
+    task: str = "classify"
+    pooling: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.task not in ("classify", "embed"):
+            raise ConfigError(lambda p: f"{p('task')}={self.task!r} is not one of classify, embed")
+        if self.pooling is not None and self.task != "embed":
+            raise ConfigError(lambda p: f"{p('pooling')} is for {p('task', 'embed')} only; drop it for a classifier")
 
 
 @dataclass(frozen=True)
@@ -440,7 +454,7 @@ def train_student(task: PreparedTask, config: BuildConfig, work: Path, reporter:
         test_ids = (fidelity_ids[0][: len(data.test)], fidelity_ids[1][: len(data.test)])
         embeddings, embedding_init = None, "random"
         if spec.embedding_init != "random":
-            table, embedding_init = _teacher_vectors(task.teacher, vocab, spec.embedding_init)
+            table, embedding_init = teacher_token_vectors(task.teacher, vocab, spec.embedding_init)
             if table is None:
                 logger.warning("the teacher has no token vectors to start from; the student starts random")
             else:
@@ -478,7 +492,7 @@ def train_student(task: PreparedTask, config: BuildConfig, work: Path, reporter:
                 task.num_labels,
                 max_seq_len,
                 seed=config.seed,
-                embeddings=None if embeddings is None else _fit_width(embeddings, candidate_spec.embedding_dim),
+                embeddings=None if embeddings is None else fit_width(embeddings, candidate_spec.embedding_dim),
                 train_embeddings=candidate.embedding_training == "trained",
             )
             distilled = distill(
@@ -538,14 +552,14 @@ def train_student(task: PreparedTask, config: BuildConfig, work: Path, reporter:
     return trained
 
 
-def _fit_width(table: np.ndarray, dim: int) -> np.ndarray:
+def fit_width(table: np.ndarray, dim: int) -> np.ndarray:
     """A PCA-ordered starting table cut (or zero-padded) to another width: the leading components are kept."""
     if table.shape[1] >= dim:
         return table[:, :dim]
     return np.pad(table, ((0, 0), (0, dim - table.shape[1])))
 
 
-def _teacher_vectors(teacher: Teacher, vocab: PrunedVocabulary, kind: str) -> tuple[np.ndarray | None, str]:
+def teacher_token_vectors(teacher: Teacher, vocab: PrunedVocabulary, kind: str) -> tuple[np.ndarray | None, str]:
     """One teacher vector per student token (``[vocab.size, hidden]``) and where it came from.
 
     ``teacher-static`` falls back to the input embedding table for a teacher that cannot run token by token (ONNX).

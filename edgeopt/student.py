@@ -208,10 +208,13 @@ def build_student(
     seed: int = 0,
     embeddings: np.ndarray | None = None,
     train_embeddings: bool = True,
+    head: str = "logits",
 ) -> Any:
     """Build the convolutional student (``spec.architecture``) as a ``tf_keras`` functional model.
 
-    Inputs are ``input_ids`` and ``attention_mask`` (int32, ``[batch, max_seq_len]``), the output is ``logits``.
+    Inputs are ``input_ids`` and ``attention_mask`` (int32, ``[batch, max_seq_len]``), the output is ``logits``
+    (``num_labels`` wide), or for an embedder (``head="embedding"``) ``embedding``, ``num_labels`` being then the
+    embedding's width: the same encoder, a linear head of another width and name.
     Padding is zeroed before and after the convolution so that the max pool never sees it: the ReLU output is
     non-negative, so a zeroed position cannot win the max. ``embeddings`` (``[vocab_size, embedding_dim]``, from
     :func:`teacher_embedding_init`) is the embedding table's starting value; None starts it at random.
@@ -259,8 +262,12 @@ def build_student(
     x = layers.Dropout(DROPOUT_RATE, name="dropout_pool")(x)
     x = layers.Dense(spec.dense_dim, activation="relu", name="dense")(x)
     x = layers.Dropout(DROPOUT_RATE, name="dropout_dense")(x)
-    logits = layers.Dense(num_labels, name="logits")(x)
-    return keras.Model([input_ids, attention_mask], logits, name="edgeopt_student")
+    if head not in ("logits", "embedding"):
+        raise StageError(f"unknown student head {head!r}; use 'logits' (a classifier) or 'embedding' (an embedder)")
+    from edgeopt.export import EMBEDDING_HEAD
+
+    output = layers.Dense(num_labels, name="logits" if head == "logits" else EMBEDDING_HEAD)(x)
+    return keras.Model([input_ids, attention_mask], output, name="edgeopt_student")
 
 
 def count_parameters(model: Any) -> int:

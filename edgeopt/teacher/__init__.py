@@ -16,15 +16,24 @@ fingerprint, so a rebuild never runs the teacher on the same text twice).
 from edgeopt.teacher.finetune import FinetuneConfig, cached_finetune, default_teacher, finetune, length_grouped_batches
 from edgeopt.teacher.kinds import DEFAULT_TEACHER_SEQ_LEN, TeacherKind, detect_teacher_kind
 from edgeopt.teacher.logit_cache import TeacherLogitCache
-from edgeopt.teacher.runner import Teacher, load_teacher
+from edgeopt.teacher.runner import (
+    POOLINGS,
+    Teacher,
+    default_embedding_teacher,
+    load_embedding_teacher,
+    load_teacher,
+)
 
 __all__ = [
     "DEFAULT_TEACHER_SEQ_LEN",
+    "POOLINGS",
     "FinetuneConfig",
     "Teacher",
     "TeacherKind",
     "TeacherLogitCache",
     "default_teacher",
+    "default_embedding_teacher",
+    "load_embedding_teacher",
     "cached_finetune",
     "detect_teacher_kind",
     "finetune",

@@ -127,6 +127,34 @@ class TeacherLogitCache:
             empty_width=teacher._hidden_size,
         )
 
+    def get_or_compute_embeddings(self, teacher: Teacher, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        """The teacher's normalized sentence embeddings (:meth:`Teacher.embeddings`), computing only new ones.
+
+        Stored beside the features under their own kind (the pooling is part of the teacher's fingerprint).
+
+        Returns:
+            float32 ``[len(texts), hidden_size]`` in input order.
+        """
+        teacher._check_has_features()
+        kind = "embedding"
+        return self._get_or_compute(
+            texts,
+            lookup=lambda shas: self._lookup(
+                self.FEATURES_TABLE, "value", "kind = ?", [teacher.fingerprint, kind], shas
+            ),
+            compute=lambda missing: teacher.embeddings(missing, progress=progress),
+            table=self._features,
+            row=lambda sha, value: {
+                "teacher": teacher.fingerprint,
+                "text_sha256": sha,
+                "kind": kind,
+                "dim": len(value),
+                "value": value.astype("<f4").tobytes(),
+            },
+            width=None,
+            empty_width=teacher._hidden_size,
+        )
+
     def _get_or_compute(
         self,
         texts: Sequence[str],

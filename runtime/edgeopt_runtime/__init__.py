@@ -1,4 +1,4 @@
-"""edgeopt-runtime: verify an edgeopt bundle and classify text with ONNX Runtime or LiteRT.
+"""edgeopt-runtime: verify an edgeopt bundle and classify or embed text with ONNX Runtime or LiteRT.
 
 Importing this package is cheap: onnxruntime and LiteRT are imported only when a backend is loaded.
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 from edgeopt_runtime._version import __version__
 from edgeopt_runtime.backends import BackendName, OnnxBackend, TfliteBackend
 from edgeopt_runtime.cache import CacheStats, CacheWarning, ResultCache
+from edgeopt_runtime.embedder import EmbedderStats, Embedding, TextEmbedder
 from edgeopt_runtime.errors import (
     BackendUnavailable,
     BundleInvalid,
@@ -21,15 +22,26 @@ from edgeopt_runtime.errors import (
     EdgeoptRuntimeError,
     InputError,
 )
-from edgeopt_runtime.manifest import Manifest, read_manifest, verify_bundle
-from edgeopt_runtime.model import ClassifierStats, Prediction, TextClassifier, load
+from edgeopt_runtime.index import Index, IndexInvalid, IndexMismatch, IndexStats
+from edgeopt_runtime.manifest import EmbeddingSpec, Manifest, read_manifest, verify_bundle
+from edgeopt_runtime.model import ClassifierStats, Prediction, TextClassifier, load, load_classifier, load_embedder
 from edgeopt_runtime.monitor import Drift, MonitorReport, Reference
 from edgeopt_runtime.tokenizer import Encoded, TextTokenizer
 
 __all__ = [
     "__version__",
     "load",
+    "load_classifier",
+    "load_embedder",
     "TextClassifier",
+    "TextEmbedder",
+    "Embedding",
+    "EmbedderStats",
+    "EmbeddingSpec",
+    "Index",
+    "IndexStats",
+    "IndexInvalid",
+    "IndexMismatch",
     "Prediction",
     "ClassifierStats",
     "MonitorReport",

@@ -112,7 +112,10 @@ rss1 = memory_mb()[0]
 reset_peak()
 t_load = time.perf_counter()
 clf = edgeopt_runtime.load(sys.argv[1], backend=sys.argv[2], threads=int(sys.argv[3]) or None, cache=sys.argv[4])
-clf.predict(sys.argv[5])
+if isinstance(clf, edgeopt_runtime.TextEmbedder):
+    clf.embed_one(sys.argv[5])
+else:
+    clf.predict(sys.argv[5])
 t2 = time.perf_counter()
 peak = memory_mb()[1]
 clf.close()
@@ -330,12 +333,12 @@ def bench_backend(
     Returns:
         The report.
     """
-    from edgeopt_runtime.model import TextClassifier, load
+    from edgeopt_runtime.model import TextClassifier, load_classifier
 
     inputs = unique_texts(texts, n + warmup)
     cold = cold_start(bundle_dir, backend, runs=cold_runs, threads=threads, text=inputs[0])
     with tempfile.TemporaryDirectory(prefix="edgeopt-bench-") as tmp:
-        plain = load(bundle_dir, backend=backend, threads=threads, cache=False)
+        plain = load_classifier(bundle_dir, backend=backend, threads=threads, cache=False)
         tok, model = plain.tokenizer, plain.backend
         # The same tokenizer and model session for all three paths: with separate sessions the interleaving
         # leaves the weights of whichever session ran least recently colder in the CPU caches, which alone

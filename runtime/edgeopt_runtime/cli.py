@@ -24,7 +24,9 @@ PROG = "edgeopt-runtime"
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser (also used to document the CLI)."""
-    parser = argparse.ArgumentParser(prog=PROG, description="Verify edgeopt bundles and classify text with them.")
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Verify edgeopt bundles, classify or embed text with them, search an index."
+    )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -82,6 +84,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     monitor.add_argument("--json", action="store_true", help="print the report as JSON")
 
+    embed = sub.add_parser(
+        "embed", help="embed texts with an embed bundle", description="Print each text's unit vector."
+    )
+    embed.add_argument("bundle", metavar="BUNDLE", help="embed bundle directory")
+    embed.add_argument("texts", metavar="TEXT", nargs="+", help="text to embed (quote it)")
+    embed.add_argument(
+        "--backend", choices=[b.value for b in BackendName], default=BackendName.AUTO.value, help="inference backend"
+    )
+    embed.add_argument("--json", action="store_true", help="print a JSON array of {text, embedding, cached, ...}")
+    embed_where = embed.add_mutually_exclusive_group()
+    embed_where.add_argument("--cache", metavar="PATH", default=None, help="result cache file (default: user dir)")
+    embed_where.add_argument("--no-cache", action="store_true", help="do not read or write the result cache")
+
+    index = sub.add_parser(
+        "index",
+        help="add texts to an on-device vector index and search it",
+        description="A persistent vector index in one SQLite file, tied to the embed bundle that filled it.",
+    )
+    index_sub = index.add_subparsers(dest="index_command", required=True, metavar="ACTION")
+    add = index_sub.add_parser("add", help="embed the texts of FILE and store them", description="Add texts.")
+    add.add_argument("index", metavar="INDEX", help="index file (created if missing)")
+    add.add_argument("bundle", metavar="BUNDLE", help="embed bundle directory")
+    add.add_argument("file", metavar="FILE", help="UTF-8 file, one 'ID<TAB>TEXT' per line")
+    add.add_argument("--precision", choices=["int8", "float16"], default="int8", help="for a new index (default int8)")
+    add.add_argument("--reembed", action="store_true", help="re-embed the index's texts if another model filled it")
+    search = index_sub.add_parser("search", help="the nearest stored texts to a query", description="Search.")
+    search.add_argument("index", metavar="INDEX", help="index file")
+    search.add_argument("bundle", metavar="BUNDLE", help="embed bundle directory (the one that filled the index)")
+    search.add_argument("query", metavar="TEXT", help="query text")
+    search.add_argument("-k", type=int, default=10, help="results (default 10)")
+    search.add_argument("--json", action="store_true", help="print a JSON array of {id, score}")
+    remove = index_sub.add_parser("remove", help="delete rows by id", description="Remove rows.")
+    remove.add_argument("index", metavar="INDEX", help="index file")
+    remove.add_argument("bundle", metavar="BUNDLE", help="embed bundle directory")
+    remove.add_argument("ids", metavar="ID", nargs="+", help="row ids")
+    stats = index_sub.add_parser("stats", help="what an index file holds", description="Index statistics.")
+    stats.add_argument("index", metavar="INDEX", help="index file")
+    stats.add_argument("--json", action="store_true", help="print the statistics as JSON")
+
     cache = sub.add_parser("cache", help="inspect or empty the result cache", description="Manage the result cache.")
     cache.add_argument("action", choices=["stats", "clear"], help="stats: print counters and size; clear: empty it")
     cache.add_argument("--cache", metavar="PATH", default=None, help="result cache file (default: user cache dir)")
@@ -90,10 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from edgeopt_runtime.model import load
+    from edgeopt_runtime.model import load_classifier
 
     cache = False if args.no_cache else args.cache
-    with load(args.bundle, backend=args.backend, threads=args.threads, cache=cache) as classifier:
+    with load_classifier(args.bundle, backend=args.backend, threads=args.threads, cache=cache) as classifier:
         predictions = classifier.predict_batch(args.texts)
     if args.json:
         rows = [{"text": text, **p.to_dict()} for text, p in zip(args.texts, predictions, strict=True)]
@@ -104,12 +145,74 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _embed(args: argparse.Namespace) -> int:
+    from edgeopt_runtime.model import load_embedder
+
+    cache = False if args.no_cache else args.cache
+    with load_embedder(args.bundle, backend=args.backend, cache=cache) as embedder:
+        rows = embedder.embed_details(args.texts)
+    if args.json:
+        print(json.dumps([{"text": t, **e.to_dict()} for t, e in zip(args.texts, rows, strict=True)]))
+    else:
+        for e in rows:
+            print(" ".join(f"{x:.6f}" for x in e.vector.tolist()))
+    return 0
+
+
+def _read_id_texts(path: str) -> tuple[list[str], list[str]]:
+    from edgeopt_runtime.errors import InputError
+
+    ids, texts = [], []
+    for number, line in enumerate(_read_lines(path, "FILE"), start=1):
+        item, tab, text = line.partition("\t")
+        if not tab or not item.strip() or not text.strip():
+            raise InputError(f"FILE {path} line {number}: expected 'ID<TAB>TEXT'; separate the id by one tab")
+        ids.append(item.strip())
+        texts.append(text)
+    return ids, texts
+
+
+def _index(args: argparse.Namespace) -> int:
+    from edgeopt_runtime.index import Index
+
+    if args.index_command == "stats":
+        found = Index.stats_of(args.index)
+        if args.json:
+            print(json.dumps(found.to_dict()))
+        else:
+            for key, value in found.to_dict().items():
+                print(f"{key}\t{value}")
+        return 0
+    precision = getattr(args, "precision", "int8")
+    with Index(args.index, args.bundle, precision=precision, reembed=getattr(args, "reembed", False)) as index:
+        if args.index_command == "add":
+            ids, texts = _read_id_texts(args.file)
+            index.add(ids, texts)
+            print(f"added {len(ids)} texts; the index holds {len(index)}")
+        elif args.index_command == "remove":
+            print(f"removed {index.remove(args.ids)}; the index holds {len(index)}")
+        else:
+            hits = index.search(args.query, args.k)
+            if args.json:
+                print(json.dumps([{"id": i, "score": score} for i, score in hits]))
+            else:
+                for i, score in hits:
+                    print(f"{score:.4f}\t{i}")
+    return 0
+
+
 def _verify(args: argparse.Namespace) -> int:
     from edgeopt_runtime.manifest import verify_bundle
 
     manifest = verify_bundle(args.bundle)
+    spec = manifest.embedding
+    what = (
+        f"labels {', '.join(manifest.labels)}"
+        if spec is None
+        else f"embedder of {spec.dim} dims ({spec.pooling} pooling)"
+    )
     print(
-        f"OK {args.bundle}: {len(manifest.files)} files verified, labels {', '.join(manifest.labels)}, "
+        f"OK {args.bundle}: {len(manifest.files)} files verified, {what}, "
         f"max_seq_len {manifest.max_seq_len}, fingerprint {manifest.fingerprint[:12]}"
     )
     return 0
@@ -183,11 +286,11 @@ def _read_lines(path: str, option: str) -> tuple[str, ...]:
 
 
 def _monitor(args: argparse.Namespace) -> int:
-    from edgeopt_runtime.model import load
+    from edgeopt_runtime.model import load_classifier
     from edgeopt_runtime.monitor import CONFIDENCE_EDGES, MIN_DRIFT_TEXTS
 
     texts = _read_lines(args.texts, "FILE")
-    with load(args.bundle, backend=args.backend, cache=False, monitor_window=len(texts)) as classifier:
+    with load_classifier(args.bundle, backend=args.backend, cache=False, monitor_window=len(texts)) as classifier:
         for start in range(0, len(texts), 64):
             classifier.predict_batch(list(texts[start : start + 64]), dedupe=False)
         report = classifier.monitor()
@@ -243,7 +346,15 @@ def _cache(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit status (0 ok, 2 error)."""
     args = build_parser().parse_args(argv)
-    handlers = {"predict": _predict, "verify": _verify, "bench": _bench, "monitor": _monitor, "cache": _cache}
+    handlers = {
+        "predict": _predict,
+        "embed": _embed,
+        "index": _index,
+        "verify": _verify,
+        "bench": _bench,
+        "monitor": _monitor,
+        "cache": _cache,
+    }
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning

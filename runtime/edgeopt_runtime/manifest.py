@@ -27,7 +27,11 @@ __all__ = [
     "SUPPORTED_SCHEMA_VERSIONS",
     "MANIFEST_NAME",
     "TASK_TEXT_CLASSIFICATION",
+    "TASK_EMBED",
+    "TASKS",
+    "POOLINGS",
     "FINGERPRINT_SUFFIXES",
+    "EmbeddingSpec",
     "TensorSpec",
     "Quantization",
     "Artifact",
@@ -49,6 +53,9 @@ SCHEMA_VERSION = 2
 SUPPORTED_SCHEMA_VERSIONS: tuple[int, ...] = (2,)
 MANIFEST_NAME = "manifest.json"
 TASK_TEXT_CLASSIFICATION = "text-classification"
+TASK_EMBED = "embed"
+TASKS: tuple[str, ...] = (TASK_TEXT_CLASSIFICATION, TASK_EMBED)
+POOLINGS: tuple[str, ...] = ("mean", "cls", "max")
 # Files whose bytes decide what the model answers: weights and tokenizer. Reports and plots are left out so
 # that regenerating a report does not invalidate every cached result of an unchanged model.
 # (The fingerprint also covers every manifest field that changes an answer; see compute_fingerprint.)
@@ -121,6 +128,27 @@ class Artifact:
 
 
 @dataclass(frozen=True)
+class EmbeddingSpec:
+    """What an ``embed`` bundle's vectors are (the manifest's top-level ``dim``, ``pooling``, ``normalized``).
+
+    Attributes:
+        dim: Width of the ``embedding`` output.
+        pooling: How the teacher pooled its token states into the vectors the student learned (``mean``, ``cls``,
+            ``max``); informative for a client, part of the fingerprint.
+        normalized: Whether the runtime returns unit vectors (it L2-normalizes the model's output); every bundle
+            edgeopt builds says true, since the student learns directions (cosine), not lengths.
+    """
+
+    dim: int
+    pooling: str
+    normalized: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the manifest's top-level keys."""
+        return {"dim": self.dim, "pooling": self.pooling, "normalized": self.normalized}
+
+
+@dataclass(frozen=True)
 class FileEntry:
     """Size and SHA-256 of one bundle file."""
 
@@ -138,8 +166,8 @@ class Manifest:
 
     Attributes:
         schema_version: Format version; this runtime reads :data:`SUPPORTED_SCHEMA_VERSIONS`.
-        task: ``"text-classification"``.
-        labels: Class names, in logit order.
+        task: ``"text-classification"`` or ``"embed"``.
+        labels: Class names, in logit order (empty for ``embed``).
         max_seq_len: Token length every input is padded or truncated to.
         fingerprint: SHA-256 hex of everything that decides an answer (see :func:`compute_fingerprint`).
         tokenizer_file: Bundle-relative path of the Hugging Face ``tokenizer.json``.
@@ -152,6 +180,7 @@ class Manifest:
         metrics: Evaluation results (free-form).
         versions: Versions of the tools that built the bundle.
         created_at: ISO-8601 UTC build time.
+        embedding: The vectors of an ``embed`` bundle; None for a classifier.
         raw: The whole JSON object as read, unknown keys included.
     """
 
@@ -170,6 +199,7 @@ class Manifest:
     metrics: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
+    embedding: EmbeddingSpec | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -194,6 +224,8 @@ class Manifest:
                 "created_at": self.created_at,
             }
         )
+        if self.embedding is not None:
+            out.update(self.embedding.to_dict())
         return out
 
     def artifact_for(self, fmt: str) -> tuple[str, Artifact] | None:
@@ -241,7 +273,8 @@ def compute_fingerprint(manifest: Manifest) -> str:
 
     with files in code-point order of their names, a missing file's hash as ``""`` and floats as Python's
     ``repr``: a document of strings, integers, one float per quantized artifact and lists, which the Kotlin
-    core writes byte for byte too.
+    core writes byte for byte too. An ``embed`` bundle adds ``["embedding", [dim, pooling, normalized]]`` after
+    ``outputs``; a classifier's document is as it was before embed bundles existed.
 
     Returns:
         64 lowercase hex characters.
@@ -268,6 +301,11 @@ def compute_fingerprint(manifest: Manifest) -> str:
         ["tokenizer", manifest.tokenizer_file, sha(manifest.tokenizer_file)],
         ["inputs", tensors(manifest.inputs)],
         ["outputs", tensors(manifest.outputs)],
+        *(
+            []
+            if manifest.embedding is None
+            else [["embedding", [manifest.embedding.dim, manifest.embedding.pooling, manifest.embedding.normalized]]]
+        ),
         ["artifacts", [artifact(name, art) for name, art in manifest.artifacts.items()]],
         [
             "files",
@@ -330,6 +368,7 @@ def build_manifest(
     metrics: Mapping[str, Any] | None = None,
     versions: Mapping[str, Any] | None = None,
     created_at: str | None = None,
+    embedding: EmbeddingSpec | None = None,
 ) -> Manifest:
     """Hash the files of a bundle directory and return its manifest (call :func:`write_manifest` to save it).
 
@@ -340,13 +379,15 @@ def build_manifest(
         artifacts: Model files by bundle-relative name.
         tokenizer_file: Bundle-relative name of ``tokenizer.json``.
         extra_files: Other files to vouch for (``report.md``, plots); not part of the fingerprint.
-        task: Only ``"text-classification"`` exists today.
+        task: ``"text-classification"`` (``labels`` name the logits) or ``"embed"`` (no labels; ``embedding``
+            describes the vectors).
         input_dtypes: Integer dtypes the models accept for both inputs.
         profile: Hardware profile (free-form).
         teacher: Teacher description (free-form).
         metrics: Evaluation results (free-form).
         versions: Tool versions; ``edgeopt-runtime`` is added when missing.
         created_at: ISO-8601 UTC time; now when None.
+        embedding: The vectors of an ``embed`` bundle (required for it, refused for a classifier).
 
     Returns:
         The manifest, with ``files`` and ``fingerprint`` computed from the bytes on disk.
@@ -355,8 +396,19 @@ def build_manifest(
         BundleInvalid: A listed file is missing, or the arguments are inconsistent.
     """
     label_list = tuple(labels)
-    if len(label_list) < 2 or len(set(label_list)) != len(label_list):
-        raise BundleInvalid(f"labels {list(label_list)!r} must be at least two distinct names")
+    if task not in TASKS:
+        raise BundleInvalid(f"task {task!r} is not one of {', '.join(TASKS)}")
+    if task == TASK_EMBED:
+        if label_list or embedding is None:
+            raise BundleInvalid("an embed bundle has no labels and needs its embedding spec (dim, pooling)")
+        _check_embedding(embedding)
+        output = TensorSpec("embedding", ("batch", embedding.dim))
+    else:
+        if len(label_list) < 2 or len(set(label_list)) != len(label_list):
+            raise BundleInvalid(f"labels {list(label_list)!r} must be at least two distinct names")
+        if embedding is not None:
+            raise BundleInvalid(f"a {task} bundle has no embedding spec; pass task={TASK_EMBED!r} for an embedder")
+        output = TensorSpec("logits", ("batch", len(label_list)))
     if isinstance(max_seq_len, bool) or not isinstance(max_seq_len, int) or max_seq_len < 2:
         raise BundleInvalid(f"max_seq_len {max_seq_len!r} must be an integer >= 2")
     if not artifacts:
@@ -381,7 +433,7 @@ def build_manifest(
             TensorSpec("input_ids", ("batch", max_seq_len), dtypes),
             TensorSpec("attention_mask", ("batch", max_seq_len), dtypes),
         ),
-        outputs=(TensorSpec("logits", ("batch", len(label_list))),),
+        outputs=(output,),
         artifacts=dict(artifacts),
         files=files,
         profile=dict(profile or {}),
@@ -389,8 +441,17 @@ def build_manifest(
         metrics=dict(metrics or {}),
         versions=all_versions,
         created_at=created_at or datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        embedding=embedding,
     )
     return _with_raw(replace(manifest, fingerprint=compute_fingerprint(manifest)))
+
+
+def _check_embedding(embedding: EmbeddingSpec) -> None:
+    dim = embedding.dim
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+        raise BundleInvalid(f"embedding dim {dim!r} must be a positive integer")
+    if embedding.pooling not in POOLINGS:
+        raise BundleInvalid(f"embedding pooling {embedding.pooling!r} must be one of {', '.join(POOLINGS)}")
 
 
 def _with_raw(manifest: Manifest) -> Manifest:
@@ -546,9 +607,23 @@ def read_manifest(bundle_dir: str | os.PathLike[str]) -> Manifest:
             "edgeopt"
         )
     r = _Reader(path)
-    labels = r.get(raw, "labels", list, "a list of at least two distinct strings")
-    if len(labels) < 2 or not all(isinstance(x, str) for x in labels) or len(set(labels)) != len(labels):
-        raise r.fail("labels", "a list of at least two distinct strings", labels)
+    task = r.get(raw, "task", str, "a string")
+    embedding = None
+    if task == TASK_EMBED:
+        labels = r.get(raw, "labels", list, "an empty list (an embed bundle has no labels)")
+        if labels:
+            raise r.fail("labels", "an empty list (an embed bundle has no labels)", labels)
+        dim = r.get(raw, "dim", int, "a positive integer")
+        if dim < 1:
+            raise r.fail("dim", "a positive integer", dim)
+        pooling = r.get(raw, "pooling", str, f"one of {', '.join(POOLINGS)}")
+        if pooling not in POOLINGS:
+            raise r.fail("pooling", f"one of {', '.join(POOLINGS)}", pooling)
+        embedding = EmbeddingSpec(dim, pooling, r.get(raw, "normalized", bool, "true or false"))
+    else:
+        labels = r.get(raw, "labels", list, "a list of at least two distinct strings")
+        if len(labels) < 2 or not all(isinstance(x, str) for x in labels) or len(set(labels)) != len(labels):
+            raise r.fail("labels", "a list of at least two distinct strings", labels)
     max_seq_len = r.get(raw, "max_seq_len", int, "an integer >= 2")
     if max_seq_len < 2:
         raise r.fail("max_seq_len", "an integer >= 2", max_seq_len)
@@ -565,7 +640,7 @@ def read_manifest(bundle_dir: str | os.PathLike[str]) -> Manifest:
         raise r.fail("created_at", "an ISO-8601 string", created_at)
     return Manifest(
         schema_version=version,
-        task=r.get(raw, "task", str, "a string"),
+        task=task,
         labels=tuple(labels),
         max_seq_len=max_seq_len,
         fingerprint=fingerprint,
@@ -579,6 +654,7 @@ def read_manifest(bundle_dir: str | os.PathLike[str]) -> Manifest:
         metrics=r.optional_dict(raw, "metrics"),
         versions=r.optional_dict(raw, "versions"),
         created_at=created_at,
+        embedding=embedding,
         raw=raw,
     )
 

@@ -22,12 +22,20 @@ from edgeopt_runtime.backends import (
     onnxruntime_available,
 )
 from edgeopt_runtime.cache import ResultCache
+from edgeopt_runtime.embedder import TextEmbedder
 from edgeopt_runtime.errors import BackendUnavailable, BundleInvalid, InputError
-from edgeopt_runtime.manifest import TASK_TEXT_CLASSIFICATION, Manifest, safe_bundle_path, verify_bundle
+from edgeopt_runtime.manifest import (
+    TASK_EMBED,
+    TASK_TEXT_CLASSIFICATION,
+    TASKS,
+    Manifest,
+    safe_bundle_path,
+    verify_bundle,
+)
 from edgeopt_runtime.monitor import DEFAULT_WINDOW, Monitor, MonitorReport, Reference
 from edgeopt_runtime.tokenizer import Encoded, TextTokenizer, clean_text, clean_texts
 
-__all__ = ["Prediction", "ClassifierStats", "TextClassifier", "load", "softmax"]
+__all__ = ["Prediction", "ClassifierStats", "TextClassifier", "load", "load_classifier", "load_embedder", "softmax"]
 
 logger = logging.getLogger(__name__)
 
@@ -394,8 +402,11 @@ def load(
     threads: int | None = None,
     cache: ResultCache | str | os.PathLike[str] | bool | None = None,
     monitor_window: int = DEFAULT_WINDOW,
-) -> TextClassifier:
-    """Verify a bundle and load its tokenizer and model.
+) -> TextClassifier | TextEmbedder:
+    """Verify a bundle and load its tokenizer and model: a classifier, or an embedder for an ``embed`` bundle.
+
+    :func:`load_classifier` and :func:`load_embedder` do the same and refuse the other kind of bundle (and give
+    a type checker the precise type).
 
     Args:
         bundle_dir: The bundle directory (``manifest.json``, models, ``tokenizer.json``).
@@ -405,16 +416,54 @@ def load(
             (:func:`~edgeopt_runtime.cache.default_cache_path`), False for none, a path for that file, or a
             :class:`~edgeopt_runtime.cache.ResultCache`. Entries of other model fingerprints are purged from
             it on load.
-        monitor_window: Latest predictions :meth:`TextClassifier.monitor` summarizes.
+        monitor_window: Latest predictions :meth:`TextClassifier.monitor` summarizes (classifiers only).
 
     Returns:
-        A ready classifier.
+        A ready :class:`TextClassifier` or :class:`~edgeopt_runtime.embedder.TextEmbedder`.
 
     Raises:
         BundleInvalid: The bundle fails verification or its model does not match the manifest.
         BackendUnavailable: The backend is not installed, or the bundle has no artifact for it.
         InputError: ``backend``, ``threads`` or ``monitor_window`` is not a valid choice.
     """
+    return _load(bundle_dir, backend, threads, cache, monitor_window, TASKS)
+
+
+def load_classifier(
+    bundle_dir: str | os.PathLike[str],
+    backend: BackendName | str = BackendName.AUTO,
+    threads: int | None = None,
+    cache: ResultCache | str | os.PathLike[str] | bool | None = None,
+    monitor_window: int = DEFAULT_WINDOW,
+) -> TextClassifier:
+    """:func:`load` for a ``text-classification`` bundle; another task raises :class:`BundleInvalid`."""
+    model = _load(bundle_dir, backend, threads, cache, monitor_window, (TASK_TEXT_CLASSIFICATION,))
+    if not isinstance(model, TextClassifier):  # unreachable: _load checked the task
+        raise BundleInvalid(f"bundle {bundle_dir} is not a classifier")
+    return model
+
+
+def load_embedder(
+    bundle_dir: str | os.PathLike[str],
+    backend: BackendName | str = BackendName.AUTO,
+    threads: int | None = None,
+    cache: ResultCache | str | os.PathLike[str] | bool | None = None,
+) -> TextEmbedder:
+    """:func:`load` for an ``embed`` bundle; another task raises :class:`BundleInvalid`."""
+    model = _load(bundle_dir, backend, threads, cache, DEFAULT_WINDOW, (TASK_EMBED,))
+    if not isinstance(model, TextEmbedder):  # unreachable: _load checked the task
+        raise BundleInvalid(f"bundle {bundle_dir} is not an embedder")
+    return model
+
+
+def _load(
+    bundle_dir: str | os.PathLike[str],
+    backend: BackendName | str,
+    threads: int | None,
+    cache: ResultCache | str | os.PathLike[str] | bool | None,
+    monitor_window: int,
+    tasks: tuple[str, ...],
+) -> TextClassifier | TextEmbedder:
     if isinstance(monitor_window, bool) or not isinstance(monitor_window, int) or monitor_window < 1:
         raise InputError(f"monitor_window {monitor_window!r} must be a positive integer")
     try:
@@ -425,10 +474,15 @@ def load(
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise InputError(f"threads {threads!r} must be a positive integer or None")
     manifest = verify_bundle(bundle_dir)
-    if manifest.task != TASK_TEXT_CLASSIFICATION:
-        raise BundleInvalid(
-            f"bundle {bundle_dir} has task {manifest.task!r}; this runtime runs {TASK_TEXT_CLASSIFICATION!r} only"
-        )
+    if manifest.task not in tasks:
+        wanted = " or ".join(repr(t) for t in tasks)
+        if manifest.task == TASK_EMBED:
+            fix = "embed with it: edgeopt_runtime.load_embedder() or `edgeopt-runtime embed`"
+        elif manifest.task in TASKS:
+            fix = "classify with it: edgeopt_runtime.load_classifier() or `edgeopt-runtime predict`"
+        else:
+            fix = "upgrade edgeopt-runtime or rebuild the bundle"
+        raise BundleInvalid(f"bundle {bundle_dir} has task {manifest.task!r}, not {wanted}; {fix}")
     choice = _pick_backend(manifest, choice)
     found = manifest.artifact_for(choice.value)
     if found is None:
@@ -450,6 +504,8 @@ def load(
     if result_cache is not None:
         result_cache.keep_only(manifest.fingerprint)
     logger.debug("loaded %s with %s (%s)", bundle_dir, choice.value, name)
+    if manifest.task == TASK_EMBED:
+        return TextEmbedder(manifest, tokenizer, model, result_cache)
     return TextClassifier(manifest, tokenizer, model, result_cache, monitor_window)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeopt_runtime_fixtures import TinyBundle, build_bundle
+from edgeopt_runtime_fixtures import TinyBundle, build_bundle, build_embed_bundle
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -37,3 +37,9 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> TinyBundle:
 def bundle_copy(tiny_bundle: TinyBundle, tmp_path: Path) -> Path:
     """A private copy of the tiny bundle that a test may corrupt."""
     return Path(shutil.copytree(tiny_bundle.path, tmp_path / "bundle"))
+
+
+@pytest.fixture(scope="session")
+def embed_bundle(tmp_path_factory: pytest.TempPathFactory) -> TinyBundle:
+    """A tiny real ``embed`` bundle (float ONNX, int8 TFLite)."""
+    return build_embed_bundle(tmp_path_factory.mktemp("embed-bundle") / "tiny-embed")

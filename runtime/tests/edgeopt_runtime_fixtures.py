@@ -182,3 +182,64 @@ def rewrite_manifest(bundle: Path, change, *, refingerprint: bool = False) -> No
 
         data["fingerprint"] = compute_fingerprint(read_manifest(bundle))
         path.write_text(json.dumps(data), encoding="utf-8")
+
+
+EMBED_DIM = 6
+
+
+def build_embed_keras_model():
+    """A tiny embedder: mean of 8-wide token vectors, then a linear map to EMBED_DIM (seeded weights)."""
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    import tensorflow as tf
+    import tf_keras
+
+    ids = tf_keras.Input((MAX_SEQ_LEN,), dtype=tf.int32, name="input_ids")
+    mask = tf_keras.Input((MAX_SEQ_LEN,), dtype=tf.int32, name="attention_mask")
+    emb = tf_keras.layers.Embedding(len(VOCAB), 8, name="embed")(ids)
+    m = tf.cast(mask, tf.float32)[:, :, None]
+    pooled = tf.reduce_sum(emb * m, axis=1) / tf.maximum(tf.reduce_sum(m, axis=1), 1.0)
+    out = tf_keras.layers.Dense(EMBED_DIM, name="sentence_embedding")(pooled)
+    model = tf_keras.Model([ids, mask], out)
+    rng = np.random.default_rng(1)
+    model.get_layer("embed").set_weights([rng.normal(0, 1.0, (len(VOCAB), 8)).astype(np.float32)])
+    kernel = rng.normal(0, 0.5, (8, EMBED_DIM)).astype(np.float32)
+    model.get_layer("sentence_embedding").set_weights([kernel, np.zeros(EMBED_DIM, np.float32)])
+    return model
+
+
+def build_embed_bundle(out: Path) -> TinyBundle:
+    """An ``embed`` bundle: float ONNX and full-int8 TFLite of :func:`build_embed_keras_model`."""
+    from edgeopt_runtime.manifest import Artifact, EmbeddingSpec, Quantization, build_manifest, write_manifest
+    from edgeopt_runtime.tokenizer import TextTokenizer
+
+    out.mkdir(parents=True, exist_ok=True)
+    build_tokenizer(out / "tokenizer.json")
+    tok = TextTokenizer.from_file(out / "tokenizer.json", MAX_SEQ_LEN)
+    texts = make_texts(40, seed=3)
+    enc = tok.encode_batch(texts)
+    model = build_embed_keras_model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        build_tflite(model, enc, out / "model.tflite")
+        build_onnx(model, out / "model.onnx")
+    from ai_edge_litert.interpreter import Interpreter
+
+    q = Interpreter(model_path=str(out / "model.tflite")).get_output_details()[0]["quantization"]
+    manifest = build_manifest(
+        out,
+        labels=(),
+        task="embed",
+        embedding=EmbeddingSpec(dim=EMBED_DIM, pooling="mean"),
+        max_seq_len=MAX_SEQ_LEN,
+        artifacts={
+            "model.onnx": Artifact(format="onnx", precision="float32", output_dtype="float32"),
+            "model.tflite": Artifact(
+                format="tflite",
+                precision="int8",
+                output_dtype="int8",
+                output_quantization=Quantization(scale=float(q[0]), zero_point=int(q[1])),
+            ),
+        },
+    )
+    write_manifest(out, manifest)
+    return TinyBundle(path=out, keras_model=model, texts=tuple(texts))

@@ -162,3 +162,49 @@ def test_cache_stats_refuses_a_file_that_is_not_a_cache(tmp_path, capsys):
         f"edgeopt-runtime: error: cannot read {path}: the cache is disabled ({reason})",
     ]
     assert path.read_text() == "name,label\nbob,ham\n"
+
+
+def test_embed_prints_unit_vectors(embed_bundle, capsys):
+    assert main(["embed", str(embed_bundle.path), "free cash", "team lunch", "--no-cache", "--backend", "onnx"]) == 0
+    rows = [[float(x) for x in line.split()] for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 2 and all(len(r) == 6 for r in rows)
+    assert all(abs(sum(x * x for x in r) - 1.0) < 1e-4 for r in rows)
+    assert main(["embed", str(embed_bundle.path), "free cash", "--json", "--no-cache"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert set(row) == {"text", "embedding", "cached", "truncated"} and len(row["embedding"]) == 6
+
+
+def test_verify_names_an_embedder(embed_bundle, capsys):
+    assert main(["verify", str(embed_bundle.path)]) == 0
+    assert "files verified, embedder of 6 dims (mean pooling), max_seq_len 16" in capsys.readouterr().out
+
+
+def test_index_add_search_stats_remove(embed_bundle, tmp_path, capsys):
+    texts = tmp_path / "notes.tsv"
+    texts.write_text("n1\tfree cash prize now\nn2\tlunch with the team tomorrow\nn3\tthanks for the report\n")
+    index = str(tmp_path / "notes.index")
+    bundle = str(embed_bundle.path)
+    assert main(["index", "add", index, bundle, str(texts)]) == 0
+    assert capsys.readouterr().out == "added 3 texts; the index holds 3\n"
+    assert main(["index", "search", index, bundle, "team lunch tomorrow", "-k", "2", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert len(hits) == 2 and hits[0]["id"] == "n2" and hits[0]["score"] >= hits[1]["score"]
+    assert main(["index", "stats", index, "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert (stats["vectors"], stats["dim"], stats["precision"]) == (3, 6, "int8")
+    assert main(["index", "remove", index, bundle, "n1", "n9"]) == 0
+    assert capsys.readouterr().out == "removed 1; the index holds 2\n"
+
+
+def test_index_errors_are_one_line(embed_bundle, tiny_bundle, tmp_path, capsys):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("no tab here\n")
+    index = str(tmp_path / "i.index")
+    assert main(["index", "add", index, str(embed_bundle.path), str(bad)]) == 2
+    assert capsys.readouterr().err == (
+        f"edgeopt-runtime: error: FILE {bad} line 1: expected 'ID<TAB>TEXT'; separate the id by one tab\n"
+    )
+    assert main(["embed", str(tiny_bundle.path), "hi", "--no-cache"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edgeopt-runtime: error: bundle ") and "has task 'text-classification', not 'embed'" in err
+    assert err.count("\n") == 1
