@@ -48,6 +48,7 @@ __all__ = [
     "EmbeddingAgreement",
     "EmbedArtifactMetrics",
     "load_embed_corpus",
+    "held_out_corpus",
     "prepare_embed",
     "train_embedder",
     "prune_embedder",
@@ -151,6 +152,12 @@ def load_embed_corpus(config: BuildConfig) -> EmbedCorpus:
         held_out=tuple(dict.fromkeys(held_out)),
         source=f"{config.train}" + ("" if config.test is None else f" (held out: {config.test})"),
     )
+
+
+def held_out_corpus(texts: tuple[str, ...], seed: int) -> tuple[str, ...]:
+    """The measurement corpus: the held-out texts, then up to :data:`HELD_OUT_CROPS` crops of each, without repeats."""
+    crops = (crop for _, crop, _ in crop_texts(texts, HELD_OUT_CROPS, seed))
+    return tuple(dict.fromkeys((*texts, *crops)))
 
 
 @dataclass

@@ -418,3 +418,54 @@ def test_student_logits_do_not_depend_on_the_batch_width(architecture: str) -> N
     full = keras_logits(model, (ids, mask))
     np.testing.assert_allclose(run(ids, mask).numpy(), full, atol=1e-6)
     np.testing.assert_allclose(run(ids[:, :10], mask[:, :10]).numpy(), full, atol=1e-5)
+
+
+def _target_vectors(labels: np.ndarray, dim: int = 6) -> np.ndarray:
+    """Teacher vectors for the toy corpus: each class near its own direction, normalized."""
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(2, dim))
+    vectors = centers[labels] + rng.normal(scale=0.3, size=(len(labels), dim))
+    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_an_embedder_learns_the_teachers_vectors(tmp_path: Any) -> None:
+    from edgeopt.distill import distill_embeddings
+
+    task = make_toy_task(tmp_path, n=96)
+    targets = _target_vectors(task.labels)
+    model = build_student(tiny_spec(), task.vocab_size, targets.shape[1], MAX_SEQ_LEN, seed=0, head="embedding")
+    assert model.output_names == ["sentence_embedding"]
+    before = model.predict(list(task.encoded), verbose=0)
+    before = before / np.linalg.norm(before, axis=1, keepdims=True)
+    fit, val = slice(0, 80), slice(80, 96)
+    ids, mask = task.encoded
+    result = distill_embeddings(
+        model,
+        (ids[fit], mask[fit]),
+        targets[fit],
+        ((ids[val], mask[val]), targets[val]),
+        DistillConfig(epochs=30, patience=30, learning_rate=5e-3),
+    )
+    after = model.predict([ids[val], mask[val]], verbose=0)
+    after = after / np.linalg.norm(after, axis=1, keepdims=True)
+    cosine = float(np.mean(np.sum(after * targets[val], axis=1)))
+    assert cosine > float(np.mean(np.sum(before[val] * targets[val], axis=1))) + 0.3
+    assert result.best_val_cosine == pytest.approx(max(result.history["val_cosine"]))
+    assert cosine == pytest.approx(result.best_val_cosine, abs=1e-3)  # the best epoch's weights were kept
+
+
+def test_embedding_distillation_checks_its_targets(tmp_path: Any) -> None:
+    from edgeopt.distill import distill_embeddings
+
+    task = make_toy_task(tmp_path, n=20)
+    model = build_student(tiny_spec(), task.vocab_size, 6, MAX_SEQ_LEN, head="embedding")
+    ids, mask = task.encoded
+    good = _target_vectors(task.labels)
+    with pytest.raises(StageError, match=r"targets have shape \(20, 5\); expected \(20, 6\)"):
+        distill_embeddings(model, (ids, mask), good[:, :5], ((ids, mask), good), DistillConfig(epochs=1))
+    bad = good.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(StageError, match="validation targets hold NaN"):
+        distill_embeddings(model, (ids, mask), good, ((ids, mask), bad), DistillConfig(epochs=1))
+    with pytest.raises(ConfigError, match="similarity_weight must be a finite number >= 0"):
+        distill_embeddings(model, (ids, mask), good, ((ids, mask), good), DistillConfig(epochs=1), similarity_weight=-1)

@@ -1,0 +1,143 @@
+"""Search latency of edgeopt_runtime.Index at 10k and 100k vectors, beside its baseline in the same run.
+
+Reproduce (from the repository root; the bundle is what `edgeopt build --task embed --profile pixel8` writes):
+
+    .venv/bin/python bench/bench_index.py bundles/pixel8-embed
+
+For each size (10,000 and 100,000 vectors of the bundle's width, random unit vectors: search cost does not depend
+on what the vectors mean) and each stored precision (int8, float16), in one process:
+  - `add_vectors` time per 1,000 vectors, the file size, and the first search after opening the file (it reads
+    every vector into memory);
+  - p50/p95 of `Index.search(vector, k=10)` over 200 queries, against the baseline of the same exact search on a
+    float32 numpy matrix already in memory (`matrix @ q` + argpartition), interleaved query by query;
+  - recall@10 of the index's answers against the float32 baseline's (what int8/float16 storage costs).
+Numpy is set to one thread (OPENBLAS/OMP_NUM_THREADS=1), as a phone app's background search would run.
+Results: bench/results/index.json and bench/results/index.md.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+SIZES = (10_000, 100_000)
+QUERIES = 200
+K = 10
+
+
+def _percentiles(ms: list[float]) -> dict[str, float]:
+    ordered = sorted(ms)
+    return {"p50_ms": statistics.median(ordered), "p95_ms": ordered[round(0.95 * (len(ordered) - 1))]}
+
+
+def run(bundle: Path) -> dict:
+    import edgeopt_runtime
+
+    embedder = edgeopt_runtime.load_embedder(bundle, backend="onnx", threads=1, cache=False)
+    dim = embedder.dim
+    rng = np.random.default_rng(0)
+    rows = []
+    for size in SIZES:
+        vectors = rng.normal(size=(size, dim)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        queries = rng.normal(size=(QUERIES, dim)).astype(np.float32)
+        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+        ids = [f"v{i:06d}" for i in range(size)]
+        for precision in ("int8", "float16"):
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "bench.index"
+                with edgeopt_runtime.Index(path, embedder, precision=precision) as index:
+                    start = time.perf_counter()
+                    for chunk in range(0, size, 10_000):
+                        index.add_vectors(ids[chunk : chunk + 10_000], vectors[chunk : chunk + 10_000])
+                    add_ms = (time.perf_counter() - start) * 1000.0
+                file_bytes = path.stat().st_size
+                with edgeopt_runtime.Index(path, embedder) as index:
+                    start = time.perf_counter()
+                    index.search(queries[0], k=K)
+                    first_ms = (time.perf_counter() - start) * 1000.0
+                    ours, base, recall = [], [], []
+                    for i, q in enumerate(queries):
+                        order = (0, 1) if i % 2 == 0 else (1, 0)
+                        found: dict[int, list[str]] = {}
+                        for which in order:
+                            start = time.perf_counter()
+                            if which == 0:
+                                found[0] = [h for h, _ in index.search(q, k=K)]
+                            else:
+                                scores = vectors @ q
+                                top = np.argpartition(-scores, K - 1)[:K]
+                                found[1] = [ids[j] for j in top[np.argsort(-scores[top])]]
+                            (ours if which == 0 else base).append((time.perf_counter() - start) * 1000.0)
+                        recall.append(len(set(found[0]) & set(found[1])) / K)
+            row = {
+                "vectors": size,
+                "dim": dim,
+                "precision": precision,
+                "file_mb": file_bytes / 1e6,
+                "add_ms_per_1000": add_ms / (size / 1000),
+                "first_search_ms": first_ms,
+                "index": _percentiles(ours),
+                "numpy_float32_in_memory": _percentiles(base),
+                "recall_at_10_vs_float32": statistics.fmean(recall),
+            }
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    embedder.close()
+    return {
+        "bundle": str(bundle),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, numpy on 1 thread",
+        "load_average": os.getloadavg(),
+        "rows": rows,
+    }
+
+
+def write_markdown(result: dict, path: Path) -> None:
+    lines = [
+        "# edgeopt_runtime.Index: exact search latency (k=10), against numpy on a float32 matrix in memory",
+        "",
+        f"`.venv/bin/python bench/bench_index.py {result['bundle']}` ({result['machine']}; load average "
+        f"{result['load_average'][0]:.2f}). Random unit vectors of the bundle's width; 200 queries, interleaved.",
+        "",
+        "| vectors | stored as | file MB | add ms / 1k | first search ms (reads all) | search p50 ms | p95 ms "
+        "| numpy float32 p50 ms | x numpy | recall@10 vs float32 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        ours, base = r["index"], r["numpy_float32_in_memory"]
+        lines.append(
+            f"| {r['vectors']:,} | {r['precision']} | {r['file_mb']:.1f} | {r['add_ms_per_1000']:.1f} | "
+            f"{r['first_search_ms']:.0f} | {ours['p50_ms']:.2f} | {ours['p95_ms']:.2f} | "
+            f"{base['p50_ms']:.2f} | {ours['p50_ms'] / base['p50_ms']:.2f} | {r['recall_at_10_vs_float32']:.3f} |"
+        )
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bundle", type=Path)
+    args = parser.parse_args()
+    result = run(args.bundle)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "index.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_markdown(result, RESULTS / "index.md")
+    print((RESULTS / "index.md").read_text(encoding="utf-8"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
