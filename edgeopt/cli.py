@@ -463,12 +463,21 @@ def inspect(bundle: Path, as_json: bool) -> None:
         click.echo(json.dumps(manifest, indent=2))
         return
     click.echo(f"bundle {bundle}: verified (schema {manifest['schema_version']}, {manifest['task']})")
-    click.echo(f"labels: {', '.join(manifest['labels'])}; max_seq_len {manifest['max_seq_len']}")
+    if manifest.get("task") == "embed":
+        click.echo(
+            f"embedder: {manifest.get('dim')} dims, {manifest.get('pooling')} pooling; "
+            f"max_seq_len {manifest['max_seq_len']}"
+        )
+    else:
+        click.echo(f"labels: {', '.join(manifest['labels'])}; max_seq_len {manifest['max_seq_len']}")
     click.echo(f"profile: {manifest['profile'].get('name', '?')}; created {manifest['created_at']}")
     click.echo("files:")
     for name, entry in manifest["files"].items():
         click.echo(f"  {name:<16} {entry['bytes']:>12,} bytes  sha256 {entry['sha256'][:16]}")
-    _print_metrics(manifest)
+    if manifest.get("task") == "embed":
+        _print_embed_metrics(manifest)
+    else:
+        _print_metrics(manifest)
 
 
 _METRIC_KEYS = ("accuracy", "macro_f1", "bytes", "p50_ms")
@@ -500,10 +509,17 @@ def _print_metrics(manifest: dict[str, Any]) -> None:
         )
 
 
+_EMBED_METRIC_KEYS = ("mean_cosine", "neighbour_recall", "spearman", "bytes", "p50_ms")
+
+
 def _print_embed_metrics(manifest: dict[str, Any]) -> None:
     """An embedder's agreement with its teacher, per measured model."""
+    metrics = {name: m for name, m in (manifest.get("metrics") or {}).items() if isinstance(m, dict)}
+    if not all(isinstance(m.get(k), int | float) for m in metrics.values() for k in _EMBED_METRIC_KEYS):
+        click.echo("metrics: none recorded in this bundle's manifest")
+        return
     click.echo(f"{'model':<34} {'cosine':>8} {'recall@10':>9} {'Spearman':>8} {'bytes':>12} {'p50 ms':>8}")
-    for name, m in (manifest.get("metrics") or {}).items():
+    for name, m in metrics.items():
         click.echo(
             f"{name:<34} {m['mean_cosine']:>8.4f} {m['neighbour_recall']:>9.4f} {m['spearman']:>8.4f} "
             f"{m['bytes']:>12,} {m['p50_ms']:>8.3f}"

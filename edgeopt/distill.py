@@ -471,11 +471,15 @@ class EmbedDistillResult:
 def embedding_loss(similarity_weight: float) -> Any:
     """Keras loss of an embedder against the teacher's unit vectors: cosine distance plus batch similarity structure.
 
-    Per row: ``1 - cos(student, teacher)`` plus ``similarity_weight`` times the mean squared difference between the
-    row's cosines to every text of the batch, as the student sees them and as the teacher does. The first term
-    pulls each vector toward its target; the second keeps who-is-near-whom, which is what a search over the
-    vectors uses (the relational term of Park et al. 2019, and what Sentence-BERT's MSE distillation leaves out).
-    Rejected: MSE on the raw vectors (it weighs the vector's length, which every search normalizes away).
+    Per row: ``1 - cos(student, teacher)`` plus ``similarity_weight`` times ``1 - r``, where ``r`` is the Pearson
+    correlation between the row's cosines to every text of the batch as the student sees them and as the teacher
+    does. The first term pulls each vector toward its target; the second keeps who-is-near-whom, which is what a
+    search over the vectors uses (the relational term of Park et al. 2019). A correlation, not the squared
+    difference of the cosines: many encoders are anisotropic (all-MiniLM's cosines of unrelated texts sit around
+    0.1-0.3, a random small BERT's all above 0.95), and a squared difference is then so small that a student
+    answering the teachers' mean vector for every text loses almost nothing; a correlation is blind to the
+    scale and offset of the cosines, so a collapsed student scores 0 on it. Rejected: MSE on the raw vectors (it
+    weighs the vector's length, which every search normalizes away).
     """
     tf, _ = import_tf()
 
@@ -484,11 +488,14 @@ def embedding_loss(similarity_weight: float) -> Any:
         distance = 1.0 - tf.reduce_sum(unit * teacher, axis=-1)
         if similarity_weight == 0:
             return distance
-        structure = tf.reduce_mean(
-            tf.square(tf.matmul(unit, unit, transpose_b=True) - tf.matmul(teacher, teacher, transpose_b=True)),
-            axis=-1,
-        )
-        return distance + similarity_weight * structure
+        ours = tf.matmul(unit, unit, transpose_b=True)
+        theirs = tf.matmul(teacher, teacher, transpose_b=True)
+        ours -= tf.reduce_mean(ours, axis=-1, keepdims=True)
+        theirs -= tf.reduce_mean(theirs, axis=-1, keepdims=True)
+        # rsqrt(x + eps), not 1 / sqrt(x): finite gradient where a row has no spread (a batch of one).
+        scale = tf.math.rsqrt(tf.reduce_sum(ours * ours, -1) * tf.reduce_sum(theirs * theirs, -1) + 1e-12)
+        correlation = tf.reduce_sum(ours * theirs, axis=-1) * scale
+        return distance + similarity_weight * (1.0 - correlation)
 
     return loss
 

@@ -77,6 +77,11 @@ student keeps what a few classes need; an embedder must keep a whole similarity 
 widths doubled still fit pixel8's 5 MB in int8 (``bench/bench_embed.py`` measures 1x against 2x)."""
 SIMILARITY_WEIGHT = 1.0
 """Weight of the batch similarity-structure term of the loss (:func:`edgeopt.distill.embedding_loss`)."""
+EMBED_POOL_TOKENS = True
+"""Pool the token vectors themselves (an attention-weighted mean) beside the filters (``build_student``'s
+``pool_tokens``): measured in ``bench/embed_levers.py``."""
+EMBED_DROPOUT = 0.3
+"""Dropout before the embedder's dense layer and head."""
 EMBED_ARCHITECTURE = "cnn-attention"
 """The embedder's encoder: the attention pool reads a whole text, which a sentence vector has to summarize (the
 max pool alone keeps each filter's strongest n-gram only)."""
@@ -331,7 +336,15 @@ def train_embedder(task: PreparedEmbedTask, config: BuildConfig, work: Path, rep
     val = task.transfer.held_out_rows(val_texts).astype(int)
     with reporter.stage("distill") as info:
         model = build_student(
-            spec, vocab.size, task.dim, max_seq_len, seed=config.seed, embeddings=embeddings, head="embedding"
+            spec,
+            vocab.size,
+            task.dim,
+            max_seq_len,
+            seed=config.seed,
+            embeddings=embeddings,
+            head="embedding",
+            pool_tokens=EMBED_POOL_TOKENS,
+            dropout=EMBED_DROPOUT,
         )
         targets = task.transfer_vectors
         distilled = distill_embeddings(

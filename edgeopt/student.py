@@ -209,12 +209,17 @@ def build_student(
     embeddings: np.ndarray | None = None,
     train_embeddings: bool = True,
     head: str = "logits",
+    pool_tokens: bool = False,
+    dropout: float = DROPOUT_RATE,
 ) -> Any:
     """Build the convolutional student (``spec.architecture``) as a ``tf_keras`` functional model.
 
     Inputs are ``input_ids`` and ``attention_mask`` (int32, ``[batch, max_seq_len]``), the output is ``logits``
     (``num_labels`` wide), or for an embedder (``head="embedding"``) ``embedding``, ``num_labels`` being then the
-    embedding's width: the same encoder, a linear head of another width and name.
+    embedding's width: the same encoder, a linear head of another width and name. ``pool_tokens`` adds, beside
+    the filters' pools, an attention-weighted mean of the token vectors themselves (a learned per-token weight,
+    as SIF weighting is for static embeddings like model2vec's): what a sentence embedding is made of, and what
+    a convolution's max pool throws away. ``dropout`` is the rate before the dense layer and the head.
     Padding is zeroed before and after the convolution so that the max pool never sees it: the ReLU output is
     non-negative, so a zeroed position cannot win the max. ``embeddings`` (``[vocab_size, embedding_dim]``, from
     :func:`teacher_embedding_init`) is the embedding table's starting value; None starts it at random.
@@ -243,25 +248,33 @@ def build_student(
         name="embedding",
     )(input_ids)
     x = layers.Multiply(name="mask_embeddings")([x, mask])
+    tokens = x
     x = layers.Conv1D(spec.hidden_dim, spec.kernel_size, padding="same", activation="relu", name="conv")(x)
     x = layers.Multiply(name="mask_conv")([x, mask])
-    if spec.architecture == "cnn":
+    # softmax(s - P * (1 - mask)) == softmax(s + P * mask): the constant shift cancels, and Add has an int8
+    # kernel in ONNX Runtime's QDQ quantizer where Sub does not. Built-in layers, not Lambdas, so QAT (which
+    # rebuilds the model) can clone them.
+    penalty = layers.Rescaling(ATTENTION_MASK_PENALTY, name="attention_mask_penalty")(mask)
+
+    def attention_pool(values: Any, prefix: str) -> Any:
+        scores = layers.Dense(1, name=f"{prefix}attention_score")(values)
+        scores = layers.Add(name=f"mask_{prefix}attention_score")([scores, penalty])
+        weights = layers.Softmax(axis=1, name=f"{prefix}attention_weights")(scores)
+        attended = layers.Dot(axes=1, name=f"{prefix}attention_sum")([weights, values])  # [batch, 1, width]
+        return layers.Flatten(name=f"{prefix}attention_pool")(attended)
+
+    if spec.architecture == "cnn" and not pool_tokens:
         x = layers.GlobalMaxPooling1D(name="pool")(x)
     else:
-        strongest = layers.GlobalMaxPooling1D(name="max_pool")(x)
-        scores = layers.Dense(1, name="attention_score")(x)
-        # softmax(s - P * (1 - mask)) == softmax(s + P * mask): the constant shift cancels, and Add has an int8
-        # kernel in ONNX Runtime's QDQ quantizer where Sub does not. Built-in layers, not Lambdas, so QAT (which
-        # rebuilds the model) can clone them.
-        penalty = layers.Rescaling(ATTENTION_MASK_PENALTY, name="attention_mask_penalty")(mask)
-        scores = layers.Add(name="mask_attention_score")([scores, penalty])
-        weights = layers.Softmax(axis=1, name="attention_weights")(scores)
-        attended = layers.Dot(axes=1, name="attention_sum")([weights, x])  # [batch, 1, hidden]
-        attended = layers.Flatten(name="attention_pool")(attended)
-        x = layers.Concatenate(name="pool")([strongest, attended])
-    x = layers.Dropout(DROPOUT_RATE, name="dropout_pool")(x)
+        parts = [layers.GlobalMaxPooling1D(name="max_pool")(x)]
+        if spec.architecture != "cnn":
+            parts.append(attention_pool(x, ""))
+        if pool_tokens:
+            parts.append(attention_pool(tokens, "token_"))
+        x = layers.Concatenate(name="pool")(parts)
+    x = layers.Dropout(dropout, name="dropout_pool")(x)
     x = layers.Dense(spec.dense_dim, activation="relu", name="dense")(x)
-    x = layers.Dropout(DROPOUT_RATE, name="dropout_dense")(x)
+    x = layers.Dropout(dropout, name="dropout_dense")(x)
     if head not in ("logits", "embedding"):
         raise StageError(f"unknown student head {head!r}; use 'logits' (a classifier) or 'embedding' (an embedder)")
     from edgeopt.export import EMBEDDING_HEAD

@@ -16,8 +16,28 @@ Written into ``--out`` (small: no model file is copied):
 * ``python_cache.sqlite``: a result cache written by the Python runtime at a fixed clock (``CACHE_CLOCK``), keyed
   with ``GOLDEN_SECRET``.
 
-Regenerate them whenever the bundle format, the tokenizer or the cache changes:
-``tests/test_android_goldens.py`` fails when they are stale.
+With ``--embed-bundle`` (an ``edgeopt build --task embed`` bundle) it also writes the ``embed/`` subfolder of
+``--out``; each option works without the other, so the embed goldens can be remade alone and the classifier
+files stay as they are::
+
+    python scripts/make_android_goldens.py --embed-bundle bundles/pixel8-embed \
+        --out android-demo/core/src/test/resources/golden/
+
+* ``embed/embed_goldens.json``: the embedder texts (``EMBED_TEXTS``) with their token ids and truncation flags (or
+  the expected error), per backend the model's raw output (ONNX: float32; LiteRT: the int8 codes, with the
+  scale and zero point under ``backends``, and their dequantized float32 values), the runtime's unit vector and
+  cache key (float32 vectors as base64 of their little-endian bytes, the runtime's cache encoding); the index
+  texts (``INDEX_TEXTS``); the queries (``QUERIES``) with the same per-backend outputs and the ids and scores
+  ``Index.search`` returns for them in each index file at each ``SEARCH_KS``; fingerprints of the manifest with
+  other embedding specs (``embed_fingerprint_cases``);
+* ``embed/manifest.json`` and ``embed/tokenizer.json``: copies of the embed bundle's;
+* ``embed/index_int8.sqlite`` and ``embed/index_float16.sqlite``: ``edgeopt_runtime.Index`` files holding the
+  index texts, embedded by the ONNX model (``INDEX_BACKEND``);
+* ``embed/python_cache.sqlite``: a result cache written by the Python ``TextEmbedder`` (ONNX) at ``CACHE_CLOCK``,
+  keyed with ``GOLDEN_SECRET``.
+
+Regenerate them whenever the bundle format, the tokenizer, the cache or the index changes, or the bundles are
+rebuilt: ``tests/test_android_goldens.py`` fails when they are stale.
 """
 
 from __future__ import annotations
@@ -46,6 +66,14 @@ __all__ = [
     "key_of",
     "key_options",
     "make_goldens",
+    "EMBED_GOLDEN_FORMAT",
+    "EMBED_TEXTS",
+    "INDEX_TEXTS",
+    "QUERIES",
+    "EmbedGoldenSummary",
+    "embed_fingerprint_cases",
+    "f32_base64",
+    "make_embed_goldens",
     "main",
 ]
 
@@ -431,6 +459,390 @@ def _monitor_goldens(manifest: Any) -> dict[str, Any]:
     return {"window": MONITOR_WINDOW, "observations": observations, "reports": reports}
 
 
+# --- embed bundles ---------------------------------------------------------------------------------------------------
+
+# Bump when the layout of embed/embed_goldens.json changes (the Kotlin tests check it).
+EMBED_GOLDEN_FORMAT = 1
+EMBED_DIR = "embed"
+EMBED_GOLDENS_NAME = "embed_goldens.json"
+EMBED_CACHE_DB_NAME = "python_cache.sqlite"
+INDEX_DB_NAMES = {"int8": "index_int8.sqlite", "float16": "index_float16.sqlite"}
+# The index is filled with this backend's vectors (the demo app's default); queries are run with both.
+INDEX_BACKEND = "onnx"
+# k below the number of rows, and above it (every row ranked).
+SEARCH_KS = (5, 100)
+
+# (name, text): the embedder cases, each with the raw model output of both backends and Python's unit vectors.
+# "whitespace" is rejected (its error is recorded); "long" is truncated.
+EMBED_TEXTS: tuple[tuple[str, str], ...] = (
+    ("meeting", "Hello team, the meeting is moved to 3pm tomorrow."),
+    ("spam", "WIN a FREE prize now!!! Click here to claim your CASH"),
+    ("accents", "Café Résumé naïve"),
+    ("cjk", "我爱北京天安门 and 東京タワー です"),
+    ("emoji", "Free 🎉 money 💰💰 now 😀👍🏽 ✅"),
+    ("mixed_case", "ThIs Is MiXeD CaSe TeXt fRoM YoUr BaNk"),
+    ("controls", "tab\there\x00nul\u200bzero\u00adsoft\ufeffbom\x07bell\r\nline"),
+    ("one_word", "hello"),
+    ("long", _LONG),
+    ("whitespace", " \t\n\u00a0\u3000\u2003 "),
+    ("lone_surrogate", "\ud800abc \udfff"),
+)
+
+# (id, text): what the golden index holds. Two ids hold the same text (equal scores: the tie goes to the lower id in
+# code-point order, where U+FF5E sorts before U+1F600, unlike UTF-16 order); one id is non-ASCII.
+INDEX_TEXTS: tuple[tuple[str, str], ...] = (
+    ("a01", "The quarterly budget review is scheduled for Monday at 10am."),
+    ("a02", "Can we move our one-on-one to Thursday afternoon?"),
+    ("a03", "Reminder: the project deadline is this Friday."),
+    ("a04", "Please send me the slides before the meeting."),
+    ("a05", "The conference room on the third floor is booked all day."),
+    ("a06", "Minutes from yesterday's planning meeting are attached."),
+    ("a07", "Who is presenting the sales figures next week?"),
+    ("b01", "Congratulations! You have won a free cruise, reply now to claim."),
+    ("b02", "Lowest mortgage rates guaranteed, apply today."),
+    ("b03", "Cheap watches and designer bags, 90% off, limited time."),
+    ("b04", "Your account has been suspended, verify your password here."),
+    ("b05", "Make $5000 a week working from home, no experience needed."),
+    ("b06", "You are our lucky winner, click the link to get your prize."),
+    ("b07", "Buy cheap meds online without a prescription."),
+    ("c01", "My laptop will not turn on after the latest update."),
+    ("c02", "How do I reset my router to factory settings?"),
+    ("c03", "The printer on the second floor keeps jamming."),
+    ("c04", "I forgot my email password and cannot log in."),
+    ("c05", "The new phone app crashes every time I open the camera."),
+    ("c06", "Is there a way to recover deleted files from a USB stick?"),
+    ("c07", "The wifi is very slow in the kitchen."),
+    ("d01", "Heavy rain and strong winds are expected this weekend."),
+    ("d02", "It will be sunny and warm tomorrow with a light breeze."),
+    ("d03", "Snow is forecast for the mountains overnight."),
+    ("d04", "Bring an umbrella, showers are likely in the afternoon."),
+    ("d05", "A heat wave is coming, temperatures above 35 degrees."),
+    ("e01", "Boil the pasta for ten minutes and drain it well."),
+    ("e02", "This chocolate cake recipe needs three eggs and butter."),
+    ("e03", "Chop the onions and fry them until golden."),
+    ("e04", "Add a pinch of salt and some fresh basil to the tomato sauce."),
+    ("e05", "The soup tastes better the next day."),
+    ("e06", "Bake the bread at 220 degrees for forty minutes."),
+    ("f01", "The home team won the football match two to one."),
+    ("f02", "She finished the marathon in under three hours."),
+    ("f03", "The tennis final was postponed because of rain."),
+    ("f04", "Our basketball practice starts at six tonight."),
+    ("f05", "He scored a goal in the last minute of the game."),
+    ("g01", "I booked a train ticket to Paris for next month."),
+    ("g02", "Our flight to Tokyo was delayed by two hours."),
+    ("g03", "The hotel near the beach has a lovely view of the sea."),
+    ("g04", "Do I need a visa to travel to Canada?"),
+    ("g05", "We rented a car and drove along the coast."),
+    ("h01", "Thanks for dinner last night, it was lovely to see you."),
+    ("h02", "Happy birthday! Hope you have a wonderful day."),
+    ("h03", "Can you pick up some milk on your way home?"),
+    ("h04", "The kids have a school holiday next week."),
+    ("h05", "Café Résumé: notes from the naïve reader."),
+    ("dup-\uff5e", "Lunch at noon?"),
+    ("dup-\U0001f600", "Lunch at noon?"),
+    ("\u00e9t\u00e9", "Summer holidays by the lake, swimming every morning."),
+)
+
+# Queries searched in both index files with the vectors of both backends.
+QUERIES: tuple[str, ...] = (
+    "when is the team meeting",
+    "claim your free prize money",
+    "my computer does not start",
+    "will it rain on Saturday",
+    "how to cook spaghetti",
+    "Lunch at noon?",
+)
+
+# Embedding specs whose fingerprints both sides compute (the real one first).
+FINGERPRINT_EMBEDDINGS: tuple[tuple[int | None, str | None, bool | None], ...] = (
+    (None, None, None),
+    (256, None, None),
+    (None, "cls", None),
+    (None, "max", False),
+    (1, "mean", False),
+)
+
+
+@dataclass(frozen=True)
+class EmbedGoldenSummary:
+    """What :func:`make_embed_goldens` wrote.
+
+    Attributes:
+        out: The ``embed/`` directory.
+        cases: Number of embedder texts (rejected ones included).
+        index_rows: Rows in each index file.
+        queries: Number of queries.
+        min_gap: Smallest score difference between two neighbours of different vectors in any recorded ranking
+            (below ~1e-6 the JVM's float rounding could swap them).
+        total_bytes: Size of every file written.
+    """
+
+    out: Path
+    cases: int
+    index_rows: int
+    queries: int
+    min_gap: float
+    total_bytes: int
+
+
+def f32_base64(values: Any) -> str:
+    """float32 little-endian bytes, base64: the runtime's cache encoding of a vector (``embedding_f32``)."""
+    import base64
+
+    import numpy as np
+
+    return base64.b64encode(np.asarray(values, dtype="<f4").tobytes()).decode("ascii")
+
+
+def embed_fingerprint_cases(manifest: Any) -> list[dict[str, Any]]:
+    """Fingerprints of the embed manifest with other ``dim`` / ``pooling`` / ``normalized`` (and output shape)."""
+    import dataclasses
+
+    from edgeopt_runtime.manifest import compute_fingerprint
+
+    cases = []
+    for dim, pooling, normalized in FINGERPRINT_EMBEDDINGS:
+        spec = manifest.embedding
+        changed_spec = dataclasses.replace(
+            spec,
+            dim=spec.dim if dim is None else dim,
+            pooling=spec.pooling if pooling is None else pooling,
+            normalized=spec.normalized if normalized is None else normalized,
+        )
+        outputs = tuple(dataclasses.replace(t, shape=("batch", changed_spec.dim)) for t in manifest.outputs)
+        changed = dataclasses.replace(manifest, embedding=changed_spec, outputs=outputs)
+        cases.append({**changed_spec.to_dict(), "fingerprint": compute_fingerprint(changed)})
+    return cases
+
+
+def _raw_int8(raw: Any, quant: Any) -> list[int]:
+    """The int8 codes behind dequantized outputs (real = scale * (q - zero_point)), checked to be on the grid."""
+    import numpy as np
+
+    q = raw.astype(np.float64) / quant.scale + quant.zero_point
+    if not np.allclose(q, np.round(q), atol=1e-3):
+        raise SystemExit("the LiteRT embeddings are not on the manifest's int8 grid; check output_quantization")
+    codes = np.round(q).astype(int)
+    # Dequantizing the codes the runtime's way must give back exactly what the backend returned.
+    again = (quant.scale * (codes.astype(np.float32) - quant.zero_point)).astype(np.float32)
+    if not np.array_equal(again, raw):
+        raise SystemExit("dequantizing the LiteRT codes does not give the backend's output back")
+    out: list[int] = codes.tolist()
+    return out
+
+
+def make_embed_goldens(bundle: Path, out: Path) -> EmbedGoldenSummary:
+    """Write the goldens of a verified ``embed`` bundle into ``out`` (the ``embed/`` folder; created, replaced).
+
+    Args:
+        bundle: An ``embed`` bundle directory built by ``edgeopt build --task embed``.
+        out: The directory to write, ``android-demo/core/src/test/resources/golden/embed/``.
+
+    Returns:
+        What was written.
+
+    Raises:
+        BundleInvalid: The bundle fails verification or is not an ``embed`` bundle.
+    """
+    import numpy as np
+
+    from edgeopt_runtime import BundleInvalid, InputError, ResultCache, TextTokenizer, verify_bundle
+    from edgeopt_runtime._version import __version__
+    from edgeopt_runtime.backends import OnnxBackend, TfliteBackend
+    from edgeopt_runtime.cache import CACHE_SCHEMA_VERSION
+    from edgeopt_runtime.embedder import TextEmbedder, normalize_rows
+    from edgeopt_runtime.index import INDEX_APPLICATION_ID, INDEX_SCHEMA_VERSION, Index
+    from edgeopt_runtime.manifest import SCHEMA_VERSION, safe_bundle_path, sha256_file
+    from edgeopt_runtime.tokenizer import clean_text
+
+    manifest = verify_bundle(bundle)
+    if manifest.embedding is None:
+        raise BundleInvalid(f"bundle {bundle} has task {manifest.task!r}, not 'embed'; pass it as --bundle")
+    spec = manifest.embedding
+    tok_path = safe_bundle_path(bundle, manifest.tokenizer_file)
+    tokenizer = TextTokenizer.from_file(tok_path, manifest.max_seq_len)
+
+    backends: dict[str, Any] = {}
+    onnx = manifest.artifact_for("onnx")
+    if onnx is not None:
+        backends["onnx"] = OnnxBackend(
+            safe_bundle_path(bundle, onnx[0]),
+            1,
+            output_quantization=onnx[1].output_quantization,
+            seq_len=manifest.max_seq_len,
+        )
+    tflite = manifest.artifact_for("tflite")
+    if tflite is not None:
+        backends["tflite"] = TfliteBackend(safe_bundle_path(bundle, tflite[0]), 1, seq_len=manifest.max_seq_len)
+    if INDEX_BACKEND not in backends:
+        raise BundleInvalid(f"bundle {bundle} has no {INDEX_BACKEND} model, which fills the golden index")
+    embedders = {name: TextEmbedder(manifest, tokenizer, backend) for name, backend in backends.items()}
+    backend_info: dict[str, Any] = {}
+    quants: dict[str, Any] = {}
+    for name in backends:
+        artifact_name, artifact = onnx if name == "onnx" else tflite  # type: ignore[misc]
+        quant = artifact.output_quantization if artifact.output_dtype in ("int8", "uint8") else None
+        quants[name] = quant
+        backend_info[name] = {
+            "artifact": artifact_name,
+            "output_dtype": artifact.output_dtype,
+            "output_quantization": None if quant is None else {"scale": quant.scale, "zero_point": quant.zero_point},
+            "key_options": key_options(name, artifact_name),
+        }
+
+    def embed_entries(texts: list[str]) -> list[dict[str, dict[str, Any]]]:
+        """Per text and backend: the raw output, Python's unit vector and the cache key."""
+        encoded = tokenizer.encode_batch(texts)
+        entries: list[dict[str, dict[str, Any]]] = [{} for _ in texts]
+        for name, backend in backends.items():
+            raw = backend.run(encoded.input_ids, encoded.attention_mask)
+            if raw.shape != (len(texts), spec.dim):
+                raise BundleInvalid(f"the {name} model returned {raw.shape}, expected ({len(texts)}, {spec.dim})")
+            vectors = embedders[name].embed(texts)
+            if not np.array_equal(vectors, normalize_rows(raw)):
+                raise SystemExit(f"the {name} embedder's vectors are not the normalized raw outputs")
+            codes = None if quants[name] is None else _raw_int8(raw, quants[name])
+            options = backend_info[name]["key_options"]
+            for i, text in enumerate(texts):
+                entry: dict[str, Any] = {}
+                if codes is not None:
+                    entry["raw_int8"] = codes[i]
+                entry["raw_f32"] = f32_base64(raw[i])
+                entry["vector_f32"] = f32_base64(vectors[i])
+                entry["cache_key"] = key_of(tokenizer, manifest.fingerprint, text, options)[0]
+                entries[i][name] = entry
+        return entries
+
+    def encoding(text: str) -> dict[str, Any]:
+        enc = tokenizer.encode(text)
+        return {"input_ids": enc.input_ids[0].tolist(), "truncated": enc.truncated[0]}
+
+    cases: list[dict[str, Any]] = []
+    valid: list[tuple[dict[str, Any], str]] = []
+    for name, text in EMBED_TEXTS:
+        case: dict[str, Any] = {"name": name, "text": text}
+        try:
+            cleaned = clean_text(text)
+        except InputError as exc:
+            case["error"] = {"type": type(exc).__name__, "message": str(exc)}
+        else:
+            case.update(encoding(cleaned))
+            valid.append((case, cleaned))
+        cases.append(case)
+    for (case, _), entry in zip(valid, embed_entries([t for _, t in valid]), strict=True):
+        case["backends"] = entry
+    if not any(c.get("truncated") for c in cases):
+        raise SystemExit("no embed golden text exceeds max_seq_len; make the long text longer")
+
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.iterdir():
+        if stale.is_file() and (stale.suffix in (".sqlite", ".json") or "-wal" in stale.name or "-shm" in stale.name):
+            stale.unlink()
+    shutil.copyfile(tok_path, out / "tokenizer.json")
+    shutil.copyfile(Path(bundle) / "manifest.json", out / "manifest.json")
+
+    # The index files, filled by the runtime's Index with the INDEX_BACKEND embedder, and the ranking of every
+    # query (each backend's vector) in each file.
+    ids = [i for i, _ in INDEX_TEXTS]
+    queries: list[dict[str, Any]] = [{"text": q, **encoding(q)} for q in QUERIES]
+    for query, entry in zip(queries, embed_entries(list(QUERIES)), strict=True):
+        query["backends"] = entry
+    min_gap = float("inf")
+    rows = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for precision, file_name in INDEX_DB_NAMES.items():
+            work = Path(tmp) / file_name
+            with Index(work, embedders[INDEX_BACKEND], precision=precision) as index:
+                index.add(ids, [t for _, t in INDEX_TEXTS])
+                rows = len(index)
+                for query in queries:
+                    for name, entry in query["backends"].items():
+                        vector = np.frombuffer(_b64(entry["vector_f32"]), dtype="<f4")
+                        if name == INDEX_BACKEND:
+                            # A text query goes through the embedder: same ranking as its vector (a vector query
+                            # is normalized once more, which may move a score by an ulp).
+                            by_text, by_vector = index.search(query["text"], 100), index.search(vector, 100)
+                            if [i for i, _ in by_text] != [i for i, _ in by_vector] or not np.allclose(
+                                [s for _, s in by_text], [s for _, s in by_vector], rtol=0, atol=1e-6
+                            ):
+                                raise SystemExit(f"the text query {query['text']!r} ranks otherwise than its vector")
+                        results = {}
+                        for k in SEARCH_KS:
+                            hits = index.search(vector, k)
+                            results[str(k)] = [[i, s] for i, s in hits]
+                            min_gap = min(min_gap, _min_gap(hits, dict(INDEX_TEXTS)))
+                        entry.setdefault("results", {})[precision] = results
+            shutil.copyfile(work, out / file_name)
+
+    # A result cache written by the Python embedder (ONNX), keyed with GOLDEN_SECRET at CACHE_CLOCK.
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp) / EMBED_CACHE_DB_NAME
+        with ResultCache(work, ttl_s=CACHE_TTL_S, clock=lambda: CACHE_CLOCK, secret=GOLDEN_SECRET) as cache:
+            TextEmbedder(manifest, tokenizer, backends["onnx"], cache).embed([t for _, t in valid])
+        shutil.copyfile(work, out / EMBED_CACHE_DB_NAME)
+
+    goldens = {
+        "format": EMBED_GOLDEN_FORMAT,
+        "generator": "scripts/make_android_goldens.py --embed-bundle",
+        "runtime": {
+            "version": __version__,
+            "schema_version": SCHEMA_VERSION,
+            "cache_schema_version": CACHE_SCHEMA_VERSION,
+            "index_schema_version": INDEX_SCHEMA_VERSION,
+            "index_application_id": INDEX_APPLICATION_ID,
+        },
+        "bundle": {
+            "task": manifest.task,
+            "schema_version": manifest.schema_version,
+            "fingerprint": manifest.fingerprint,
+            **spec.to_dict(),
+            "max_seq_len": manifest.max_seq_len,
+            "tokenizer_file": manifest.tokenizer_file,
+            "tokenizer_sha256": sha256_file(tok_path),
+            "tokenizer_bytes": tok_path.stat().st_size,
+            "profile": manifest.profile.get("name", ""),
+        },
+        "backends": backend_info,
+        "cache": {
+            "file": EMBED_CACHE_DB_NAME,
+            "clock": CACHE_CLOCK,
+            "ttl_s": CACHE_TTL_S,
+            "backend": "onnx",
+            "secret_hex": GOLDEN_SECRET.hex(),
+        },
+        "cases": cases,
+        "fingerprint_cases": embed_fingerprint_cases(manifest),
+        "index": {
+            "backend": INDEX_BACKEND,
+            "texts": [[i, t] for i, t in INDEX_TEXTS],
+            "files": {p: {"file": f, "precision": p, "rows": rows} for p, f in INDEX_DB_NAMES.items()},
+            "ks": list(SEARCH_KS),
+        },
+        "queries": queries,
+    }
+    text = json.dumps(goldens, indent=1, ensure_ascii=True, allow_nan=False)
+    (out / EMBED_GOLDENS_NAME).write_text(_compact_arrays(text) + "\n", encoding="utf-8")
+    total = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
+    return EmbedGoldenSummary(
+        out=out, cases=len(cases), index_rows=rows, queries=len(queries), min_gap=min_gap, total_bytes=total
+    )
+
+
+def _b64(text: str) -> bytes:
+    import base64
+
+    return base64.b64decode(text, validate=True)
+
+
+def _min_gap(hits: list[tuple[str, float]], texts: dict[str, str]) -> float:
+    """Smallest score difference between neighbours in a ranking whose texts differ (equal texts tie exactly)."""
+    gaps = [a[1] - b[1] for a, b in zip(hits, hits[1:], strict=False) if texts[a[0]] != texts[b[0]]]
+    ties = [a[1] == b[1] for a, b in zip(hits, hits[1:], strict=False) if texts[a[0]] == texts[b[0]]]
+    if not all(ties):
+        raise SystemExit("two rows of one text got different scores; the tie-break by id cannot be checked")
+    return min(gaps, default=float("inf"))
+
+
 def _compact_arrays(text: str) -> str:
     """Put JSON arrays of numbers on one line (json.dumps with indent puts one number per line)."""
     import re
@@ -442,7 +854,12 @@ def _compact_arrays(text: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, write the goldens and print a summary."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bundle", type=Path, required=True, help="bundle directory (edgeopt build output)")
+    parser.add_argument("--bundle", type=Path, help="classifier bundle directory (edgeopt build output)")
+    parser.add_argument(
+        "--embed-bundle",
+        type=Path,
+        help="embed bundle directory (edgeopt build --task embed): writes the embed/ subfolder of --out",
+    )
     parser.add_argument(
         "--out",
         type=Path,
@@ -450,17 +867,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="golden directory (default: android-demo/core/src/test/resources/golden)",
     )
     args = parser.parse_args(argv)
+    if args.bundle is None and args.embed_bundle is None:
+        parser.error("pass --bundle, --embed-bundle or both")
     from edgeopt_runtime import EdgeoptRuntimeError
 
     try:
-        summary = make_goldens(args.bundle, args.out)
+        if args.bundle is not None:
+            summary = make_goldens(args.bundle, args.out)
+            print(
+                f"wrote {summary.out}: {summary.cases} texts ({summary.errors} rejected, "
+                f"{summary.truncated} truncated), {summary.cache_rows} cache rows, {summary.total_bytes} bytes"
+            )
+        if args.embed_bundle is not None:
+            embed = make_embed_goldens(args.embed_bundle, args.out / EMBED_DIR)
+            print(
+                f"wrote {embed.out}: {embed.cases} texts, {embed.index_rows} index rows per precision, "
+                f"{embed.queries} queries (smallest score gap {embed.min_gap:.2e}), {embed.total_bytes} bytes"
+            )
     except EdgeoptRuntimeError as exc:
         print(f"make_android_goldens: error: {exc}", file=sys.stderr)
         return 2
-    print(
-        f"wrote {summary.out}: {summary.cases} texts ({summary.errors} rejected, "
-        f"{summary.truncated} truncated), {summary.cache_rows} cache rows, {summary.total_bytes} bytes"
-    )
     return 0
 
 

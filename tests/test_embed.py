@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from build_fixtures import tiny_profile, toy_rows, write_csv
 from edgeopt.cli import cli
-from edgeopt.embed import embedding_agreement, load_embed_corpus
+from edgeopt.embed import embedding_agreement, held_out_corpus, load_embed_corpus
 from edgeopt.errors import ConfigError, DataError, TeacherError
 from edgeopt.pipeline import BuildResult, build
 from edgeopt.stages import BuildConfig
@@ -39,7 +39,7 @@ def _teacher_vectors(teacher_dir: Path, texts: list[str], max_len: int) -> np.nd
 def embedded(tiny_st_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[BuildResult, Path]]:
     root = tmp_path_factory.mktemp("embed-build")
     texts = root / "notes.txt"
-    texts.write_text("\n".join(text for text, _ in toy_rows(90, seed=4)) + "\n", encoding="utf-8")
+    texts.write_text("\n".join(text for text, _ in toy_rows(300, seed=4)) + "\n", encoding="utf-8")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("EDGEOPT_CACHE_DIR", str(root / "cache"))
         config = BuildConfig(profile=str(tiny_profile(root)), teacher=tiny_st_dir, train=texts, task="embed")
@@ -69,18 +69,18 @@ def test_the_runtime_embeds_with_it_as_the_build_measured(
 
     result, root = embedded
     corpus = load_embed_corpus(BuildConfig(train=root / "notes.txt", task="embed"))
-    held_out = list(corpus.held_out)
+    held_out = list(held_out_corpus(corpus.held_out, 0))
     teacher = _teacher_vectors(tiny_st_dir, held_out, 128)
     with edgeopt_runtime.load(result.out, backend="onnx", cache=False) as embedder:
         assert isinstance(embedder, edgeopt_runtime.TextEmbedder)
         student = embedder.embed(held_out)
     assert student.shape == (len(held_out), 16)
     np.testing.assert_allclose(np.linalg.norm(student, axis=1), 1.0, atol=1e-5)
-    # The student learned the teacher's space: far closer to it than a random map of the same texts.
-    ours = float(np.mean(np.sum(student * teacher, axis=1)))
-    random_map = np.random.default_rng(0).normal(size=student.shape)
-    random_map /= np.linalg.norm(random_map, axis=1, keepdims=True)
-    assert ours > float(np.mean(np.sum(random_map * teacher, axis=1))) + 0.3, ours
+    # The student learned the teacher's similarity structure (a collapsed student, one vector for every text, would
+    # score about 0), measured here on vectors computed outside edgeopt.
+    agreement = embedding_agreement(student, teacher, k=5)
+    assert agreement.spearman > 0.3, agreement
+    assert agreement.neighbour_recall > 3 * 5 / len(held_out), agreement
 
 
 def test_an_embed_bundle_searches_through_an_index(embedded: tuple[BuildResult, Path], tmp_path: Path) -> None:
@@ -90,7 +90,11 @@ def test_an_embed_bundle_searches_through_an_index(embedded: tuple[BuildResult, 
     texts = [text for text, _ in toy_rows(30, seed=9)]
     with edgeopt_runtime.Index(tmp_path / "i.sqlite", result.out) as index:
         index.add([str(i) for i in range(len(texts))], texts)
-        assert index.search(texts[5], k=1)[0][0] == "5"
+        hits = dict(index.search(texts[5], k=len(texts)))
+    # Every stored text comes back, the query's own row at cosine ~1 (int8 storage), as high as any.
+    assert (
+        len(hits) == len(texts) and hits["5"] == pytest.approx(1.0, abs=0.01) and hits["5"] >= max(hits.values()) - 0.01
+    )
 
 
 def test_embedding_agreement_is_one_for_the_teacher_itself_and_lower_for_noise() -> None:
@@ -153,3 +157,11 @@ def test_cli_errors_for_the_embed_task_are_one_line(tmp_path: Path) -> None:
         "(prune, int8); drop it\n"
     )
     assert not (tmp_path / "b").exists()
+
+
+def test_cli_inspect_shows_an_embedder(embedded: tuple[BuildResult, Path]) -> None:
+    result, _ = embedded
+    shown = CliRunner().invoke(cli, ["inspect", str(result.out)])
+    assert shown.exit_code == 0, shown.output
+    assert "embedder: 16 dims, mean pooling; max_seq_len 16" in shown.output
+    assert shown.output.splitlines()[-1].startswith("model.onnx ")

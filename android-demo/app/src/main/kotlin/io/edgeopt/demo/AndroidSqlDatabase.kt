@@ -52,6 +52,7 @@ class AndroidSqlDatabase private constructor(private val db: SQLiteDatabase) : S
         override fun long(column: Int): Long = c.getLong(column)
         override fun double(column: Int): Double = c.getDouble(column)
         override fun isNull(column: Int): Boolean = c.isNull(column)
+        override fun blob(column: Int): ByteArray? = if (c.isNull(column)) null else c.getBlob(column)
     }
 
     companion object {

@@ -15,5 +15,11 @@ class InputError(message: String) : EdgeoptException(message)
 /** The result cache cannot be used: bad bounds, a file from a newer runtime, an SQL failure. */
 class CacheError(message: String, cause: Throwable? = null) : EdgeoptException(message, cause)
 
+/** A vector index file cannot be used: not an edgeopt index, damaged, or of a newer schema (the runtime's `IndexInvalid`). */
+open class IndexInvalid(message: String, cause: Throwable? = null) : EdgeoptException(message, cause)
+
+/** The index was filled by another model (fingerprint) than the one it is opened with (the runtime's `IndexMismatch`). */
+class IndexMismatch(message: String) : IndexInvalid(message)
+
 /** The model backend failed or returned something the manifest does not allow. */
 class ModelError(message: String, cause: Throwable? = null) : EdgeoptException(message, cause)

@@ -11,9 +11,14 @@ import java.security.MessageDigest
 val SUPPORTED_SCHEMA_VERSIONS: Set<Int> = setOf(2)
 const val MANIFEST_NAME = "manifest.json"
 const val TASK_TEXT_CLASSIFICATION = "text-classification"
+const val TASK_EMBED = "embed"
+
+/** How an `embed` bundle's teacher pooled its token states (the runtime's `POOLINGS`). */
+val POOLINGS: List<String> = listOf("mean", "cls", "max")
 private val FINGERPRINT_SUFFIXES = listOf(".onnx", ".tflite", ".json")
 private val HEX64 = Regex("^[0-9a-f]{64}$")
 private const val FIX = "rebuild or re-copy the bundle"
+private const val EMPTY_LABELS = "an empty list (an embed bundle has no labels)"
 
 /** One model input or output; a string dimension (`"batch"`) is dynamic. */
 data class TensorSpec(val name: String, val shape: List<Any>, val dtype: List<String>)
@@ -28,6 +33,13 @@ data class Artifact(
     val outputDtype: String = "float32",
     val outputQuantization: Quantization? = null,
 )
+
+/**
+ * What an `embed` bundle's vectors are: the manifest's top-level `dim` (width of the `embedding` output),
+ * `pooling` (how the teacher pooled, one of [POOLINGS]; informative, part of the fingerprint) and `normalized`
+ * (whether the runtime returns unit vectors).
+ */
+data class EmbeddingSpec(val dim: Int, val pooling: String, val normalized: Boolean = true)
 
 /** Size and SHA-256 of one bundle file. */
 data class FileEntry(val sha256: String, val bytes: Long)
@@ -46,6 +58,8 @@ data class Manifest(
     val files: Map<String, FileEntry>,
     val createdAt: String,
     val raw: JSONObject,
+    /** The vectors of an `embed` bundle; null for a classifier. */
+    val embedding: EmbeddingSpec? = null,
 ) {
     /** The first artifact in [format] (`"onnx"` or `"tflite"`), in manifest order, or null. */
     fun artifactFor(format: String): Pair<String, Artifact>? =
@@ -97,7 +111,8 @@ fun checkSafeName(bundle: BundleFiles, name: String) {
  * The fingerprint of a manifest (the Python runtime's `compute_fingerprint`): SHA-256 over every field that changes
  * an answer (task, labels in order, max_seq_len, tokenizer, inputs, outputs, artifacts in manifest order with their
  * quantization, and the hashes of the `.onnx`, `.tflite` and `.json` files), written as the compact ASCII JSON
- * document runtime/README.md specifies. [Manifest.fingerprint] itself is not part of it.
+ * document runtime/README.md specifies. An `embed` bundle adds `["embedding", [dim, pooling, normalized]]` after
+ * the outputs; a classifier's document has no such element. [Manifest.fingerprint] itself is not part of it.
  */
 fun computeFingerprint(m: Manifest): String {
     fun sha(name: String): String = m.files[name]?.sha256 ?: ""
@@ -114,6 +129,7 @@ fun computeFingerprint(m: Manifest): String {
         listOf("task", m.task), listOf("labels", m.labels), listOf("max_seq_len", m.maxSeqLen),
         listOf("tokenizer", m.tokenizerFile, sha(m.tokenizerFile)),
         listOf("inputs", tensors(m.inputs)), listOf("outputs", tensors(m.outputs)),
+    ) + listOfNotNull(m.embedding?.let { listOf("embedding", listOf(it.dim, it.pooling, it.normalized)) }) + listOf(
         listOf("artifacts", artifacts), listOf("files", files),
     )
     return PyCompat.sha256Hex(PyCompat.compactJson(spec).toByteArray(Charsets.US_ASCII))
@@ -205,10 +221,27 @@ private class ManifestReader(val path: String) {
     }
 
     fun read(raw: JSONObject, version: Int): Manifest {
-        val labelsJson = array(raw, "labels")
-        val labels = (0 until labelsJson.length()).map { labelsJson.get(it) }
-        if (labels.size < 2 || !labels.all { it is String } || labels.toSet().size != labels.size) {
-            throw fail("labels", "a list of at least two distinct strings", labelsJson)
+        // The runtime's order of checks: the task decides what the labels must be and whether the embedding keys exist.
+        val task = string(raw, "task")
+        var embedding: EmbeddingSpec? = null
+        val labels: List<Any>
+        if (task == TASK_EMBED) {
+            val labelsJson = value(raw, "labels", "") as? JSONArray ?: throw fail("labels", EMPTY_LABELS, raw.get("labels"))
+            if (labelsJson.length() != 0) throw fail("labels", EMPTY_LABELS, labelsJson)
+            labels = emptyList()
+            val dim = int(raw, "dim", "a positive integer")
+            if (dim < 1 || dim > Int.MAX_VALUE) throw fail("dim", "a positive integer", dim)
+            val poolings = "one of ${POOLINGS.joinToString()}"
+            val pooling = value(raw, "pooling", "") as? String ?: throw fail("pooling", poolings, raw.get("pooling"))
+            if (pooling !in POOLINGS) throw fail("pooling", poolings, pooling)
+            val normalized = value(raw, "normalized", "") as? Boolean ?: throw fail("normalized", "true or false", raw.get("normalized"))
+            embedding = EmbeddingSpec(dim.toInt(), pooling, normalized)
+        } else {
+            val labelsJson = array(raw, "labels")
+            labels = (0 until labelsJson.length()).map { labelsJson.get(it) }
+            if (labels.size < 2 || !labels.all { it is String } || labels.toSet().size != labels.size) {
+                throw fail("labels", "a list of at least two distinct strings", labelsJson)
+            }
         }
         val maxSeqLen = int(raw, "max_seq_len", "an integer >= 2")
         if (maxSeqLen < 2 || maxSeqLen > Int.MAX_VALUE) throw fail("max_seq_len", "an integer >= 2", maxSeqLen)
@@ -223,7 +256,7 @@ private class ManifestReader(val path: String) {
         if (createdAt !is String) throw fail("created_at", "an ISO-8601 string", createdAt)
         return Manifest(
             schemaVersion = version,
-            task = string(raw, "task"),
+            task = task,
             labels = labels.map { it as String },
             maxSeqLen = maxSeqLen.toInt(),
             fingerprint = fingerprint,
@@ -234,6 +267,7 @@ private class ManifestReader(val path: String) {
             files = keys(files).associateWith { file(files.get(it), "files.$it") },
             createdAt = createdAt,
             raw = raw,
+            embedding = embedding,
         )
     }
 

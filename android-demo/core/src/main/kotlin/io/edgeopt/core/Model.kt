@@ -2,17 +2,24 @@ package io.edgeopt.core
 
 import kotlin.math.exp
 
-/** What a model returned for a batch: one row of `numLabels` values per text. */
+/**
+ * What a model returned for a batch: one row per text, of `numLabels` logits (a classifier) or `dim` values (the
+ * unnormalized `embedding` of an embed bundle).
+ */
 sealed interface Logits {
     val rows: Int
 
     /** Float logits as the model returned them. */
     fun toFloat(): List<DoubleArray>
 
+    /** The same values as `float32` (the Python runtime's backend output: int8 dequantized in float32). */
+    fun toFloat32(): List<FloatArray>
+
     /** `float32` logits. */
     class Float32(val values: List<FloatArray>) : Logits {
         override val rows: Int get() = values.size
         override fun toFloat(): List<DoubleArray> = values.map { row -> DoubleArray(row.size) { row[it].toDouble() } }
+        override fun toFloat32(): List<FloatArray> = values
     }
 
     /** `int8` / `uint8` logits (as ints) with the affine parameters to read them: `real = scale * (q - zeroPoint)`. */
@@ -20,14 +27,19 @@ sealed interface Logits {
         override val rows: Int get() = values.size
 
         // Rounded to float32 like the Python runtime's dequantize, so both sides compute softmax of the same numbers.
-        override fun toFloat(): List<DoubleArray> = values.map { row ->
-            DoubleArray(row.size) { (quantization.scale.toFloat() * (row[it] - quantization.zeroPoint).toFloat()).toDouble() }
+        override fun toFloat(): List<DoubleArray> = toFloat32().map { row -> DoubleArray(row.size) { row[it].toDouble() } }
+
+        // numpy: float32(scale) * float32(q - zero_point), one float32 rounding, so the values are Python's exactly.
+        override fun toFloat32(): List<FloatArray> {
+            val scale = quantization.scale.toFloat()
+            return values.map { row -> FloatArray(row.size) { scale * (row[it] - quantization.zeroPoint).toFloat() } }
         }
     }
 }
 
 /**
- * A model backend: ONNX Runtime Android or LiteRT in the app, anything that maps token ids to logits in tests.
+ * A model backend: ONNX Runtime Android or LiteRT in the app, anything that maps token ids to logits in tests. An
+ * embed bundle's model is one too: its rows are the `embedding` output ([TextEmbedder] normalizes them).
  * Implementations cast the ids to the dtype their model declares (int32 or int64).
  */
 interface TextModel : AutoCloseable {

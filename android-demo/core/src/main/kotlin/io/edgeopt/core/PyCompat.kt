@@ -105,12 +105,13 @@ internal object PyCompat {
 
     /**
      * Python's `json.dumps(value, ensure_ascii=True, separators=(",", ":"))` for a document of lists, strings,
-     * integers, finite doubles and nulls (what the fingerprint hashes).
+     * integers, booleans, finite doubles and nulls (what the fingerprint hashes).
      */
     fun compactJson(value: Any?): String = when (value) {
         null -> "null"
         is String -> jsonString(value)
         is Int, is Long -> value.toString()
+        is Boolean -> value.toString() // Python writes True / False as true / false
         is Double -> floatRepr(value)
         is List<*> -> value.joinToString(",", "[", "]") { compactJson(it) }
         else -> throw IllegalArgumentException("compactJson: ${value.javaClass.simpleName} is not a list, string, integer, double or null")

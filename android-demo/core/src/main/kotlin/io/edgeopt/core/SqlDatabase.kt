@@ -11,10 +11,14 @@ interface SqlRow {
     fun long(column: Int): Long
     fun double(column: Int): Double
     fun isNull(column: Int): Boolean
+
+    /** The bytes of a BLOB column, or null for NULL. */
+    fun blob(column: Int): ByteArray?
 }
 
 /**
- * The little of SQLite the result cache needs, so that the same [ResultCache] runs on JDBC here and on
+ * The little of SQLite the result cache and the vector index need, so that the same [ResultCache] and
+ * [VectorIndex] run on JDBC here and on
  * `android.database.sqlite` in the app. An implementation opens the file with the runtime's connection
  * settings: `journal_mode=WAL`, `busy_timeout=10000`, `synchronous=NORMAL`.
  */
@@ -73,6 +77,7 @@ class JdbcSqlDatabase private constructor(private val connection: Connection) : 
         override fun long(column: Int): Long = rs.getLong(column + 1)
         override fun double(column: Int): Double = rs.getDouble(column + 1)
         override fun isNull(column: Int): Boolean = rs.getObject(column + 1) == null
+        override fun blob(column: Int): ByteArray? = rs.getBytes(column + 1)
     }
 
     companion object {

@@ -113,6 +113,9 @@ class TextClassifier(
          */
         fun load(bundle: BundleFiles, model: TextModel, cache: ResultCache? = null): TextClassifier {
             val manifest = verifyBundle(bundle)
+            if (manifest.task == TASK_EMBED) {
+                throw BundleInvalid("bundle ${bundle.location} has task '$TASK_EMBED', not '$TASK_TEXT_CLASSIFICATION'; embed with it: TextEmbedder.load")
+            }
             if (manifest.task != TASK_TEXT_CLASSIFICATION) {
                 throw BundleInvalid("bundle ${bundle.location} has task '${manifest.task}'; this app runs '$TASK_TEXT_CLASSIFICATION' only")
             }

@@ -39,4 +39,25 @@ class GoldenFreshnessTest {
         assertEquals(m.fingerprint, computeFingerprint(m), "Kotlin fingerprint differs from the Python runtime's")
         assertEquals(Golden.bundle.getString("tokenizer_sha256"), m.files.getValue(m.tokenizerFile).sha256, REGENERATE)
     }
+
+    @Test
+    fun `embed golden layout, schema versions and index format are this code's`() {
+        assertEquals(EMBED_GOLDEN_FORMAT, EmbedGolden.json.getInt("format"), REGENERATE_EMBED)
+        val runtime = EmbedGolden.json.getJSONObject("runtime")
+        assertTrue(EmbedGolden.bundle.getInt("schema_version") in SUPPORTED_SCHEMA_VERSIONS, REGENERATE_EMBED)
+        assertEquals(runtime.getInt("cache_schema_version"), CACHE_SCHEMA_VERSION, REGENERATE_EMBED)
+        assertEquals(runtime.getInt("index_schema_version"), INDEX_SCHEMA_VERSION, REGENERATE_EMBED)
+        assertEquals(runtime.getInt("index_application_id"), INDEX_APPLICATION_ID, REGENERATE_EMBED)
+    }
+
+    @Test
+    fun `committed embed tokenizer and manifest are the ones the embed goldens were made with`() {
+        val bytes = EmbedGolden.bytes("tokenizer.json")
+        assertEquals(EmbedGolden.bundle.getString("tokenizer_sha256"), PyCompat.sha256Hex(bytes), REGENERATE_EMBED)
+        assertEquals(EmbedGolden.bundle.getLong("tokenizer_bytes"), bytes.size.toLong(), REGENERATE_EMBED)
+        val m = EmbedGolden.manifest
+        assertEquals(EmbedGolden.fingerprint, m.fingerprint, REGENERATE_EMBED)
+        assertEquals(EmbedGolden.bundle.getInt("dim"), m.embedding?.dim, REGENERATE_EMBED)
+        assertEquals(EmbedGolden.bundle.getString("tokenizer_sha256"), m.files.getValue(m.tokenizerFile).sha256, REGENERATE_EMBED)
+    }
 }
