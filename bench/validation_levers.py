@@ -54,6 +54,10 @@ def variants() -> dict[str, dict[str, Any]]:
         "t4-attention": {"distill": DistillConfig(temperature=4.0), "student": {"architecture": "cnn-attention"}},
         "aug2-attention": {"augment_copies": 2, "student": {"architecture": "cnn-attention"}},
         "aug4-attention": {"augment_copies": 4, "student": {"architecture": "cnn-attention"}},
+        "intermediate-cnn": {
+            "distill": DistillConfig(intermediate_weight=1.0),
+            "student": {"architecture": "cnn"},
+        },
         "intermediate-attention": {
             "distill": DistillConfig(intermediate_weight=1.0),
             "student": {"architecture": "cnn-attention"},
