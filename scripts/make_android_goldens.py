@@ -680,7 +680,9 @@ def make_embed_goldens(bundle: Path, out: Path) -> EmbedGoldenSummary:
     backend_info: dict[str, Any] = {}
     quants: dict[str, Any] = {}
     for name in backends:
-        artifact_name, artifact = onnx if name == "onnx" else tflite  # type: ignore[misc]
+        found = manifest.artifact_for(name)
+        assert found is not None  # a backend was made for it above
+        artifact_name, artifact = found
         quant = artifact.output_quantization if artifact.output_dtype in ("int8", "uint8") else None
         quants[name] = quant
         backend_info[name] = {

@@ -76,15 +76,16 @@ if [[ -x $repo/.venv/bin/python ]]; then
     python_opt=(-Dedgeopt.python="$repo/.venv/bin/python")
 fi
 # EDGEOPT_GOLDEN_RESOURCES=DIR (a directory holding golden/) runs the same tests against goldens made from another
-# bundle (the end-to-end test makes them from the bundle the suite builds); they shadow the committed ones.
+# bundle (the end-to-end test makes them from the bundle the suite builds); they shadow the committed ones file by
+# file, so a DIR without golden/embed/ (no --embed-bundle) still runs the embed tests on the committed embed goldens.
 resources="$here/src/test/resources"
 if [[ -n ${EDGEOPT_GOLDEN_RESOURCES:-} ]]; then
     [[ -f $EDGEOPT_GOLDEN_RESOURCES/golden/goldens.json ]] || {
         log "EDGEOPT_GOLDEN_RESOURCES=$EDGEOPT_GOLDEN_RESOURCES has no golden/goldens.json; write it with scripts/make_android_goldens.py"
         exit 2
     }
-    resources="$EDGEOPT_GOLDEN_RESOURCES"
-    log "goldens from $resources/golden"
+    resources="$EDGEOPT_GOLDEN_RESOURCES:$here/src/test/resources"
+    log "goldens from $EDGEOPT_GOLDEN_RESOURCES/golden"
 fi
 java "${python_opt[@]}" -jar "$launcher" \
     --disable-banner --disable-ansi-colors --details=tree --fail-if-no-tests \
