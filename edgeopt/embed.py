@@ -80,6 +80,9 @@ SIMILARITY_WEIGHT = 1.0
 EMBED_POOL_TOKENS = True
 """Pool the token vectors themselves (an attention-weighted mean) beside the filters (``build_student``'s
 ``pool_tokens``): measured in ``bench/embed_levers.py``."""
+EMBED_EPOCHS = 40
+"""Most distillation epochs of an embedder (early stopping on the validation cosine usually ends sooner; at 20 the
+default task's embedder was still improving: ``bench/results/embed_levers.jsonl``)."""
 EMBED_DROPOUT = 0.3
 """Dropout before the embedder's dense layer and head."""
 EMBED_ARCHITECTURE = "cnn-attention"
@@ -312,7 +315,7 @@ def train_embedder(task: PreparedEmbedTask, config: BuildConfig, work: Path, rep
 
     spec = task.student_spec
     max_seq_len = task.profile.budget.max_seq_len
-    distill_config = replace(config.distill or DistillConfig(), seed=config.seed)
+    distill_config = replace(config.distill or DistillConfig(epochs=EMBED_EPOCHS), seed=config.seed)
     with reporter.stage("student vocabulary") as info:
         vocab = prune_vocabulary(task.teacher.tokenizer_json, task.transfer.texts, work / TOKENIZER)
         transfer_ids = encode_texts(vocab.tokenizer_json, task.transfer.texts, max_seq_len)

@@ -348,6 +348,9 @@ def _connect(path: Path, create: bool = True) -> sqlite3.Connection:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     except sqlite3.DatabaseError as exc:
         raise IndexInvalid(f"{path} is not an edgeopt index ({exc}); choose another file") from None
+    if app_id == 0 and not tables and not create:
+        conn.close()
+        raise IndexInvalid(f"{path} is an empty file, not an edgeopt index; add texts to it first")
     if app_id == 0 and not tables:
         with conn:
             conn.execute("CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)")

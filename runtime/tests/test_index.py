@@ -122,3 +122,11 @@ def test_a_foreign_file_is_refused_and_left_alone(embedder: edgeopt_runtime.Text
     assert other.read_bytes() == before
     with pytest.raises(IndexInvalid, match="does not exist"):
         Index.stats_of(tmp_path / "missing.sqlite")
+
+
+def test_stats_of_an_empty_file_changes_nothing(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.index"
+    empty.write_bytes(b"")
+    with pytest.raises(IndexInvalid, match="is an empty file, not an edgeopt index"):
+        Index.stats_of(empty)
+    assert empty.read_bytes() == b""
