@@ -15,7 +15,10 @@ each: what `edgeopt build --task embed` measures on; nothing here trained on the
   - each: model file bytes, p50/p95 of embedding one text end to end (tokenize + model + pooling/normalize; batch 1,
     1 thread, 200 texts), and against the teacher's vectors: mean cosine (same width only), neighbour recall@10
     over the whole corpus, Spearman over 20,000 random pairs (edgeopt.embed.embedding_agreement).
-Results: bench/results/embed.json and bench/results/embed.md.
+Results: bench/results/embed.json and bench/results/embed.md. Another corpus (a bundle built with --train/--test):
+
+    .venv/bin/python bench/bench_embed.py bundles/fortunes-embed --train .cache/dev-tasks/fortunes-topics/train.jsonl \
+        --test .cache/dev-tasks/fortunes-topics/test.jsonl --name embed-fortunes
 """
 
 from __future__ import annotations
@@ -58,6 +61,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bundle", type=Path)
     parser.add_argument("--teacher", type=Path, default=None, help="default: all-MiniLM-L6-v2 as shipped")
+    parser.add_argument("--train", type=Path, default=None, help="the texts the bundle was built on (--train)")
+    parser.add_argument("--test", type=Path, default=None, help="its held-out texts (--test)")
+    parser.add_argument("--name", default="embed", help="results file stem (default: embed)")
     args = parser.parse_args()
 
     import torch
@@ -70,7 +76,7 @@ def main() -> int:
 
     torch.set_num_threads(1)
     teacher_dir = args.teacher or default_embedding_teacher()
-    corpus = held_out_corpus(load_embed_corpus(BuildConfig(task="embed")).held_out, 0)
+    corpus = held_out_corpus(load_embed_corpus(BuildConfig(task="embed", train=args.train, test=args.test)).held_out, 0)
     texts = list(corpus)
     # Timed on texts in corpus order (emails first, then their crops), the same texts for every model.
     timed = texts[:: max(1, len(texts) // TIMED)][:TIMED]
@@ -137,20 +143,22 @@ def main() -> int:
     result = {
         "bundle": str(args.bundle),
         "teacher": str(teacher_dir),
+        "corpus": "the shipped corpus" if args.train is None else f"{args.train} (held out: {args.test})",
         "corpus_texts": len(texts),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores; every model on 1 thread",
         "load_average": os.getloadavg(),
         "rows": rows,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "embed.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     lines = [
         "# Embeddings: the edgeopt student vs its teacher and vs model2vec of the same teacher",
         "",
-        f"`.venv/bin/python bench/bench_embed.py {args.bundle}` ({result['machine']}; load average "
-        f"{result['load_average'][0]:.2f}). Held-out corpus: {len(texts):,} texts (test emails of the shipped corpus "
-        "and crops of them). Agreement is with the teacher's vectors (sentence-transformers, as shipped); "
-        "latency embeds one text end to end.",
+        f"`.venv/bin/python bench/bench_embed.py {args.bundle}"
+        + ("" if args.train is None else f" --train {args.train} --test {args.test} --name {args.name}")
+        + f"` ({result['machine']}; load average {result['load_average'][0]:.2f}). Held-out corpus: {len(texts):,} "
+        f"texts ({result['corpus']}: its held-out texts and crops of them). Agreement is with the teacher's vectors "
+        "(sentence-transformers, as shipped); latency embeds one text end to end.",
         "",
         "| model | dim | bytes | x smaller | p50 ms | x faster | mean cosine | neighbour recall@10 | Spearman |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -162,7 +170,7 @@ def main() -> int:
             f"{row['p50_ms']:.3f} | {teacher_row['p50_ms'] / row['p50_ms']:.1f} | {cosine} | "
             f"{row['neighbour_recall']:.4f} | {row['spearman']:.4f} |"
         )
-    (RESULTS / "embed.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
     return 0
 
