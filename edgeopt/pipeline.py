@@ -235,12 +235,7 @@ def _make_bundle(
 
     problems = _budget_problems(profile, teacher_metrics, {n: metrics[n] for n in artifacts})
     if problems and not allow_over_budget:
-        raise BudgetError(
-            lambda p: (
-                f"the {profile.name} budget is not met: {'; '.join(problems)}; "
-                f"pass {p('allow_over_budget', True)} to keep the bundle anyway, or pick a roomier profile"
-            )
-        )
+        raise _budget_error(profile, problems)
 
     nnapi = None
     if profile.export.nnapi_onnx and MODEL_ONNX in artifacts:
@@ -368,18 +363,9 @@ def _build_embedder(
                 for name, path in paths.items()
             }
             info.update({f"{name}_recall": round(metrics[name].agreement.neighbour_recall, 4) for name in artifacts})
-        problems = [
-            f"{name} is {m.bytes / 1e6:.2f} MB, over the {profile.budget.max_model_mb} MB budget"
-            for name, m in metrics.items()
-            if name in artifacts and m.bytes > profile.budget.max_model_mb * 1_000_000
-        ]
+        problems = _size_problems(profile, {name: metrics[name].bytes for name in artifacts})
         if problems and not allow_over_budget:
-            raise BudgetError(
-                lambda p: (
-                    f"the {profile.name} budget is not met: {'; '.join(problems)}; "
-                    f"pass {p('allow_over_budget', True)} to keep the bundle anyway, or pick a roomier profile"
-                )
-            )
+            raise _budget_error(profile, problems)
         import edgeopt_runtime
 
         teacher = task.teacher
@@ -507,9 +493,24 @@ def _budget_problems(profile: Profile, teacher: ArtifactMetrics, shipped: dict[s
                 f"{name} accuracy {m.accuracy:.4f} is {drop:.4f} below the teacher's, "
                 f"more than the allowed {budget.max_accuracy_drop}"
             )
-        if m.bytes > budget.max_model_mb * 1_000_000:
-            problems.append(f"{name} is {m.bytes / 1e6:.2f} MB, over the {budget.max_model_mb} MB budget")
-    return problems
+    return problems + _size_problems(profile, {name: m.bytes for name, m in shipped.items()})
+
+
+def _size_problems(profile: Profile, sizes: Mapping[str, int]) -> list[str]:
+    """One line per shipped file over the profile's size budget."""
+    most = profile.budget.max_model_mb
+    return [
+        f"{name} is {size / 1e6:.2f} MB, over the {most} MB budget" for name, size in sizes.items() if size > most * 1e6
+    ]
+
+
+def _budget_error(profile: Profile, problems: Sequence[str]) -> BudgetError:
+    return BudgetError(
+        lambda p: (
+            f"the {profile.name} budget is not met: {'; '.join(problems)}; "
+            f"pass {p('allow_over_budget', True)} to keep the bundle anyway, or pick a roomier profile"
+        )
+    )
 
 
 def _versions(runtime_version: str) -> dict[str, str]:
