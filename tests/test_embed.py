@@ -62,7 +62,7 @@ def test_an_embed_bundle_verifies_and_records_its_vectors(embedded: tuple[BuildR
     assert "| shipped TFLite (int8) |" in (result.out / "report.md").read_text(encoding="utf-8")
 
 
-def test_the_runtime_embeds_with_it_as_the_build_measured(
+def test_the_runtime_embeds_with_it_and_follows_the_teachers_structure(
     embedded: tuple[BuildResult, Path], tiny_st_dir: Path
 ) -> None:
     import edgeopt_runtime

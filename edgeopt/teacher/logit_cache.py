@@ -108,23 +108,8 @@ class TeacherLogitCache:
         Raises:
             TeacherError: The teacher is an ONNX model, which exposes logits only.
         """
-        teacher._check_has_features()
-        return self._get_or_compute(
-            texts,
-            lookup=lambda shas: self._lookup(
-                self.FEATURES_TABLE, "value", "kind = ?", [teacher.fingerprint, self.FEATURES_KIND], shas
-            ),
-            compute=lambda missing: teacher.features(missing, progress=progress),
-            table=self._features,
-            row=lambda sha, value: {
-                "teacher": teacher.fingerprint,
-                "text_sha256": sha,
-                "kind": self.FEATURES_KIND,
-                "dim": len(value),
-                "value": value.astype("<f4").tobytes(),
-            },
-            width=None,
-            empty_width=teacher._hidden_size,
+        return self._vectors(
+            teacher, texts, self.FEATURES_KIND, lambda missing: teacher.features(missing, progress=progress)
         )
 
     def get_or_compute_embeddings(self, teacher: Teacher, texts: Sequence[str], progress: bool = False) -> np.ndarray:
@@ -135,14 +120,21 @@ class TeacherLogitCache:
         Returns:
             float32 ``[len(texts), hidden_size]`` in input order.
         """
+        return self._vectors(
+            teacher, texts, "embedding", lambda missing: teacher.embeddings(missing, progress=progress)
+        )
+
+    def _vectors(
+        self, teacher: Teacher, texts: Sequence[str], kind: str, compute: Callable[[list[str]], np.ndarray]
+    ) -> np.ndarray:
+        """One vector per text of the features table's ``kind``, computing (with ``compute``) only uncached ones."""
         teacher._check_has_features()
-        kind = "embedding"
         return self._get_or_compute(
             texts,
             lookup=lambda shas: self._lookup(
                 self.FEATURES_TABLE, "value", "kind = ?", [teacher.fingerprint, kind], shas
             ),
-            compute=lambda missing: teacher.embeddings(missing, progress=progress),
+            compute=compute,
             table=self._features,
             row=lambda sha, value: {
                 "teacher": teacher.fingerprint,
