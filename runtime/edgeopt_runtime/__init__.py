@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from edgeopt_runtime._version import __version__
 from edgeopt_runtime.backends import BackendName, OnnxBackend, TfliteBackend
-from edgeopt_runtime.cache import CacheStats, CacheWarning, ResultCache
+from edgeopt_runtime.cache import CacheStats, CacheWarning, ResultCache, ResultStore
 from edgeopt_runtime.embedder import EmbedderStats, Embedding, TextEmbedder
 from edgeopt_runtime.errors import (
     BackendUnavailable,
@@ -24,8 +24,17 @@ from edgeopt_runtime.errors import (
 )
 from edgeopt_runtime.index import Index, IndexInvalid, IndexMismatch, IndexStats
 from edgeopt_runtime.manifest import EmbeddingSpec, Manifest, read_manifest, verify_bundle
-from edgeopt_runtime.model import ClassifierStats, Prediction, TextClassifier, load, load_classifier, load_embedder
+from edgeopt_runtime.model import (
+    ClassifierStats,
+    Prediction,
+    TextClassifier,
+    load,
+    load_classifier,
+    load_embedder,
+    open_cache,
+)
 from edgeopt_runtime.monitor import Drift, MonitorReport, Reference
+from edgeopt_runtime.remote_cache import MemcachedCache, NetworkCacheStats, RedisCache
 from edgeopt_runtime.tokenizer import Encoded, TextTokenizer
 
 __all__ = [
@@ -56,6 +65,11 @@ __all__ = [
     "TextTokenizer",
     "Encoded",
     "ResultCache",
+    "ResultStore",
+    "RedisCache",
+    "MemcachedCache",
+    "NetworkCacheStats",
+    "open_cache",
     "CacheStats",
     "CacheWarning",
     "EdgeoptRuntimeError",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,6 +21,7 @@ from edgeopt_runtime.manifest import Quantization
 
 __all__ = [
     "BackendName",
+    "TimingHook",
     "Backend",
     "OnnxBackend",
     "TfliteBackend",
@@ -29,6 +31,10 @@ __all__ = [
 
 _INPUT_NAMES = ("input_ids", "attention_mask")
 _ORT_DTYPES = {"tensor(int32)": np.int32, "tensor(int64)": np.int64}
+
+
+TimingHook = Callable[[float, float, int], None]
+"""``(tokenize_s, model_s, rows)`` of one model call of a classifier or embedder (cache hits make none)."""
 
 
 class BackendName(StrEnum):

@@ -55,7 +55,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 from edgeopt_runtime.errors import CacheError
 
@@ -66,6 +66,7 @@ __all__ = [
     "CacheWarning",
     "CacheStats",
     "ResultCache",
+    "ResultStore",
     "default_cache_path",
     "cache_key",
     "key_function",
@@ -435,6 +436,49 @@ def migrate(conn: sqlite3.Connection) -> int:
     return int(found)
 
 
+class ResultStore(Protocol):
+    """What a classifier or embedder needs of a result cache.
+
+    :class:`ResultCache` (SQLite, this box) and :class:`~edgeopt_runtime.remote_cache.RedisCache` /
+    ``MemcachedCache`` (a server shared by many processes) provide it.
+    """
+
+    kind: ClassVar[str]
+
+    @property
+    def errors(self) -> int:
+        """Failed calls of this process (each was answered without the cache)."""
+        ...
+
+    def key_function(self, fingerprint: str, options: Mapping[str, str] | None = None) -> Callable[[str], str]:
+        """Return ``text -> key`` for one model and its options."""
+        ...
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """Return the value of ``key``, None when there is none (or the cache failed)."""
+        ...
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Return the values of the keys that are present."""
+        ...
+
+    def put_many(self, items: Iterable[tuple[str, str, Mapping[str, Any], str | None]], *, defer: bool = False) -> None:
+        """Store ``(key, fingerprint, value, text)`` items."""
+        ...
+
+    def keep_only(self, fingerprint: str) -> int:
+        """Drop the entries of other fingerprints where the store can; return how many."""
+        ...
+
+    def flush(self) -> None:
+        """Write whatever is buffered."""
+        ...
+
+    def close(self) -> None:
+        """Release the store; it must not be used afterwards."""
+        ...
+
+
 class ResultCache:
     """An SQLite cache of predictions keyed by (model fingerprint, text, options) under a secret.
 
@@ -456,6 +500,8 @@ class ResultCache:
     Raises:
         CacheError: A bound is not a positive number, or ``secret`` is shorter than 16 bytes.
     """
+
+    kind: ClassVar[str] = "sqlite"
 
     def __init__(
         self,
@@ -486,6 +532,7 @@ class ResultCache:
         self._pid = -1
         self._enabled = True
         self._warned_runtime_error = False
+        self._errors = 0
         self._hit_ms_total = 0.0
         self._hit_count = 0
         self._reset_pending()
@@ -505,6 +552,11 @@ class ResultCache:
     def enabled(self) -> bool:
         """False when the cache was disabled because its location cannot be written."""
         return self._enabled
+
+    @property
+    def errors(self) -> int:
+        """SQLite errors met by this process after opening (each lookup or write that failed was skipped)."""
+        return self._errors
 
     @property
     def disabled_reason(self) -> str | None:
@@ -637,6 +689,7 @@ class ResultCache:
         return self._conn
 
     def _runtime_error(self, exc: sqlite3.Error) -> None:
+        self._errors += 1
         if not self._warned_runtime_error:
             self._warned_runtime_error = True
             warnings.warn(f"result cache {self.path}: {exc}; continuing without it", CacheWarning, stacklevel=4)

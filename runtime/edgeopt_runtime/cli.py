@@ -123,6 +123,36 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("index", metavar="INDEX", help="index file")
     stats.add_argument("--json", action="store_true", help="print the statistics as JSON")
 
+    serve = sub.add_parser(
+        "serve",
+        help="answer HTTP clients with a bundle (needs edgeopt-runtime[serve])",
+        description="Serve POST /v1/classify (or /v1/embed), /v1/model, /healthz, /readyz, /metrics and "
+        "/openapi.json. SIGTERM finishes in-flight requests, SIGHUP reloads the bundle.",
+    )
+    serve.add_argument("bundle", metavar="BUNDLE", help="bundle directory (reloaded from this path)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this box only)")
+    serve.add_argument("--port", type=int, default=8080, help="TCP port (default: 8080)")
+    serve.add_argument("--workers", type=int, default=1, help="server processes sharing the port (default: 1)")
+    serve.add_argument(
+        "--cache",
+        metavar="URL",
+        default=None,
+        help="result cache: sqlite:PATH, redis://HOST:PORT/DB, memcached://HOST:PORT or none "
+        "(default: the user's SQLite cache file)",
+    )
+    serve.add_argument("--token-file", metavar="FILE", default=None, help="require 'Authorization: Bearer <token>'")
+    serve.add_argument(
+        "--backend", choices=[b.value for b in BackendName], default=BackendName.AUTO.value, help="inference backend"
+    )
+    serve.add_argument("--threads", type=int, default=None, help="inference threads per model call")
+    serve.add_argument("--concurrency", type=int, default=1, help="model calls at once per process (default: 1)")
+    serve.add_argument("--queue-size", type=int, default=32, help="requests that may wait; more get 429 (default: 32)")
+    serve.add_argument("--timeout", type=float, default=10.0, help="seconds before a request gets 503 (default: 10)")
+    serve.add_argument("--max-texts", type=int, default=64, help="most texts per request (default: 64)")
+    serve.add_argument("--max-text-chars", type=int, default=20_000, help="longest text (default: 20000)")
+    serve.add_argument("--max-body-bytes", type=int, default=1 << 20, help="largest body (default: 1 MiB)")
+    serve.add_argument("--log-texts", action="store_true", help="log request texts (off: texts are private)")
+
     cache = sub.add_parser("cache", help="inspect or empty the result cache", description="Manage the result cache.")
     cache.add_argument("action", choices=["stats", "clear"], help="stats: print counters and size; clear: empty it")
     cache.add_argument("--cache", metavar="PATH", default=None, help="result cache file (default: user cache dir)")
@@ -156,6 +186,68 @@ def _embed(args: argparse.Namespace) -> int:
     else:
         for e in rows:
             print(" ".join(f"{x:.6f}" for x in e.vector.tolist()))
+    return 0
+
+
+def _read_token(path: str) -> str:
+    from edgeopt_runtime.errors import InputError
+
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise InputError(f"--token-file {path} does not exist; write a secret to it (one line)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"--token-file {path} cannot be read ({exc}); give a UTF-8 file with one line") from None
+    if not token:
+        raise InputError(f"--token-file {path} is empty; write a secret to it (one line)")
+    return token
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from edgeopt_runtime.errors import InputError
+    from edgeopt_runtime.serve import ServeSettings, serve
+
+    try:
+        import prometheus_client  # noqa: F401
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise InputError(
+            "serve needs starlette, uvicorn and prometheus-client: pip install 'edgeopt-runtime[serve]'"
+        ) from None
+    flags = {
+        "max_texts": "--max-texts",
+        "max_text_chars": "--max-text-chars",
+        "max_body_bytes": "--max-body-bytes",
+        "concurrency": "--concurrency",
+        "queue_size": "--queue-size",
+        "request_timeout_s": "--timeout",
+    }
+    token = None if args.token_file is None else _read_token(args.token_file)
+    try:
+        settings = ServeSettings(
+            bundle=args.bundle,
+            backend=args.backend,
+            threads=args.threads,
+            cache=args.cache,
+            token=token,
+            max_texts=args.max_texts,
+            max_text_chars=args.max_text_chars,
+            max_body_bytes=args.max_body_bytes,
+            concurrency=args.concurrency,
+            queue_size=args.queue_size,
+            request_timeout_s=args.timeout,
+            log_texts=args.log_texts,
+        )
+    except InputError as exc:
+        name = str(exc).split(" ", 1)[0]
+        raise InputError(str(exc).replace(name, flags.get(name, name), 1)) from None
+    if token is None and args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"{PROG}: warning: serving on {args.host} without --token-file: anyone who can reach it may use it",
+            file=sys.stderr,
+        )
+    serve(settings, host=args.host, port=args.port, workers=args.workers)
     return 0
 
 
@@ -354,6 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "bench": _bench,
         "monitor": _monitor,
         "cache": _cache,
+        "serve": _serve,
     }
     try:
         with warnings.catch_warnings():

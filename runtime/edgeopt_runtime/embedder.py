@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from edgeopt_runtime.backends import Backend
-from edgeopt_runtime.cache import ResultCache
+from edgeopt_runtime.backends import Backend, TimingHook
+from edgeopt_runtime.cache import ResultStore
 from edgeopt_runtime.errors import BundleInvalid, InputError
 from edgeopt_runtime.manifest import EmbeddingSpec, Manifest
 from edgeopt_runtime.tokenizer import TextTokenizer, clean_texts
@@ -85,7 +86,7 @@ class TextEmbedder:
     """
 
     def __init__(
-        self, manifest: Manifest, tokenizer: TextTokenizer, backend: Backend, cache: ResultCache | None = None
+        self, manifest: Manifest, tokenizer: TextTokenizer, backend: Backend, cache: ResultStore | None = None
     ) -> None:
         if manifest.embedding is None:
             raise BundleInvalid(f"bundle task {manifest.task!r} has no embedding spec; load it as a classifier")
@@ -99,6 +100,8 @@ class TextEmbedder:
         artifact = manifest.artifact_for(backend.name)
         options = {"artifact": artifact[0] if artifact else "", "backend": backend.name}
         self._key = None if cache is None else cache.key_function(manifest.fingerprint, options)
+        self.timing_hook: TimingHook | None = None
+        """Called after each model call with (tokenize seconds, model seconds, rows); the server's metrics."""
 
     @property
     def manifest(self) -> Manifest:
@@ -126,7 +129,7 @@ class TextEmbedder:
         return self._tokenizer
 
     @property
-    def cache(self) -> ResultCache | None:
+    def cache(self) -> ResultStore | None:
         """The result cache, or None when caching is off."""
         return self._cache
 
@@ -156,8 +159,12 @@ class TextEmbedder:
                     results[i] = hit
         todo = [i for i in distinct if i not in results]
         if todo:
+            tokenize_start = time.perf_counter()
             encoded = self._tokenizer.encode_cleaned([cleaned[i] for i in todo])
+            model_start = time.perf_counter()
             raw = self._backend.run(encoded.input_ids, encoded.attention_mask)
+            if self.timing_hook is not None:
+                self.timing_hook(model_start - tokenize_start, time.perf_counter() - model_start, len(todo))
             if raw.shape != (len(todo), self.dim):
                 raise BundleInvalid(
                     f"the {self.backend_name} model returned an embedding of shape {raw.shape}, expected "

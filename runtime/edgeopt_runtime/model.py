@@ -18,10 +18,11 @@ from edgeopt_runtime.backends import (
     BackendName,
     OnnxBackend,
     TfliteBackend,
+    TimingHook,
     litert_available,
     onnxruntime_available,
 )
-from edgeopt_runtime.cache import ResultCache
+from edgeopt_runtime.cache import ResultCache, ResultStore
 from edgeopt_runtime.embedder import TextEmbedder
 from edgeopt_runtime.errors import BackendUnavailable, BundleInvalid, InputError
 from edgeopt_runtime.manifest import (
@@ -35,7 +36,16 @@ from edgeopt_runtime.manifest import (
 from edgeopt_runtime.monitor import DEFAULT_WINDOW, Monitor, MonitorReport, Reference
 from edgeopt_runtime.tokenizer import Encoded, TextTokenizer, clean_text, clean_texts
 
-__all__ = ["Prediction", "ClassifierStats", "TextClassifier", "load", "load_classifier", "load_embedder", "softmax"]
+__all__ = [
+    "Prediction",
+    "ClassifierStats",
+    "TextClassifier",
+    "load",
+    "load_classifier",
+    "load_embedder",
+    "open_cache",
+    "softmax",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +129,7 @@ class TextClassifier:
         manifest: Manifest,
         tokenizer: TextTokenizer,
         backend: Backend,
-        cache: ResultCache | None = None,
+        cache: ResultStore | None = None,
         monitor_window: int = DEFAULT_WINDOW,
     ) -> None:
         self._manifest = manifest
@@ -135,6 +145,8 @@ class TextClassifier:
         artifact = manifest.artifact_for(backend.name)
         self._key_options = {"artifact": artifact[0] if artifact else "", "backend": backend.name}
         self._key = None if cache is None else cache.key_function(manifest.fingerprint, self._key_options)
+        self.timing_hook: TimingHook | None = None
+        """Called after each model call with (tokenize seconds, model seconds, rows); the server's metrics."""
 
     @property
     def manifest(self) -> Manifest:
@@ -162,7 +174,7 @@ class TextClassifier:
         return self._backend
 
     @property
-    def cache(self) -> ResultCache | None:
+    def cache(self) -> ResultStore | None:
         """The result cache, or None when caching is off."""
         return self._cache
 
@@ -186,7 +198,8 @@ class TextClassifier:
                 if pred is not None:
                     self._record(1, 0, 0, (pred,))
                     return pred
-        pred = self._run(self._tokenizer.encode_cleaned([text]), start)[0]
+        tokenize_start = time.perf_counter()
+        pred = self._run(self._tokenizer.encode_cleaned([text]), start, tokenize_start)[0]
         if cache is not None and key is not None:
             cache.put_many([(key, self._manifest.fingerprint, _cache_value(pred), text)], defer=True)
         self._record(0, 0, 1, (pred,))
@@ -292,7 +305,8 @@ class TextClassifier:
                 hits += results[i] is not None
         todo = [i for i in distinct if results[i] is None]
         if todo:
-            fresh = self._run(self._tokenizer.encode_cleaned([texts[i] for i in todo]), start)
+            tokenize_start = time.perf_counter()
+            fresh = self._run(self._tokenizer.encode_cleaned([texts[i] for i in todo]), start, tokenize_start)
             for i, pred in zip(todo, fresh, strict=True):
                 results[i] = pred
             if cache is not None and keys is not None:
@@ -311,8 +325,11 @@ class TextClassifier:
         self._record(hits, len(texts) - len(distinct), len(todo), out)
         return out
 
-    def _run(self, encoded: Encoded, start: float) -> list[Prediction]:
+    def _run(self, encoded: Encoded, start: float, tokenize_start: float) -> list[Prediction]:
+        model_start = time.perf_counter()
         logits = self._backend.run(encoded.input_ids, encoded.attention_mask)
+        if self.timing_hook is not None:
+            self.timing_hook(model_start - tokenize_start, time.perf_counter() - model_start, len(encoded.input_ids))
         n, k = len(encoded.input_ids), len(self.labels)
         if logits.shape != (n, k):
             raise BundleInvalid(
@@ -400,7 +417,7 @@ def load(
     bundle_dir: str | os.PathLike[str],
     backend: BackendName | str = BackendName.AUTO,
     threads: int | None = None,
-    cache: ResultCache | str | os.PathLike[str] | bool | None = None,
+    cache: ResultStore | str | os.PathLike[str] | bool | None = None,
     monitor_window: int = DEFAULT_WINDOW,
 ) -> TextClassifier | TextEmbedder:
     """Verify a bundle and load its tokenizer and model: a classifier, or an embedder for an ``embed`` bundle.
@@ -413,9 +430,11 @@ def load(
         backend: ``"auto"`` (ONNX Runtime when installed, else LiteRT), ``"onnx"`` or ``"tflite"``.
         threads: Inference threads; None lets the backend decide.
         cache: Result cache: None or True for the default file
-            (:func:`~edgeopt_runtime.cache.default_cache_path`), False for none, a path for that file, or a
-            :class:`~edgeopt_runtime.cache.ResultCache`. Entries of other model fingerprints are purged from
-            it on load.
+            (:func:`~edgeopt_runtime.cache.default_cache_path`), False for none, a path or ``sqlite:PATH`` for
+            that file, ``redis://HOST:PORT/DB`` or ``memcached://HOST:PORT`` for a shared server (see
+            :func:`open_cache`), or a cache object (:class:`~edgeopt_runtime.cache.ResultCache`,
+            :class:`~edgeopt_runtime.remote_cache.RedisCache`, ...). Entries of other model fingerprints are
+            purged from an SQLite cache on load.
         monitor_window: Latest predictions :meth:`TextClassifier.monitor` summarizes (classifiers only).
 
     Returns:
@@ -433,7 +452,7 @@ def load_classifier(
     bundle_dir: str | os.PathLike[str],
     backend: BackendName | str = BackendName.AUTO,
     threads: int | None = None,
-    cache: ResultCache | str | os.PathLike[str] | bool | None = None,
+    cache: ResultStore | str | os.PathLike[str] | bool | None = None,
     monitor_window: int = DEFAULT_WINDOW,
 ) -> TextClassifier:
     """:func:`load` for a ``text-classification`` bundle; another task raises :class:`BundleInvalid`."""
@@ -447,7 +466,7 @@ def load_embedder(
     bundle_dir: str | os.PathLike[str],
     backend: BackendName | str = BackendName.AUTO,
     threads: int | None = None,
-    cache: ResultCache | str | os.PathLike[str] | bool | None = None,
+    cache: ResultStore | str | os.PathLike[str] | bool | None = None,
 ) -> TextEmbedder:
     """:func:`load` for an ``embed`` bundle; another task raises :class:`BundleInvalid`."""
     model = _load(bundle_dir, backend, threads, cache, DEFAULT_WINDOW, (TASK_EMBED,))
@@ -460,7 +479,7 @@ def _load(
     bundle_dir: str | os.PathLike[str],
     backend: BackendName | str,
     threads: int | None,
-    cache: ResultCache | str | os.PathLike[str] | bool | None,
+    cache: ResultStore | str | os.PathLike[str] | bool | None,
     monitor_window: int,
     tasks: tuple[str, ...],
 ) -> TextClassifier | TextEmbedder:
@@ -509,13 +528,34 @@ def _load(
     return TextClassifier(manifest, tokenizer, model, result_cache, monitor_window)
 
 
-def _open_cache(cache: ResultCache | str | os.PathLike[str] | bool | None) -> ResultCache | None:
+def _open_cache(cache: ResultStore | str | os.PathLike[str] | bool | None) -> ResultStore | None:
     if cache is False:
         return None
-    if isinstance(cache, ResultCache):
-        return cache
     if cache is None or cache is True:
         return ResultCache()
     if isinstance(cache, str | os.PathLike):
-        return ResultCache(cache)
-    raise InputError(f"cache {cache!r} must be None, True, False, a path or a ResultCache")
+        return open_cache(cache)
+    if isinstance(cache, ResultCache) or callable(getattr(cache, "key_function", None)):
+        return cache
+    raise InputError(f"cache {cache!r} must be None, True, False, a path, a cache URL or a ResultCache")
+
+
+def open_cache(spec: str | os.PathLike[str]) -> ResultStore:
+    """Open the result cache that ``spec`` names.
+
+    Args:
+        spec: ``sqlite:PATH`` or a plain path (an SQLite file on this box), ``redis://HOST[:PORT][/DB]``, or
+            ``memcached://HOST[:PORT]`` (a server shared by many processes:
+            :mod:`edgeopt_runtime.remote_cache`, needs ``edgeopt-runtime[serve]``).
+
+    Raises:
+        CacheError: A URL of another scheme, or a server cache that cannot be made (its client not installed).
+    """
+    text = os.fspath(spec)
+    if text.startswith("sqlite:"):
+        return ResultCache(text.removeprefix("sqlite:").removeprefix("//") or None)
+    if "://" in text:
+        from edgeopt_runtime.remote_cache import open_network_cache
+
+        return open_network_cache(text)
+    return ResultCache(text)
