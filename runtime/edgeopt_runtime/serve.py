@@ -202,7 +202,7 @@ class Metrics:
             "The model being served (value 1; 0 for one replaced by a reload)",
             ["fingerprint", "task", "backend", "bundle", "version"],
             registry=reg,
-            multiprocess_mode="max",
+            multiprocess_mode="livemax",
         )
         self.label_psi = Gauge(
             "edgeopt_drift_label_psi",
@@ -680,6 +680,10 @@ def create_app(settings: ServeSettings, service: Service | None = None) -> Starl
             if hup is not None and threading.current_thread() is threading.main_thread():
                 loop.remove_signal_handler(hup)
             svc.close()
+            if metrics.multiprocess:  # this worker's live gauges (queue, model info) leave the sum with it
+                from prometheus_client import multiprocess
+
+                multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
     routes = [
         Route("/v1/classify", classify, methods=["POST"]),

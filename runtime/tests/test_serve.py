@@ -305,3 +305,46 @@ def test_sighup_reloads_without_failing_requests(
             assert http.post(f"{server.url}/v1/embed", json={"texts": ["a"]}).status_code == 200
     finally:
         server.stop()
+
+
+def test_workers_add_up_their_metrics_and_sighup_restarts_them_on_the_new_bundle(
+    tiny_bundle: TinyBundle, tmp_path: Path, embed_bundle: TinyBundle
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    live = Path(shutil.copytree(tiny_bundle.path, tmp_path / "live"))
+    server = ServerProcess(live, "--backend", "onnx", "--cache", "none", "--workers", "2")
+    try:
+        with httpx.Client(timeout=30, headers={"connection": "close"}) as http:
+            old = http.get(f"{server.url}/v1/model").json()["fingerprint"]
+            for i in range(20):  # new connections, spread over both workers
+                assert http.post(f"{server.url}/v1/classify", json={"texts": [f"hello {i}"]}).status_code == 200
+
+            def samples() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+                text = http.get(f"{server.url}/metrics").text
+                return {
+                    (s.name, tuple(sorted(s.labels.items()))): s.value
+                    for family in text_string_to_metric_families(text)
+                    for s in family.samples
+                }
+
+            assert samples()[("edgeopt_texts_total", (("endpoint", "classify"),))] == 20
+            staged = Path(shutil.copytree(embed_bundle.path, tmp_path / "staged"))
+            shutil.rmtree(live)
+            staged.rename(live)
+            server.process.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if http.get(f"{server.url}/v1/model").json()["fingerprint"] != old:
+                        seen = {http.get(f"{server.url}/v1/model").json()["fingerprint"] for _ in range(10)}
+                        if old not in seen:
+                            break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "the workers did not restart on the new bundle"
+                time.sleep(0.2)
+            info = {dict(k[1])["fingerprint"]: v for k, v in samples().items() if k[0] == "edgeopt_model_info"}
+            assert info.get(old, 0) == 0 and sorted(info.values())[-1] == 1
+    finally:
+        server.stop()
