@@ -208,6 +208,12 @@ def _task_options(func: Callable[..., Any]) -> Callable[..., Any]:
     help="How an embed teacher pools its token states [default: what its sentence-transformers config says; "
     "required for a plain Hugging Face encoder].",
 )
+@click.option(
+    "--formats",
+    help="Comma-separated export formats replacing the profile's export.formats: onnx, tflite, and savedmodel "
+    "(model.savedmodel/, the float student with a serving_default signature, for TensorFlow Serving); at least one "
+    "of onnx, tflite [default: the profile's].",
+)
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @click.option("--allow-over-budget", is_flag=True, help="Keep a bundle that misses the profile's budgets.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
@@ -236,6 +242,7 @@ def build(
     search_budget: float | None,
     task: str,
     pooling: str | None,
+    formats: str | None,
     force: bool,
     allow_over_budget: bool,
     quiet: bool,
@@ -248,6 +255,7 @@ def build(
       edgeopt build --task embed --profile pixel8   # a sentence embedder from all-MiniLM-L6-v2
       edgeopt build --profile android-go --train my.csv --text-column body --label-column y --out bundles/mine
       edgeopt build --profile profiles/my-phone.toml --teacher my-hf-classifier/ --train my.jsonl --force
+      edgeopt build --profile pixel8 --formats tflite,onnx,savedmodel   # + a SavedModel for TF Serving
     """
     from edgeopt.pipeline import build as run_build
     from edgeopt.profiles import load_profile
@@ -278,6 +286,7 @@ def build(
         search_budget_s=search_budget,
         task=task,
         pooling=pooling,
+        formats=formats,
     )
     default_out = Path("bundles") / (loaded.name if task == "classify" else f"{loaded.name}-embed")
     with _showing_progress(quiet):

@@ -102,7 +102,7 @@ def compare(
     reporter = Reporter()
     check_output_path(out, force)
     task = prepare(config, reporter)
-    preferred = task.profile.export.formats[0].value
+    preferred = task.profile.export.runtime_formats[0].value
     variants: list[VariantResult] = []
     with staged_output(out, force) as staging, tempfile.TemporaryDirectory(prefix="edgeopt-compare-") as tmp:
         work = Path(tmp)

@@ -1,8 +1,9 @@
-"""Export a Keras student to float ONNX (tf2onnx) and float TFLite (the TFLite converter).
+"""Export a Keras student to float ONNX (tf2onnx), float TFLite (the TFLite converter) and a SavedModel.
 
-Both artifacts follow the bundle's model contract: inputs ``input_ids`` and ``attention_mask`` (int32,
-``[batch, max_seq_len]``), output ``logits`` ``[batch, num_labels]``. Quantized variants are made from these in
-:mod:`edgeopt.quantize`.
+All follow the bundle's model contract: inputs ``input_ids`` and ``attention_mask`` (int32,
+``[batch, max_seq_len]``), output ``logits`` ``[batch, num_labels]`` (an embedder's: ``embedding``). Quantized
+variants of the ONNX and TFLite files are made from these in :mod:`edgeopt.quantize`; the SavedModel, for
+TensorFlow Serving, stays float.
 """
 
 from __future__ import annotations
@@ -15,16 +16,20 @@ from edgeopt._tf import import_tf, native_output_captured
 __all__ = [
     "to_onnx",
     "to_tflite",
+    "to_savedmodel",
     "tflite_converter",
     "fixed_shape_onnx",
     "nnapi_partitions",
     "ONNX_OPSET",
+    "SERVING_SIGNATURE",
     "OUTPUT_NAME",
     "EMBEDDING_OUTPUT_NAME",
     "EMBEDDING_HEAD",
 ]
 
 ONNX_OPSET = 17
+SERVING_SIGNATURE = "serving_default"
+"""The SavedModel signature TensorFlow Serving answers when a request names none."""
 OUTPUT_NAME = "logits"
 EMBEDDING_OUTPUT_NAME = "embedding"
 EMBEDDING_HEAD = "sentence_embedding"
@@ -76,6 +81,31 @@ def to_tflite(model: Any, path: Path) -> Path:
     with native_output_captured():
         flatbuffer = converter.convert()
     path.write_bytes(flatbuffer)
+    return path
+
+
+def to_savedmodel(model: Any, path: Path, max_seq_len: int) -> Path:
+    """Save ``model`` as a float32 SavedModel directory whose ``serving_default`` signature is the model contract.
+
+    The signature takes ``input_ids`` and ``attention_mask`` (int32, ``[batch, max_seq_len]``) by name and returns
+    ``{"logits": float32 [batch, num_labels]}`` (an embedder: ``{"embedding": [batch, dim]}``), the names and
+    dtypes of the ONNX and TFLite artifacts, so a TensorFlow Serving request reads like an ONNX Runtime feed.
+    """
+    tf, _ = import_tf()
+    name = EMBEDDING_OUTPUT_NAME if EMBEDDING_HEAD in model.output_names else OUTPUT_NAME
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec((None, max_seq_len), tf.int32, name="input_ids"),
+            tf.TensorSpec((None, max_seq_len), tf.int32, name="attention_mask"),
+        ]
+    )
+    def serve(input_ids: Any, attention_mask: Any) -> dict[str, Any]:
+        return {name: model([input_ids, attention_mask], training=False)}
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with native_output_captured():
+        tf.saved_model.save(model, str(path), signatures={SERVING_SIGNATURE: serve})
     return path
 
 

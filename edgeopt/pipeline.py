@@ -23,7 +23,7 @@ from edgeopt.bundle import check_output_path, staged_output
 from edgeopt.embed import EMBED_TASK
 from edgeopt.errors import BudgetError
 from edgeopt.evaluate import ArtifactMetrics
-from edgeopt.profiles import Profile, Quantization, load_profile
+from edgeopt.profiles import ExportFormat, Profile, Quantization, load_profile
 from edgeopt.search import StudentCandidate
 from edgeopt.stages import (
     MODEL_ONNX,
@@ -33,6 +33,8 @@ from edgeopt.stages import (
     Reporter,
     StageRecord,
     accuracy_gate,
+    export_savedmodel,
+    export_spec_for,
     measure,
     measure_teacher,
     prepare,
@@ -106,8 +108,10 @@ def build(
     reporter = Reporter()
     out = Path(out)
     check_output_path(out, force)
-    # Loaded once: every later stage reads this Profile (load_profile passes a Profile through).
-    config = replace(config, profile=load_profile(config.profile))
+    # Loaded once: every later stage reads this Profile (load_profile passes a Profile through). A build's own
+    # formats (--formats) replace the profile's, so the manifest's profile records what the bundle holds.
+    profile = load_profile(config.profile)
+    config = replace(config, profile=replace(profile, export=export_spec_for(config, profile)))
     if config.task == EMBED_TASK:
         return _build_embedder(config, out, force, allow_over_budget, reporter)
     if config.student is not None:
@@ -120,7 +124,10 @@ def build(
         fields, problems = _make_bundle(config, task, staging, Path(tmp), reporter, allow_over_budget)
         # A first manifest without the report, so that the runtime can load the bundle and measure it for
         # the report; the final manifest below lists the report too.
-        shipped_extra = () if fields["build"]["nnapi"] is None else (MODEL_NNAPI_ONNX,)
+        shipped_extra = (
+            *(() if fields["build"]["nnapi"] is None else (MODEL_NNAPI_ONNX,)),
+            *_savedmodel_files(fields),
+        )
         _write_manifest(staging, fields, extra_files=shipped_extra)
         with reporter.stage("verify bundle") as info:
             answers = _labels_per_backend(staging, task.data.test.texts, task.profile)
@@ -182,7 +189,7 @@ def _make_bundle(
         technique = replace(named, passes=(*first, *named.passes))
     else:
         technique = profile_technique(profile.name, task.student_spec, profile.export)
-    run = run_technique(technique, student, task, config, staging, set(profile.export.formats), reporter)
+    run = run_technique(technique, student, task, config, staging, set(profile.export.runtime_formats), reporter)
     artifacts, pruned_model, calibration = run.artifacts, run.model, run.calibration
     scheme = technique.quantization
     technique_record = (
@@ -242,6 +249,9 @@ def _make_bundle(
         with reporter.stage("nnapi onnx") as info:
             nnapi = _nnapi_onnx(staging, student.max_seq_len)
             info.update(dynamic=nnapi["dynamic"]["verdict"], fixed=nnapi["fixed"]["verdict"])
+    # The float student the int8 files were made from (for QAT: before its fake-quantized fine-tuning), which is
+    # what the float references measured, for TensorFlow Serving.
+    savedmodel = _savedmodel(profile, pruned_model, staging, student.max_seq_len, "student-fp32.tflite", reporter)
 
     import edgeopt_runtime
 
@@ -294,8 +304,26 @@ def _make_bundle(
             "accuracy_gate": gate,
             "nnapi": nnapi,
         },
+        **({} if savedmodel is None else {"savedmodel": savedmodel}),
     }
     return fields, problems
+
+
+def _savedmodel(
+    profile: Profile, model: Any, staging: Path, max_seq_len: int, measured_as: str, reporter: Reporter
+) -> dict[str, Any] | None:
+    """Write ``model.savedmodel/`` when the profile's (or the build's) formats list savedmodel; its record or None."""
+    if ExportFormat.SAVEDMODEL not in profile.export.formats:
+        return None
+    with reporter.stage("savedmodel") as info:
+        record = export_savedmodel(model, staging, max_seq_len, measured_as)
+        info.update(files=len(record["files"]), signature=record["signature"])
+    return record
+
+
+def _savedmodel_files(fields: Mapping[str, Any]) -> tuple[str, ...]:
+    """The SavedModel's files, listed under the manifest's ``files`` so that verifying a bundle checks them."""
+    return tuple(fields["savedmodel"]["files"]) if "savedmodel" in fields else ()
 
 
 MODEL_NNAPI_ONNX = "model.nnapi.onnx"
@@ -343,7 +371,7 @@ def _build_embedder(
             artifacts = export_model(
                 model,
                 scheme,
-                set(profile.export.formats),
+                set(profile.export.runtime_formats),
                 calibration,
                 staging,
                 trained.max_seq_len,
@@ -366,6 +394,7 @@ def _build_embedder(
         problems = _size_problems(profile, {name: metrics[name].bytes for name in artifacts})
         if problems and not allow_over_budget:
             raise _budget_error(profile, problems)
+        savedmodel = _savedmodel(profile, model, staging, trained.max_seq_len, "student-fp32.onnx", reporter)
         import edgeopt_runtime
 
         teacher = task.teacher
@@ -416,11 +445,14 @@ def _build_embedder(
                 "within_budget": not problems,
                 "budget_problems": problems,
             },
+            **({} if savedmodel is None else {"savedmodel": savedmodel}),
         }
-        _write_manifest(staging, fields, extra_files=())
+        _write_manifest(staging, fields, extra_files=_savedmodel_files(fields))
         with reporter.stage("verify bundle") as info:
             cosine = _embed_backend_agreement(staging, task.corpus.held_out, profile)
-            info.update(backends=",".join(f.value for f in profile.export.formats), mean_cosine=round(cosine, 4))
+            info.update(
+                backends=",".join(f.value for f in profile.export.runtime_formats), mean_cosine=round(cosine, 4)
+            )
             fields["build"]["backend_mean_cosine"] = cosine
             if cosine < MIN_EMBED_BACKEND_COSINE:
                 disagreement = (
@@ -445,7 +477,7 @@ def _build_embedder(
                 "artifacts": {k: a.to_dict() for k, a in fields["artifacts"].items()},
             }
             write_embed_report(readable, [asdict(r) for r in reporter.records], staging / REPORT)
-            manifest = _write_manifest(staging, fields, extra_files=(REPORT,))
+            manifest = _write_manifest(staging, fields, extra_files=(*_savedmodel_files(fields), REPORT))
     reporter.say(f"bundle written to {out}")
     return BuildResult(
         out=out,
@@ -463,7 +495,7 @@ def _embed_backend_agreement(bundle: Path, texts: Sequence[str], profile: Profil
     import edgeopt_runtime
 
     vectors = []
-    for fmt in profile.export.formats:
+    for fmt in profile.export.runtime_formats:
         with edgeopt_runtime.load_embedder(bundle, backend=fmt.value, threads=1, cache=False) as embedder:
             vectors.append(np.concatenate([embedder.embed(list(texts[i : i + 64])) for i in range(0, len(texts), 64)]))
     cosines = [float(np.mean(np.sum(a * b, axis=1))) for i, a in enumerate(vectors) for b in vectors[i + 1 :]]
@@ -543,13 +575,14 @@ def _write_manifest(staging: Path, fields: dict[str, Any], extra_files: tuple[st
     known = {k: v for k, v in fields.items() if k not in extra}
     manifest = build_manifest(staging, tokenizer_file=TOKENIZER, extra_files=extra_files, **known)
     # The runtime keeps keys it does not know; "build" records how the bundle was made, for people and tools,
-    # and "monitoring" is the reference the runtime's drift check compares with.
+    # "monitoring" is the reference the runtime's drift check compares with, and "savedmodel" describes the
+    # TensorFlow Serving directory (edgeopt.stages.export_savedmodel), which is no runtime artifact.
     manifest = replace(manifest, raw={**manifest.raw, **extra})
     write_manifest(staging, manifest)
     return manifest.to_dict()
 
 
-_EXTRA_MANIFEST_KEYS = ("build", "monitoring")
+_EXTRA_MANIFEST_KEYS = ("build", "monitoring", "savedmodel")
 _TEACHER_METRICS = ("accuracy", "macro_f1", "bytes", "gzip_bytes", "p50_ms", "ece")
 
 
@@ -564,7 +597,7 @@ def monitoring_reference(bundle: Path, texts: Sequence[str], profile: Profile) -
     """
     import edgeopt_runtime
 
-    backend = profile.export.formats[0].value
+    backend = profile.export.runtime_formats[0].value
     window = max(1, len(texts))
     with edgeopt_runtime.load_classifier(bundle, backend=backend, threads=1, cache=False, monitor_window=window) as clf:
         for start in range(0, len(texts), 64):
@@ -590,7 +623,7 @@ def runtime_footprint(bundle: Path, text: str, profile: Profile, runs: int = 3) 
 
     return {
         fmt.value: cold_start(bundle, fmt.value, runs=runs, threads=1, text=text).to_dict()
-        for fmt in profile.export.formats
+        for fmt in profile.export.runtime_formats
     }
 
 
@@ -611,7 +644,7 @@ def _labels_per_backend(bundle: Path, texts: Sequence[str], profile: Profile) ->
     import edgeopt_runtime
 
     answers = {}
-    for fmt in profile.export.formats:
+    for fmt in profile.export.runtime_formats:
         with edgeopt_runtime.load_classifier(bundle, backend=fmt.value, threads=1, cache=False) as model:
             chunks = (list(texts[start : start + 64]) for start in range(0, len(texts), 64))
             answers[fmt.value] = [p.label for chunk in chunks for p in model.predict_batch(chunk)]

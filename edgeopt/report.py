@@ -142,6 +142,7 @@ def write_report(manifest: dict[str, Any], stages: Sequence[dict[str, Any]], pat
         ),
         f"- quantization: {build['quantization']}, per-channel {build['per_channel']}, "
         f"{build['calibration_samples']} calibration texts",
+        *_savedmodel_lines(manifest.get("savedmodel")),
         *_runtime_lines(build),
         *_monitoring_lines(manifest.get("monitoring")),
         "",
@@ -162,6 +163,18 @@ _INIT_NAMES = {
     "teacher": "the teacher's input token embeddings (PCA-reduced)",
     "random": "random values",
 }
+
+
+def _savedmodel_lines(savedmodel: dict[str, Any] | None) -> list[str]:
+    """The TensorFlow Serving directory, when the build wrote one (``--formats savedmodel``)."""
+    if not savedmodel:
+        return []
+    inputs = ", ".join(t["name"] for t in savedmodel["inputs"])
+    outputs = ", ".join(t["name"] for t in savedmodel["outputs"])
+    return [
+        f"- TensorFlow Serving: `{savedmodel['dir']}/`, the {savedmodel['precision']} student before quantization, "
+        f"signature `{savedmodel['signature']}` ({inputs} -> {outputs}); not under the size budget (a server's)"
+    ]
 
 
 def _fidelity_lines(manifest: dict[str, Any]) -> list[str]:

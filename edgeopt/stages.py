@@ -11,7 +11,7 @@ import logging
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -27,7 +27,15 @@ from edgeopt.distill import DistillConfig, DistillResult, distill, pack_targets
 from edgeopt.errors import ConfigError, ProfileError, TeacherError
 from edgeopt.evaluate import ArtifactMetrics, FidelitySet, evaluate_artifact, evaluate_teacher, fidelity_set
 from edgeopt.events import Message, StageFinished, StageStarted, emit
-from edgeopt.profiles import ExportFormat, Profile, Quantization, StudentSpec, load_profile
+from edgeopt.profiles import (
+    RUNTIME_FORMATS,
+    ExportFormat,
+    ExportSpec,
+    Profile,
+    Quantization,
+    StudentSpec,
+    load_profile,
+)
 from edgeopt.quantize import CalibrationMethod
 from edgeopt.search import BYTES_PER_WEIGHT, CandidateOutcome, StudentCandidate, search_students, student_candidates
 from edgeopt.student import PrunedVocabulary
@@ -42,15 +50,18 @@ __all__ = [
     "prepare",
     "train_student",
     "export_model",
+    "export_savedmodel",
     "measure",
     "measure_teacher",
     "distill_config_for",
     "teacher_token_vectors",
     "fit_width",
     "student_spec_for",
+    "export_spec_for",
     "accuracy_gate",
     "MODEL_ONNX",
     "MODEL_TFLITE",
+    "MODEL_SAVEDMODEL",
     "TOKENIZER",
 ]
 
@@ -61,6 +72,9 @@ MODEL_ONNX = "model.onnx"
 
 MODEL_TFLITE = "model.tflite"
 
+
+MODEL_SAVEDMODEL = "model.savedmodel"
+"""The bundle's SavedModel directory (``--formats savedmodel``), for TensorFlow Serving."""
 
 TOKENIZER = "tokenizer.json"
 
@@ -111,6 +125,9 @@ class BuildConfig:
             sentence encoder, :mod:`edgeopt.embed`).
         pooling: How an embed teacher pools its token states (``mean``, ``cls``, ``max``); None reads it from a
             sentence-transformers directory. Only for ``task="embed"``.
+        formats: Export formats replacing the profile's ``[export] formats`` (``onnx``, ``tflite``, ``savedmodel``;
+            a sequence or one comma-separated string, in order of preference); ``None`` takes the profile's. At
+            least one must be a format the runtime loads (onnx, tflite). Read by ``build``, not by ``compare``.
     """
 
     profile: str | Path | Profile = "pixel8"
@@ -135,12 +152,42 @@ class BuildConfig:
     search_budget_s: float | None = None
     task: str = "classify"
     pooling: str | None = None
+    formats: str | Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         if self.task not in ("classify", "embed"):
             raise ConfigError(lambda p: f"{p('task')}={self.task!r} is not one of classify, embed")
         if self.pooling is not None and self.task != "embed":
             raise ConfigError(lambda p: f"{p('pooling')} is for {p('task', 'embed')} only; drop it for a classifier")
+        if self.formats is not None:
+            object.__setattr__(self, "formats", _export_formats(self.formats))
+
+
+def _export_formats(formats: str | Sequence[str]) -> tuple[ExportFormat, ...]:
+    """``BuildConfig.formats`` as export formats, refused with one line when a bundle could not be made of them."""
+    names = [f.strip() for f in formats.split(",") if f.strip()] if isinstance(formats, str) else list(formats)
+    known = [f.value for f in ExportFormat]
+    choices = ", ".join(known)
+    runtime = " or ".join(f.value for f in RUNTIME_FORMATS)
+    if not names:
+        raise ConfigError(lambda p: f"{p('formats')} is empty; list at least one of {choices}")
+    unknown = next((name for name in names if name not in known), None)
+    if unknown is not None:
+        raise ConfigError(
+            lambda p: f"{p('formats')} has {unknown!r}, which is not an export format; choose from {choices}"
+        )
+    twice = next((name for i, name in enumerate(names) if name in names[:i]), None)
+    if twice is not None:
+        raise ConfigError(lambda p: f"{p('formats')} lists {twice!r} twice; list each format once")
+    chosen = [ExportFormat(name) for name in names]
+    if not any(f in RUNTIME_FORMATS for f in chosen):
+        raise ConfigError(
+            lambda p: (
+                f"{p('formats')} has no format the runtime loads; add {runtime} (savedmodel is for TensorFlow "
+                "Serving only: a bundle needs a model the device can run)"
+            )
+        )
+    return tuple(chosen)
 
 
 @dataclass(frozen=True)
@@ -205,6 +252,13 @@ def student_spec_for(config: BuildConfig, profile: Profile) -> StudentSpec:
         return replace(profile.student, **{k: v for k, v in overrides.items() if v is not None})
     except ProfileError as error:
         raise ConfigError(f"build setting {error}") from None
+
+
+def export_spec_for(config: BuildConfig, profile: Profile) -> ExportSpec:
+    """The profile's ``[export]`` settings with the build's ``formats`` in place of its own, when given."""
+    if config.formats is None:
+        return profile.export
+    return replace(profile.export, formats=tuple(ExportFormat(f) for f in config.formats))
 
 
 def _distill_settings(config: BuildConfig, profile: Profile) -> DistillConfig:
@@ -627,6 +681,35 @@ def export_model(
             export.to_onnx(model, path, max_seq_len)
             artifacts[name] = Artifact("onnx", "float32")
     return artifacts
+
+
+def export_savedmodel(model: Any, out: Path, max_seq_len: int, measured_as: str) -> dict[str, Any]:
+    """Write the float ``model`` as ``out/model.savedmodel`` (TensorFlow Serving); return its manifest record.
+
+    ``measured_as`` names the manifest's ``metrics`` entry of the same float model (its float TFLite or ONNX
+    export, run through the runtime), recorded so a reader finds the SavedModel's accuracy.
+
+    It is not one of the manifest's ``artifacts``: those are the files the runtime loads, one file each, and the
+    runtime has no SavedModel backend. The record (the manifest's top-level ``savedmodel``, a key the runtime keeps
+    and ignores) names the directory, the signature and its tensors, and lists every file in it; the build lists
+    those files under ``files`` too, so ``edgeopt-runtime verify`` checks their sizes and hashes. (They are not in
+    the fingerprint, which covers what the runtime answers with: ``.onnx``, ``.tflite`` and ``.json`` files.)
+    """
+    from edgeopt import export
+
+    path = export.to_savedmodel(model, out / MODEL_SAVEDMODEL, max_seq_len)
+    output = export.EMBEDDING_OUTPUT_NAME if export.EMBEDDING_HEAD in model.output_names else export.OUTPUT_NAME
+    inputs = [{"name": n, "shape": ["batch", max_seq_len], "dtype": ["int32"]} for n in ("input_ids", "attention_mask")]
+    return {
+        "dir": MODEL_SAVEDMODEL,
+        "format": ExportFormat.SAVEDMODEL.value,
+        "precision": "float32",
+        "signature": export.SERVING_SIGNATURE,
+        "measured_as": measured_as,
+        "inputs": inputs,
+        "outputs": [{"name": output, "shape": ["batch", int(model.output_shape[-1])], "dtype": ["float32"]}],
+        "files": sorted(p.relative_to(out).as_posix() for p in path.rglob("*") if p.is_file()),
+    }
 
 
 def measure_teacher(task: PreparedTask) -> ArtifactMetrics:

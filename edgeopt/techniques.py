@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from edgeopt.errors import ConfigError, StageError
-from edgeopt.profiles import ExportFormat, ExportSpec, Quantization, StudentSpec
+from edgeopt.profiles import RUNTIME_FORMATS, ExportFormat, ExportSpec, Quantization, StudentSpec
 from edgeopt.quantize import CalibrationMethod
 from edgeopt.stages import (
     BuildConfig,
@@ -64,7 +64,7 @@ class TechniqueRun:
         task: Data, teacher and profile.
         config: Seed and fine-tuning settings.
         out: Directory the artifacts are written to.
-        formats: Formats to write.
+        formats: Formats to write (those the runtime loads: onnx, tflite).
         calibration: Representative inputs for static quantization.
         model: The float Keras model the passes transform.
         artifacts: ``{file name: runtime Artifact}`` once a pass has exported.
@@ -500,7 +500,8 @@ def run_technique(
         task: Data, teacher and profile.
         config: Seed and fine-tuning settings.
         out: Directory for the artifacts.
-        formats: Formats to write; both when None.
+        formats: Formats to write; both when None. Only the runtime's (onnx, tflite) are a technique's to write:
+            a savedmodel in ``formats`` is left to the build (:func:`edgeopt.stages.export_savedmodel`).
         reporter: Reports each pass as a stage of its own when given (the build); compare times whole variants.
 
     Returns:
@@ -512,7 +513,7 @@ def run_technique(
         task=task,
         config=config,
         out=out,
-        formats=formats or {ExportFormat.ONNX, ExportFormat.TFLITE},
+        formats=set(formats or RUNTIME_FORMATS) & set(RUNTIME_FORMATS),
         calibration=student.calibration(task.profile.export.calibration_samples, len(task.data.train), config.seed),
         model=student.copy_model(),
     )

@@ -266,6 +266,28 @@ def test_teacher_finetune_errors(tmp_path: Path) -> None:
     assert (out / "mine.txt").read_text() == "mine"
 
 
+@pytest.mark.parametrize(
+    ("formats", "expected"),
+    [
+        (
+            "tflite,savedmodle",
+            "--formats has 'savedmodle', which is not an export format; choose from onnx, tflite, savedmodel",
+        ),
+        (
+            "savedmodel",
+            "--formats has no format the runtime loads; add onnx or tflite (savedmodel is for TensorFlow Serving "
+            "only: a bundle needs a model the device can run)",
+        ),
+        ("onnx,tflite,onnx", "--formats lists 'onnx' twice; list each format once"),
+        (" , ", "--formats is empty; list at least one of onnx, tflite, savedmodel"),
+    ],
+)
+def test_bad_formats_are_one_line_before_any_work(formats: str, expected: str, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert_error(run("build", "--formats", formats, "--out", str(out)), expected)
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("command", ["build", "compare"])
 def test_an_out_that_cannot_be_written_is_one_line_before_any_stage(command: str, tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine")

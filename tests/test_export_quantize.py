@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgeopt.export import to_onnx, to_tflite
+from edgeopt.export import to_onnx, to_savedmodel, to_tflite
 from edgeopt.profiles import STUDENT_ARCHITECTURES
 from edgeopt.quantize import (
     CalibrationMethod,
@@ -134,6 +134,28 @@ def test_tflite_logits_match_keras(float_tflite: Path, float_logits: np.ndarray,
     assert raw.dtype == np.float32
     np.testing.assert_allclose(raw, float_logits, atol=1e-4)
     assert tflite_output_quantization(float_tflite) is None
+
+
+def test_savedmodel_serving_signature_is_the_model_contract_and_answers_as_keras(
+    model: Any, float_tflite: Path, float_logits: np.ndarray, task: ToyTask, out: Path
+) -> None:
+    from edgeopt._tf import import_tf
+
+    tf, _ = import_tf()
+    path = to_savedmodel(model, out / "float" / "model.savedmodel", MAX_SEQ_LEN)
+    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+    _, inputs = serve.structured_input_signature
+    assert {name: (spec.dtype, tuple(spec.shape)) for name, spec in inputs.items()} == {
+        "input_ids": (tf.int32, (None, MAX_SEQ_LEN)),
+        "attention_mask": (tf.int32, (None, MAX_SEQ_LEN)),
+    }
+    assert {name: (spec.dtype, tuple(spec.shape)) for name, spec in serve.structured_outputs.items()} == {
+        "logits": (tf.float32, (None, NUM_LABELS))
+    }
+    served = serve(input_ids=tf.constant(task.encoded[0]), attention_mask=tf.constant(task.encoded[1]))["logits"]
+    # The same float graph Keras runs: equal to float rounding, and to the float TFLite file made from the model.
+    np.testing.assert_allclose(served.numpy(), float_logits, atol=1e-5)
+    np.testing.assert_allclose(served.numpy(), _litert_raw(float_tflite, task.encoded)[0], atol=1e-4)
 
 
 # --- TFLite full integer ------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -26,18 +27,25 @@ def built(toy_teacher_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
             teacher=toy_teacher_dir,
             train=write_csv(root / "train.csv", toy_rows(60, seed=1)),
             test=write_csv(root / "test.csv", toy_rows(20, seed=2)),
+            # The profile's formats and a SavedModel for TensorFlow Serving, from the same build.
+            formats=("tflite", "onnx", "savedmodel"),
         )
         import edgeopt.profiles
 
         parse = edgeopt.profiles.tomllib.loads
         parsed: list[str] = []
         patch.setattr(edgeopt.profiles.tomllib, "loads", lambda text: parsed.append(text) or parse(text))
+        import edgeopt.pipeline
+
+        save = edgeopt.pipeline.export_savedmodel
+        patch.setattr(edgeopt.pipeline, "export_savedmodel", lambda m, *a: SAVED_MODELS.append(m) or save(m, *a))
         result = build(config, root / "bundle")
         PROFILE_PARSES.append(len(parsed))
         yield result, root
 
 
 PROFILE_PARSES: list[int] = []
+SAVED_MODELS: list[Any] = []  # the Keras models the builds of this module saved as model.savedmodel, in order
 
 
 def test_a_build_reads_its_profile_once(built: tuple[BuildResult, Path]) -> None:
@@ -58,9 +66,15 @@ def test_bundle_holds_every_file_and_verifies(built: tuple[BuildResult, Path]) -
         "report.md",
         "report.png",
         "search.png",
+        "model.savedmodel",
     }
     manifest = edgeopt_runtime.verify_bundle(result.out)
-    assert set(manifest.files) == names - {"manifest.json"}
+    served = {p.relative_to(result.out).as_posix() for p in (result.out / "model.savedmodel").rglob("*") if p.is_file()}
+    assert "model.savedmodel/saved_model.pb" in served
+    assert set(manifest.files) == (names - {"manifest.json", "model.savedmodel"}) | served
+    # The runtime loads the onnx and tflite artifacts; the SavedModel is recorded beside them, for a server.
+    assert {a.format for a in manifest.artifacts.values()} == {"onnx", "tflite"}
+    assert sorted(manifest.raw["savedmodel"]["files"]) == sorted(served)
     assert not [p for p in root.iterdir() if ".staging-" in p.name or ".old-" in p.name]
 
 
@@ -191,6 +205,7 @@ def test_rebuild_reuses_cached_teacher_outputs(built: tuple[BuildResult, Path], 
                 teacher=toy_teacher_dir,
                 train=root / "train.csv",
                 test=root / "test.csv",
+                formats=("tflite", "onnx", "savedmodel"),  # the bundle stays the kind the later tests read
             ),
             root / "bundle",
             force=True,
@@ -429,3 +444,64 @@ def test_backend_agreement_and_the_disagreement_problem() -> None:
         "with a profile whose export.formats lists it)"
     )
     assert backend_agreement({"onnx": ["ham", "spam"]}) == 1.0
+
+
+def _encode(bundle: Path, texts: list[str], length: int) -> tuple[np.ndarray, np.ndarray]:
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(bundle / "tokenizer.json"))
+    tokenizer.enable_truncation(length)
+    tokenizer.enable_padding(length=length)
+    encodings = tokenizer.encode_batch(texts)
+    return (
+        np.asarray([e.ids for e in encodings], dtype=np.int32),
+        np.asarray([e.attention_mask for e in encodings], dtype=np.int32),
+    )
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(-1, keepdims=True))
+    return shifted / shifted.sum(-1, keepdims=True)
+
+
+def test_the_savedmodel_serves_what_the_tflite_artifact_answers(built: tuple[BuildResult, Path]) -> None:
+    """TensorFlow's own loader runs ``serving_default``; its float answers are the int8 TFLite file's, within int8."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgeopt._tf import import_tf
+
+    tf, _ = import_tf()
+    result, _ = built
+    # The bundle on disk now (a test above rebuilds it in place) and the model its build saved.
+    manifest = json.loads((result.out / "manifest.json").read_text())
+    keras = SAVED_MODELS[-1]
+    record, length = manifest["savedmodel"], manifest["max_seq_len"]
+    assert (record["dir"], record["signature"], record["precision"]) == (
+        "model.savedmodel",
+        "serving_default",
+        "float32",
+    )
+    assert [t["name"] for t in record["inputs"]] == ["input_ids", "attention_mask"]
+    assert manifest["metrics"][record["measured_as"]]["shipped"] is False  # the float reference
+    assert record["outputs"] == [{"name": "logits", "shape": ["batch", 2], "dtype": ["float32"]}]
+    texts = [text for text, _ in toy_rows(40, seed=3)] + ["free", "meeting notes", "lunch?", "hello today"]
+    ids, mask = _encode(result.out, texts, length)
+
+    serve = tf.saved_model.load(str(result.out / record["dir"])).signatures["serving_default"]
+    served = serve(input_ids=tf.constant(ids), attention_mask=tf.constant(mask))["logits"].numpy()
+
+    interpreter = Interpreter(model_path=str(result.out / "model.tflite"))
+    runner = interpreter.get_signature_runner("serving_default")
+    raw = runner(input_ids=ids, attention_mask=mask)["logits"]
+    quant = manifest["artifacts"]["model.tflite"]["output_quantization"]
+    int8 = quant["scale"] * (raw.astype(np.float32) - quant["zero_point"])
+
+    assert served.dtype == np.float32 and served.shape == (len(texts), 2)
+    # The model the build saved is the float student the TFLite file was quantized from: the same graph, so equal to
+    # float rounding (measured: 0.0).
+    np.testing.assert_allclose(served, np.asarray(keras([ids, mask], training=False)), atol=1e-5)
+    # Against int8: the same label on every text, and probabilities within 0.05 (measured: at most 0.020 apart,
+    # logits at most 0.40, with an int8 output step of 0.015; the int8 loss is in the weights and activations too).
+    assert (served.argmax(-1) == int8.argmax(-1)).all()
+    assert np.abs(_softmax(served) - _softmax(int8)).max() <= 0.05
+    assert "- TensorFlow Serving: `model.savedmodel/`" in (result.out / "report.md").read_text()

@@ -195,12 +195,12 @@ def test_missing_table(tmp_path: Path) -> None:
         (
             'formats = ["tflite", "onnx"]',
             'formats = "onnx"',
-            "export.formats must be a list of onnx, tflite; got 'onnx' (str)",
+            "export.formats must be a list of onnx, tflite, savedmodel; got 'onnx' (str)",
         ),
         (
             'formats = ["tflite", "onnx"]',
             'formats = ["tflite", 3]',
-            "export.formats[1] must be one of onnx, tflite; got 3 (int)",
+            "export.formats[1] must be one of onnx, tflite, savedmodel; got 3 (int)",
         ),
         (
             'accelerators = ["XNNPACK (CPU)", "LiteRT GPU delegate"]',
@@ -249,17 +249,23 @@ def test_table_not_a_table() -> None:
         (
             'formats = ["tflite", "onnx"]',
             "formats = []",
-            "export.formats must not be empty; list at least one of onnx, tflite",
+            "export.formats must not be empty; list at least one of onnx, tflite, savedmodel",
         ),
         (
             'formats = ["tflite", "onnx"]',
             'formats = ["tflite", "coreml"]',
-            "export.formats[1] must be one of onnx, tflite; got 'coreml' (str)",
+            "export.formats[1] must be one of onnx, tflite, savedmodel; got 'coreml' (str)",
         ),
         (
             'formats = ["tflite", "onnx"]',
             'formats = ["onnx", "onnx"]',
             "export.formats lists a value twice: ['onnx', 'onnx']",
+        ),
+        (
+            'formats = ["tflite", "onnx"]',
+            'formats = ["savedmodel"]',
+            "export.formats ['savedmodel'] has no format the runtime loads; add onnx or tflite (savedmodel is for "
+            "TensorFlow Serving only)",
         ),
         (
             'quantization = "int8-static"',
@@ -345,6 +351,8 @@ def test_dataclasses_normalize_and_validate_in_python() -> None:
     assert isinstance(budget.max_model_mb, float) and isinstance(budget.max_accuracy_drop, float)
     export = ExportSpec(formats=["onnx"], quantization="float16", per_channel=False, calibration_samples=1, threads=1)
     assert export.formats == (ExportFormat.ONNX,) and export.quantization is Quantization.FLOAT16
+    serving = ExportSpec(["savedmodel", "tflite"], "none", per_channel=False, calibration_samples=1, threads=1)
+    assert serving.runtime_formats == (ExportFormat.TFLITE,)  # the backends a build verifies and measures
     with pytest.raises(ProfileError, match=re.escape("student.kernel_size must be >= 1; got 0")):
         StudentSpec(architecture="cnn", embedding_dim=8, hidden_dim=8, kernel_size=0, dense_dim=8, target_sparsity=0)
 

@@ -27,6 +27,7 @@ __all__ = [
     "STUDENT_ARCHITECTURES",
     "Quantization",
     "ExportFormat",
+    "RUNTIME_FORMATS",
     "DeviceSpec",
     "Budget",
     "ExportSpec",
@@ -57,10 +58,19 @@ class Quantization(StrEnum):
 
 
 class ExportFormat(StrEnum):
-    """Artifact formats a bundle can hold."""
+    """Artifact formats a bundle can hold.
+
+    ``savedmodel`` is for TensorFlow Serving on a server: the float student as a SavedModel directory
+    (``model.savedmodel/``, :func:`edgeopt.export.to_savedmodel`), which the on-device runtime does not load.
+    """
 
     ONNX = "onnx"
     TFLITE = "tflite"
+    SAVEDMODEL = "savedmodel"
+
+
+RUNTIME_FORMATS: tuple[ExportFormat, ...] = (ExportFormat.ONNX, ExportFormat.TFLITE)
+"""Formats the on-device runtime (``edgeopt_runtime``) loads; a bundle must hold at least one of them."""
 
 
 def _spec(
@@ -196,6 +206,19 @@ class ExportSpec(_Validated):
     # Optional: also ship model.nnapi.onnx, the ONNX artifact with its shapes fixed to [1, max_seq_len], which
     # ONNX Runtime's NNAPI (and CoreML) execution providers can take almost whole (edgeopt.export.fixed_shape_onnx).
     nnapi_onnx: bool = _optional(False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.runtime_formats:
+            raise ProfileError(
+                f"export.formats {[f.value for f in self.formats]} has no format the runtime loads; add "
+                f"{' or '.join(f.value for f in RUNTIME_FORMATS)} (savedmodel is for TensorFlow Serving only)"
+            )
+
+    @property
+    def runtime_formats(self) -> tuple[ExportFormat, ...]:
+        """``formats`` the on-device runtime loads (:data:`RUNTIME_FORMATS`), in the profile's order."""
+        return tuple(f for f in self.formats if f in RUNTIME_FORMATS)
 
 
 @dataclass(frozen=True)
