@@ -160,7 +160,7 @@ class TextEmbedder:
         todo = [i for i in distinct if i not in results]
         if todo:
             tokenize_start = time.perf_counter()
-            encoded = self._tokenizer.encode_cleaned([cleaned[i] for i in todo])
+            encoded = self._tokenizer.encode_positions([cleaned[i] for i in todo], todo)
             model_start = time.perf_counter()
             raw = self._backend.run(encoded.input_ids, encoded.attention_mask)
             if self.timing_hook is not None:

@@ -306,7 +306,8 @@ class TextClassifier:
         todo = [i for i in distinct if results[i] is None]
         if todo:
             tokenize_start = time.perf_counter()
-            fresh = self._run(self._tokenizer.encode_cleaned([texts[i] for i in todo]), start, tokenize_start)
+            encoded = self._tokenizer.encode_positions([texts[i] for i in todo], todo)
+            fresh = self._run(encoded, start, tokenize_start)
             for i, pred in zip(todo, fresh, strict=True):
                 results[i] = pred
             if cache is not None and keys is not None:

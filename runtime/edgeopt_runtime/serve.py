@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import os
+import re
 import signal
 import threading
 import time
@@ -398,6 +399,9 @@ class Service:
             raise ApiError(503, "shutting_down", "the server is shutting down; retry on another instance") from None
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), self.settings.request_timeout_s)
+        except InputError as exc:  # a text the model cannot read (only control characters, say): the client's
+            found = re.match(r"texts\[(\d+)\]", str(exc))
+            raise ApiError(422, "invalid_field", str(exc), found.group(0) if found else "texts") from None
         except TimeoutError:
             if future.cancel():  # never started: it leaves the queue now
                 with self._lock:

@@ -174,6 +174,22 @@ class TextTokenizer:
         """Tokenize texts that :func:`clean_text` already returned (not checked again), as ``encode_batch``."""
         return self._encode(texts)
 
+    def encode_positions(self, texts: list[str], positions: Sequence[int]) -> Encoded:
+        """:meth:`encode_cleaned` for some texts of a caller's batch (the cache misses, say).
+
+        A text the model cannot read is named by its position in the caller's batch (``positions[i]`` for
+        ``texts[i]``), not by its place among ``texts``.
+        """
+        try:
+            return self._encode(texts)
+        except InputError:
+            for text, position in zip(texts, positions, strict=True):
+                try:
+                    self._encode([text])
+                except InputError as exc:
+                    raise InputError(f"texts[{position}]: {exc}") from None
+            raise
+
     def _encode(self, texts: list[str]) -> Encoded:
         # Only max_seq_len tokens are kept, but the tokenizers library tokenizes the whole text and builds
         # its overflowing windows: a 1 kB email costs ~360 us, a 1 MB text ~0.8 s. Tokenize the head of a

@@ -67,7 +67,7 @@ def test_batch_equals_loop(clf):
     assert batch[-1].truncated is True
 
 
-def test_bad_inputs(clf):
+def test_bad_inputs(clf, tiny_bundle, tmp_path):
     with pytest.raises(InputError, match="^expected str, got int$"):
         clf.predict(5)
     with pytest.raises(InputError, match="empty or whitespace"):
@@ -88,6 +88,11 @@ def test_bad_inputs(clf):
             clf.predict(unread)
     with pytest.raises(InputError, match=r"^texts\[1\]: text has no character the model reads"):
         clf.predict_batch(["free cash", "\u200b"])
+    # Named by its place in the caller's batch, not among the texts the cache did not answer.
+    with load(tiny_bundle.path, cache=tmp_path / "c.sqlite") as cached:
+        cached.predict("free cash")
+        with pytest.raises(InputError, match=r"^texts\[2\]: text has no character the model reads"):
+            cached.predict_batch(["free cash", "win now", "\u200b"])
 
 
 def test_auto_prefers_onnx(tiny_bundle):

@@ -66,6 +66,8 @@ def test_classify_answers_as_the_runtime_does(client: TestClient, tiny_bundle: T
         (b'{"texts": ["a","b","c","d","e","f","g","h","i"]}', 422, "too_many_texts", "texts"),
         (b'{"texts": ["' + b"x" * 20_001 + b'"]}', 422, "text_too_long", "texts[0]"),
         (b"[" * 100_000, 400, "invalid_json", None),
+        (b'{"texts": ["ok", "\\u200b\\u0000"]}', 422, "invalid_field", "texts[1]"),  # nothing the model reads
+        (b'{"texts": ["\\u0007"]}', 422, "invalid_field", "texts[0]"),
     ],
 )
 def test_bad_requests_get_a_4xx_naming_the_field(
@@ -223,10 +225,14 @@ def test_reload_serves_the_new_model_and_never_its_old_cached_answer(
         assert test_client.post("/v1/embed", json={"texts": ["hi"]}).status_code == 200
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# Any character, lone surrogates and control / format / zero-width ones included.
+ANY_TEXT = st.text(st.characters(codec=None, categories=None), max_size=40)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     payload=st.recursive(
-        st.none() | st.booleans() | st.floats() | st.text(),
+        st.none() | st.booleans() | st.floats() | ANY_TEXT | st.lists(ANY_TEXT, min_size=1, max_size=4),
         lambda c: st.lists(c) | st.dictionaries(st.text(), c),
         max_leaves=8,
     )
@@ -237,6 +243,7 @@ def test_no_json_body_gets_a_500(client: TestClient, payload: Any) -> None:
             "/v1/classify", content=json.dumps(body).encode(), headers={"content-type": "application/json"}
         )
         assert response.status_code in (200, 400, 422), response.text
+        assert response.json()  # always a JSON body: predictions or an error
 
 
 def test_serve_flags_are_checked_before_listening(
