@@ -23,7 +23,7 @@ from edgeopt.bundle import check_output_path, staged_output
 from edgeopt.embed import EMBED_TASK
 from edgeopt.errors import BudgetError
 from edgeopt.evaluate import ArtifactMetrics
-from edgeopt.profiles import ExportFormat, Profile, Quantization, load_profile
+from edgeopt.profiles import ExportFormat, Profile, QuantizationScheme, load_profile
 from edgeopt.search import StudentCandidate
 from edgeopt.stages import (
     MODEL_ONNX,
@@ -224,7 +224,7 @@ def _make_bundle(
         for name in artifacts
         if teacher_metrics.accuracy - metrics[name].accuracy > profile.budget.max_accuracy_drop
     ]
-    if too_lossy and scheme is Quantization.INT8_STATIC and not technique.gates:
+    if too_lossy and scheme is QuantizationScheme.INT8_STATIC and not technique.gates:
         with reporter.stage("accuracy gate") as info:
             gated, gate = accuracy_gate(
                 task,

@@ -18,7 +18,6 @@ import logging
 import tempfile
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import numpy as np
 
 from edgeopt._tf import native_output_captured
 from edgeopt.export import tflite_converter
+from edgeopt_runtime.manifest import OutputQuantization
 
 __all__ = [
     "CalibrationMethod",
@@ -51,14 +51,6 @@ class CalibrationMethod(StrEnum):
     MINMAX = "minmax"
     ENTROPY = "entropy"
     PERCENTILE = "percentile"
-
-
-@dataclass(frozen=True)
-class OutputQuantization:
-    """Scale and zero point of an int8 output: ``real = scale * (q - zero_point)``."""
-
-    scale: float
-    zero_point: int
 
 
 def tflite_output_quantization(path: Path) -> OutputQuantization | None:

@@ -32,7 +32,7 @@ from edgeopt.profiles import (
     ExportFormat,
     ExportSpec,
     Profile,
-    Quantization,
+    QuantizationScheme,
     StudentSpec,
     load_profile,
 )
@@ -630,7 +630,7 @@ def teacher_token_vectors(teacher: Teacher, vocab: PrunedVocabulary, kind: str) 
 
 def export_model(
     model: Any,
-    scheme: Quantization,
+    scheme: QuantizationScheme,
     formats: set[ExportFormat],
     calibration: tuple[np.ndarray, np.ndarray],
     out: Path,
@@ -644,20 +644,19 @@ def export_model(
     ONNX Runtime's CPU kernels gain nothing from float16 weights, so a float16 scheme ships float32 ONNX.
     """
     from edgeopt import export, quantize
-    from edgeopt_runtime.manifest import Artifact
-    from edgeopt_runtime.manifest import Quantization as OutputQuant
+    from edgeopt_runtime.manifest import Artifact, OutputQuantization
 
     artifacts: dict[str, Any] = {}
     if ExportFormat.TFLITE in formats:
         name = f"{stem}.tflite"
         path = out / name
-        if scheme is Quantization.INT8_STATIC:
+        if scheme is QuantizationScheme.INT8_STATIC:
             q = quantize.tflite_int8(model, calibration, path, per_channel=per_channel)
-            artifacts[name] = Artifact("tflite", "int8", "int8", OutputQuant(q.scale, q.zero_point))
-        elif scheme is Quantization.INT8_DYNAMIC:
+            artifacts[name] = Artifact("tflite", "int8", "int8", OutputQuantization(q.scale, q.zero_point))
+        elif scheme is QuantizationScheme.INT8_DYNAMIC:
             quantize.tflite_dynamic(model, path)
             artifacts[name] = Artifact("tflite", "int8-dynamic")
-        elif scheme is Quantization.FLOAT16:
+        elif scheme is QuantizationScheme.FLOAT16:
             quantize.tflite_float16(model, path)
             artifacts[name] = Artifact("tflite", "float16")
         else:
@@ -666,10 +665,10 @@ def export_model(
     if ExportFormat.ONNX in formats:
         name = f"{stem}.onnx"
         path = out / name
-        if scheme in (Quantization.INT8_STATIC, Quantization.INT8_DYNAMIC):
+        if scheme in (QuantizationScheme.INT8_STATIC, QuantizationScheme.INT8_DYNAMIC):
             with tempfile.TemporaryDirectory(dir=out) as tmp:
                 float_onnx = export.to_onnx(model, Path(tmp) / "float.onnx", max_seq_len)
-                if scheme is Quantization.INT8_STATIC:
+                if scheme is QuantizationScheme.INT8_STATIC:
                     quantize.onnx_int8_static(
                         float_onnx, calibration, path, per_channel=per_channel, method=calibration_method
                     )
@@ -778,10 +777,9 @@ def accuracy_gate(
     Returns:
         ``({file name: runtime Artifact}, {file name: what the gate did})``.
     """
+    from edgeopt.accuracy_gate import run_accuracy_gate
     from edgeopt.evaluate import evaluate_artifact
-    from edgeopt.quant_fallback import quantize_with_gate
-    from edgeopt_runtime.manifest import Artifact
-    from edgeopt_runtime.manifest import Quantization as OutputQuant
+    from edgeopt_runtime.manifest import Artifact, OutputQuantization
 
     val_inputs = student.rows(student.val_rows)
     val_labels = np.asarray(task.data.train.labels)[student.val_rows]
@@ -794,7 +792,7 @@ def accuracy_gate(
     artifacts: dict[str, Any] = {}
     report: dict[str, Any] = {}
     for name, fmt in formats.items():
-        result = quantize_with_gate(
+        result = run_accuracy_gate(
             fmt,
             model if fmt == "tflite" else float_onnx,
             calibration,
@@ -810,7 +808,7 @@ def accuracy_gate(
         elif q is None:
             artifacts[name] = Artifact("tflite", "int8-mixed", "float32")
         else:
-            artifacts[name] = Artifact("tflite", "int8-mixed", "int8", OutputQuant(q.scale, q.zero_point))
+            artifacts[name] = Artifact("tflite", "int8-mixed", "int8", OutputQuantization(q.scale, q.zero_point))
         report[name] = {
             "met": result.met,
             "kept_float": list(result.kept_float),

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from edgeopt.errors import ConfigError, StageError
-from edgeopt.profiles import RUNTIME_FORMATS, ExportFormat, ExportSpec, Quantization, StudentSpec
+from edgeopt.profiles import RUNTIME_FORMATS, ExportFormat, ExportSpec, QuantizationScheme, StudentSpec
 from edgeopt.quantize import CalibrationMethod
 from edgeopt.stages import (
     BuildConfig,
@@ -141,7 +141,7 @@ class Pass:
         if unknown:
             raise ConfigError(f"pass {name!r} has no setting {', '.join(unknown)}; its settings: {', '.join(known)}")
         converters: dict[str, Callable[[Any], Any]] = {
-            "scheme": Quantization,
+            "scheme": QuantizationScheme,
             "calibration": CalibrationMethod,
             "m_by_n": tuple,  # JSON has a list where the setting holds a tuple
         }
@@ -259,8 +259,7 @@ class QuantizationAwareTraining(Pass):
     def apply(self, run: TechniqueRun) -> dict[str, Any]:
         """Run the pass (see the class docstring)."""
         from edgeopt.qat import qat_finetune, qat_to_onnx, qat_to_tflite
-        from edgeopt_runtime.manifest import Artifact
-        from edgeopt_runtime.manifest import Quantization as OutputQuant
+        from edgeopt_runtime.manifest import Artifact, OutputQuantization
 
         qat_model, report = qat_finetune(
             run.model,
@@ -274,7 +273,7 @@ class QuantizationAwareTraining(Pass):
             run.artifacts["model.tflite"] = (
                 Artifact("tflite", "int8-qat", "float32")
                 if q is None
-                else Artifact("tflite", "int8-qat", "int8", OutputQuant(q.scale, q.zero_point))
+                else Artifact("tflite", "int8-qat", "int8", OutputQuantization(q.scale, q.zero_point))
             )
         if ExportFormat.ONNX in run.formats:
             qat_to_onnx(qat_model, run.out / "model.onnx", run.student.max_seq_len)
@@ -295,7 +294,7 @@ class PostTrainingQuantization(Pass):
     name: ClassVar[str] = "ptq"
     stage: ClassVar[str] = "export + quantize"
     exports: ClassVar[bool] = True
-    scheme: Quantization = Quantization.INT8_STATIC
+    scheme: QuantizationScheme = QuantizationScheme.INT8_STATIC
     per_channel: bool = True
     calibration: CalibrationMethod = CalibrationMethod.MINMAX
 
@@ -361,10 +360,10 @@ class Technique:
             )
 
     @property
-    def quantization(self) -> Quantization:
+    def quantization(self) -> QuantizationScheme:
         """The scheme of the exported artifacts (QAT and the gate produce static int8)."""
         last = self.passes[-1]
-        return last.scheme if isinstance(last, PostTrainingQuantization) else Quantization.INT8_STATIC
+        return last.scheme if isinstance(last, PostTrainingQuantization) else QuantizationScheme.INT8_STATIC
 
     @property
     def gates(self) -> bool:
@@ -387,13 +386,15 @@ class Technique:
 
 
 def _technique_list() -> list[Technique]:
-    int8 = Quantization.INT8_STATIC
+    int8 = QuantizationScheme.INT8_STATIC
     ptq = PostTrainingQuantization
     return [
-        Technique("float32", "distilled student, no compression", (ptq(Quantization.NONE),)),
-        Technique("float16", "float16 weights (TFLite; ONNX stays float32)", (ptq(Quantization.FLOAT16),)),
+        Technique("float32", "distilled student, no compression", (ptq(QuantizationScheme.NONE),)),
+        Technique("float16", "float16 weights (TFLite; ONNX stays float32)", (ptq(QuantizationScheme.FLOAT16),)),
         Technique(
-            "int8-dynamic", "dynamic-range int8: int8 weights, float activations", (ptq(Quantization.INT8_DYNAMIC),)
+            "int8-dynamic",
+            "dynamic-range int8: int8 weights, float activations",
+            (ptq(QuantizationScheme.INT8_DYNAMIC),),
         ),
         Technique("int8-static", "static int8, per-channel weights, min/max calibration", (ptq(int8),)),
         Technique(

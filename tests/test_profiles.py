@@ -12,7 +12,7 @@ from edgeopt.profiles import (
     ExportFormat,
     ExportSpec,
     Profile,
-    Quantization,
+    QuantizationScheme,
     StudentSpec,
     list_profiles,
     load_profile,
@@ -68,7 +68,7 @@ def test_shipped_profile_loads_and_is_sane(name: str) -> None:
     assert "notes/devices.md (Nov 2026)" in profile.device.sources
     assert profile.budget.max_model_mb <= profile.budget.max_runtime_ram_mb < profile.device.ram_mb
     assert set(profile.export.formats) == {ExportFormat.ONNX, ExportFormat.TFLITE}
-    assert isinstance(profile.export.quantization, Quantization)
+    assert isinstance(profile.export.quantization, QuantizationScheme)
     assert profile.student.architecture == "search"  # each shipped profile searches every architecture
     assert 0 <= profile.student.target_sparsity <= 0.95
 
@@ -350,7 +350,7 @@ def test_dataclasses_normalize_and_validate_in_python() -> None:
     budget = Budget(max_model_mb=5, max_runtime_ram_mb=64, target_p50_ms=10, max_accuracy_drop=0, max_seq_len=128)
     assert isinstance(budget.max_model_mb, float) and isinstance(budget.max_accuracy_drop, float)
     export = ExportSpec(formats=["onnx"], quantization="float16", per_channel=False, calibration_samples=1, threads=1)
-    assert export.formats == (ExportFormat.ONNX,) and export.quantization is Quantization.FLOAT16
+    assert export.formats == (ExportFormat.ONNX,) and export.quantization is QuantizationScheme.FLOAT16
     serving = ExportSpec(["savedmodel", "tflite"], "none", per_channel=False, calibration_samples=1, threads=1)
     assert serving.runtime_formats == (ExportFormat.TFLITE,)  # the backends a build verifies and measures
     with pytest.raises(ProfileError, match=re.escape("student.kernel_size must be >= 1; got 0")):

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from edgeopt.errors import ConfigError
-from edgeopt.profiles import Quantization, load_profile
+from edgeopt.profiles import QuantizationScheme, load_profile
 from edgeopt.quantize import CalibrationMethod
 from edgeopt.techniques import (
     PASSES,
@@ -60,9 +60,9 @@ def test_a_technique_written_as_data() -> None:
     )
     assert technique.passes == (
         MagnitudePrune(0.3),
-        PostTrainingQuantization(Quantization.INT8_STATIC, calibration=CalibrationMethod.ENTROPY),
+        PostTrainingQuantization(QuantizationScheme.INT8_STATIC, calibration=CalibrationMethod.ENTROPY),
     )
-    assert technique.quantization is Quantization.INT8_STATIC and not technique.gates
+    assert technique.quantization is QuantizationScheme.INT8_STATIC and not technique.gates
 
 
 def test_bad_pass_data_is_named() -> None:

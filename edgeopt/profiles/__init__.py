@@ -48,7 +48,7 @@ EMBEDDING_TRAINING = ("search", "frozen", "trained")
 """Whether a teacher-initialized table trains (``[student] embedding_training``)."""
 
 
-class Quantization(StrEnum):
+class QuantizationScheme(StrEnum):
     """How the exported student is quantized."""
 
     INT8_STATIC = "int8-static"
@@ -196,7 +196,7 @@ class ExportSpec(_Validated):
 
     _table: ClassVar[str] = "export"
     formats: tuple[ExportFormat, ...] = _spec(nonempty=True)
-    quantization: Quantization = _spec()
+    quantization: QuantizationScheme = _spec()
     per_channel: bool = _spec()
     calibration_samples: int = _spec(1)
     threads: int = _spec(1)

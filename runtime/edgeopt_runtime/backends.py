@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from edgeopt_runtime.errors import BackendUnavailable, BundleInvalid, InputError
-from edgeopt_runtime.manifest import Quantization
+from edgeopt_runtime.manifest import OutputQuantization
 
 __all__ = [
     "BackendName",
@@ -81,7 +81,7 @@ def _check_inputs(input_ids: np.ndarray, attention_mask: np.ndarray) -> None:
         )
 
 
-def _dequantize(values: np.ndarray, quant: Quantization | None, source: str) -> np.ndarray:
+def _dequantize(values: np.ndarray, quant: OutputQuantization | None, source: str) -> np.ndarray:
     if values.dtype in (np.int8, np.uint8):
         if quant is None:
             raise BundleInvalid(f"{source} returns {values.dtype} logits without scale/zero point; rebuild the bundle")
@@ -123,7 +123,7 @@ class OnnxBackend:
         path: str | os.PathLike[str],
         threads: int | None = None,
         *,
-        output_quantization: Quantization | None = None,
+        output_quantization: OutputQuantization | None = None,
         seq_len: int | None = None,
     ) -> None:
         try:
@@ -260,5 +260,5 @@ class TfliteBackend:
                 self._interp.invoke()
                 parts.append(self._interp.get_tensor(self._output["index"]).copy())
         scale, zero_point = self._output["quantization"]
-        quant = Quantization(scale=float(scale), zero_point=int(zero_point)) if scale else None
+        quant = OutputQuantization(scale=float(scale), zero_point=int(zero_point)) if scale else None
         return _dequantize(np.concatenate(parts, axis=0), quant, str(self.path))

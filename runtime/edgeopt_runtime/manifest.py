@@ -33,7 +33,7 @@ __all__ = [
     "FINGERPRINT_SUFFIXES",
     "EmbeddingSpec",
     "TensorSpec",
-    "Quantization",
+    "OutputQuantization",
     "Artifact",
     "FileEntry",
     "Manifest",
@@ -88,7 +88,7 @@ class TensorSpec:
 
 
 @dataclass(frozen=True)
-class Quantization:
+class OutputQuantization:
     """Affine quantization of an int8 output: ``real = scale * (q - zero_point)``."""
 
     scale: float
@@ -113,7 +113,7 @@ class Artifact:
     format: str
     precision: str
     output_dtype: str = "float32"
-    output_quantization: Quantization | None = None
+    output_quantization: OutputQuantization | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form used in the manifest."""
@@ -538,7 +538,7 @@ class _Reader:
             zero = self.get(quant, "zero_point", int, "an integer", f"{where}.output_quantization")
             if not math.isfinite(scale) or scale <= 0:
                 raise self.fail(f"{where}.output_quantization.scale", "a positive number", scale)
-            q = Quantization(scale=float(scale), zero_point=zero)
+            q = OutputQuantization(scale=float(scale), zero_point=zero)
         output_dtype = obj.get("output_dtype", "float32")
         if output_dtype not in ("float32", "int8", "uint8"):
             raise self.fail(f"{where}.output_dtype", "'float32', 'int8' or 'uint8'", output_dtype)

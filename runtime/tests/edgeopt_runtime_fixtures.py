@@ -127,7 +127,7 @@ def build_onnx(model, path: Path) -> None:
 
 
 def build_bundle(out: Path) -> TinyBundle:
-    from edgeopt_runtime.manifest import Artifact, Quantization, build_manifest, write_manifest
+    from edgeopt_runtime.manifest import Artifact, OutputQuantization, build_manifest, write_manifest
     from edgeopt_runtime.tokenizer import TextTokenizer
 
     out.mkdir(parents=True, exist_ok=True)
@@ -155,7 +155,7 @@ def build_bundle(out: Path) -> TinyBundle:
                 format="tflite",
                 precision="int8",
                 output_dtype="int8",
-                output_quantization=Quantization(scale=float(q[0]), zero_point=int(q[1])),
+                output_quantization=OutputQuantization(scale=float(q[0]), zero_point=int(q[1])),
             ),
         },
         extra_files=["report.md"],
@@ -209,7 +209,7 @@ def build_embed_keras_model():
 
 def build_embed_bundle(out: Path) -> TinyBundle:
     """An ``embed`` bundle: float ONNX and full-int8 TFLite of :func:`build_embed_keras_model`."""
-    from edgeopt_runtime.manifest import Artifact, EmbeddingSpec, Quantization, build_manifest, write_manifest
+    from edgeopt_runtime.manifest import Artifact, EmbeddingSpec, OutputQuantization, build_manifest, write_manifest
     from edgeopt_runtime.tokenizer import TextTokenizer
 
     out.mkdir(parents=True, exist_ok=True)
@@ -237,7 +237,7 @@ def build_embed_bundle(out: Path) -> TinyBundle:
                 format="tflite",
                 precision="int8",
                 output_dtype="int8",
-                output_quantization=Quantization(scale=float(q[0]), zero_point=int(q[1])),
+                output_quantization=OutputQuantization(scale=float(q[0]), zero_point=int(q[1])),
             ),
         },
     )

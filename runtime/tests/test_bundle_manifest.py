@@ -16,7 +16,7 @@ from edgeopt_runtime.manifest import (
     Artifact,
     FileEntry,
     Manifest,
-    Quantization,
+    OutputQuantization,
     build_manifest,
     compute_fingerprint,
     file_entry,
@@ -89,7 +89,7 @@ def test_fingerprint_covers_what_changes_an_answer(bundle_copy):
         "output shape": {"outputs": tuple(dataclasses.replace(t, shape=("batch", 9)) for t in m.outputs)},
         "quantization": {
             "artifacts": dict(
-                m.artifacts, **{"model.onnx": dataclasses.replace(onnx, output_quantization=Quantization(0.5, 3))}
+                m.artifacts, **{"model.onnx": dataclasses.replace(onnx, output_quantization=OutputQuantization(0.5, 3))}
             )
         },
         "tokenizer file": {"tokenizer_file": "other.json"},

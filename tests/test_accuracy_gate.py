@@ -1,4 +1,4 @@
-"""The int8 accuracy gate (edgeopt.quant_fallback) on a toy student with one layer int8 cannot represent."""
+"""The int8 accuracy gate (edgeopt.accuracy_gate) on a toy student with one layer int8 cannot represent."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from edgeopt.accuracy_gate import GateFormat, run_accuracy_gate
 from edgeopt.errors import ConfigError, StageError
 from edgeopt.export import to_onnx
-from edgeopt.quant_fallback import GateFormat, quantize_with_gate
 from stage_fixtures import MAX_SEQ_LEN, ToyTask, keras_logits, make_toy_task, train_toy_student
 
 
@@ -63,7 +63,7 @@ def test_gate_finds_the_sensitive_layer_first_and_keeps_it_float(
     fmt: str, sources: dict[str, Any], task: ToyTask, accuracy: Any, tmp_path: Path
 ) -> None:
     out = tmp_path / f"model.{fmt}"
-    result = quantize_with_gate(fmt, sources[fmt], task.encoded, accuracy, 1.0, 0.02, out)
+    result = run_accuracy_gate(fmt, sources[fmt], task.encoded, accuracy, 1.0, 0.02, out)
     assert result.steps[0].kept_float == () and result.steps[0].accuracy <= 0.6  # all-int8 is destroyed
     most_sensitive = result.sensitivities[0]
     assert "dense/" in most_sensitive.name and "logits" not in most_sensitive.name
@@ -86,7 +86,7 @@ def test_gate_finds_the_sensitive_layer_first_and_keeps_it_float(
 def test_gate_met_by_all_int8_measures_nothing_more(
     sources: dict[str, Any], task: ToyTask, accuracy: Any, tmp_path: Path
 ) -> None:
-    result = quantize_with_gate(GateFormat.ONNX, sources["onnx"], task.encoded, accuracy, 1.0, 0.6, tmp_path / "m.onnx")
+    result = run_accuracy_gate(GateFormat.ONNX, sources["onnx"], task.encoded, accuracy, 1.0, 0.6, tmp_path / "m.onnx")
     assert result.met and result.kept_float == () and len(result.steps) == 1 and result.sensitivities == ()
 
 
@@ -95,7 +95,7 @@ def test_gate_that_cannot_be_met_returns_the_best_artifact(
     fmt: str, sources: dict[str, Any], task: ToyTask, accuracy: Any, tmp_path: Path
 ) -> None:
     out = tmp_path / f"model.{fmt}"
-    result = quantize_with_gate(fmt, sources[fmt], task.encoded, accuracy, 2.0, 0.0, out, max_steps=2)
+    result = run_accuracy_gate(fmt, sources[fmt], task.encoded, accuracy, 2.0, 0.0, out, max_steps=2)
     assert not result.met and not any(step.met for step in result.steps)
     assert len(result.steps) == 3  # all-int8, then two fallback steps
     assert result.accuracy == max(step.accuracy for step in result.steps) == 1.0
@@ -106,8 +106,8 @@ def test_gate_that_cannot_be_met_returns_the_best_artifact(
 
 def test_gate_rejects_bad_arguments(sources: dict[str, Any], task: ToyTask, accuracy: Any, tmp_path: Path) -> None:
     with pytest.raises(StageError, match="unknown gate format 'coreml'; choose 'tflite' or 'onnx'"):
-        quantize_with_gate("coreml", sources["onnx"], task.encoded, accuracy, 1.0, 0.01, tmp_path / "m")
+        run_accuracy_gate("coreml", sources["onnx"], task.encoded, accuracy, 1.0, 0.01, tmp_path / "m")
     with pytest.raises(ConfigError, match="max_drop must be >= 0"):
-        quantize_with_gate("onnx", sources["onnx"], task.encoded, accuracy, 1.0, -0.1, tmp_path / "m.onnx")
+        run_accuracy_gate("onnx", sources["onnx"], task.encoded, accuracy, 1.0, -0.1, tmp_path / "m.onnx")
     with pytest.raises(StageError, match=r"float ONNX model .*missing.onnx does not exist"):
-        quantize_with_gate("onnx", tmp_path / "missing.onnx", task.encoded, accuracy, 1.0, 0.01, tmp_path / "m.onnx")
+        run_accuracy_gate("onnx", tmp_path / "missing.onnx", task.encoded, accuracy, 1.0, 0.01, tmp_path / "m.onnx")

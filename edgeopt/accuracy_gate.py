@@ -1,7 +1,7 @@
 """Static int8 with an accuracy gate: keep the layers that int8 hurts most in float until the gate holds.
 
 Static int8 usually costs a point or less, but one layer with outlier weights or an extreme activation range can cost
-far more. :func:`quantize_with_gate` quantizes everything first; if accuracy drops more than allowed, it measures each
+far more. :func:`run_accuracy_gate` quantizes everything first; if accuracy drops more than allowed, it measures each
 layer's sensitivity (how much closer the int8 model's logits get to the float model's, on the calibration texts, when
 only that layer is kept float), then keeps layers float in that order, one more per step, until the gate holds or
 every layer is float. Each step is evaluated with the caller's ``evaluate``; the best artifact is always written:
@@ -44,7 +44,7 @@ __all__ = [
     "LayerSensitivity",
     "GateStep",
     "GateResult",
-    "quantize_with_gate",
+    "run_accuracy_gate",
 ]
 
 logger = logging.getLogger(__name__)
@@ -234,7 +234,7 @@ def _float_logits(fmt: GateFormat, source: Any, calibration: tuple[np.ndarray, n
     return np.asarray(source(list(calibration), training=False), dtype=np.float64)
 
 
-def quantize_with_gate(
+def run_accuracy_gate(
     fmt: GateFormat | str,
     source: Any,
     calibration: tuple[np.ndarray, np.ndarray],
