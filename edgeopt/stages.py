@@ -40,9 +40,11 @@ from edgeopt.quantize import CalibrationMethod
 from edgeopt.search import BYTES_PER_WEIGHT, CandidateOutcome, StudentCandidate, search_students, student_candidates
 from edgeopt.student import PrunedVocabulary
 from edgeopt.teacher import FinetuneConfig, Teacher, TeacherKind
+from edgeopt_runtime.manifest import Artifact, OutputQuantization
 
 __all__ = [
     "BuildConfig",
+    "artifact_record",
     "StageRecord",
     "Reporter",
     "PreparedTask",
@@ -628,6 +630,16 @@ def teacher_token_vectors(teacher: Teacher, vocab: PrunedVocabulary, kind: str) 
     return table[list(vocab.teacher_ids)], "teacher"
 
 
+def artifact_record(fmt: str, precision: str, output_quantization: OutputQuantization | None = None) -> Artifact:
+    """The manifest record of one exported model file (the one place a format becomes an ``Artifact``).
+
+    An int8 output (a full-integer TFLite) carries its scale and zero point; every other output is float32.
+    """
+    if output_quantization is None:
+        return Artifact(fmt, precision)
+    return Artifact(fmt, precision, "int8", output_quantization)
+
+
 def export_model(
     model: Any,
     scheme: QuantizationScheme,
@@ -644,7 +656,6 @@ def export_model(
     ONNX Runtime's CPU kernels gain nothing from float16 weights, so a float16 scheme ships float32 ONNX.
     """
     from edgeopt import export, quantize
-    from edgeopt_runtime.manifest import Artifact, OutputQuantization
 
     artifacts: dict[str, Any] = {}
     if ExportFormat.TFLITE in formats:
@@ -652,16 +663,16 @@ def export_model(
         path = out / name
         if scheme is QuantizationScheme.INT8_STATIC:
             q = quantize.tflite_int8(model, calibration, path, per_channel=per_channel)
-            artifacts[name] = Artifact("tflite", "int8", "int8", OutputQuantization(q.scale, q.zero_point))
+            artifacts[name] = artifact_record("tflite", "int8", q)
         elif scheme is QuantizationScheme.INT8_DYNAMIC:
             quantize.tflite_dynamic(model, path)
-            artifacts[name] = Artifact("tflite", "int8-dynamic")
+            artifacts[name] = artifact_record("tflite", "int8-dynamic")
         elif scheme is QuantizationScheme.FLOAT16:
             quantize.tflite_float16(model, path)
-            artifacts[name] = Artifact("tflite", "float16")
+            artifacts[name] = artifact_record("tflite", "float16")
         else:
             export.to_tflite(model, path)
-            artifacts[name] = Artifact("tflite", "float32")
+            artifacts[name] = artifact_record("tflite", "float32")
     if ExportFormat.ONNX in formats:
         name = f"{stem}.onnx"
         path = out / name
@@ -672,13 +683,13 @@ def export_model(
                     quantize.onnx_int8_static(
                         float_onnx, calibration, path, per_channel=per_channel, method=calibration_method
                     )
-                    artifacts[name] = Artifact("onnx", "int8")
+                    artifacts[name] = artifact_record("onnx", "int8")
                 else:
                     quantize.onnx_int8_dynamic(float_onnx, path, per_channel=per_channel)
-                    artifacts[name] = Artifact("onnx", "int8-dynamic")
+                    artifacts[name] = artifact_record("onnx", "int8-dynamic")
         else:
             export.to_onnx(model, path, max_seq_len)
-            artifacts[name] = Artifact("onnx", "float32")
+            artifacts[name] = artifact_record("onnx", "float32")
     return artifacts
 
 
@@ -779,7 +790,6 @@ def accuracy_gate(
     """
     from edgeopt.accuracy_gate import run_accuracy_gate
     from edgeopt.evaluate import evaluate_artifact
-    from edgeopt_runtime.manifest import Artifact, OutputQuantization
 
     val_inputs = student.rows(student.val_rows)
     val_labels = np.asarray(task.data.train.labels)[student.val_rows]
@@ -802,13 +812,7 @@ def accuracy_gate(
             out / name,
             per_channel=per_channel,
         )
-        q = result.output_quantization
-        if fmt == "onnx":
-            artifacts[name] = Artifact("onnx", "int8-mixed")
-        elif q is None:
-            artifacts[name] = Artifact("tflite", "int8-mixed", "float32")
-        else:
-            artifacts[name] = Artifact("tflite", "int8-mixed", "int8", OutputQuantization(q.scale, q.zero_point))
+        artifacts[name] = artifact_record(fmt, "int8-mixed", result.output_quantization)
         report[name] = {
             "met": result.met,
             "kept_float": list(result.kept_float),

@@ -259,7 +259,7 @@ class QuantizationAwareTraining(Pass):
     def apply(self, run: TechniqueRun) -> dict[str, Any]:
         """Run the pass (see the class docstring)."""
         from edgeopt.qat import qat_finetune, qat_to_onnx, qat_to_tflite
-        from edgeopt_runtime.manifest import Artifact, OutputQuantization
+        from edgeopt.stages import artifact_record
 
         qat_model, report = qat_finetune(
             run.model,
@@ -270,14 +270,10 @@ class QuantizationAwareTraining(Pass):
         )
         if ExportFormat.TFLITE in run.formats:
             q = qat_to_tflite(qat_model, run.calibration, run.out / "model.tflite")
-            run.artifacts["model.tflite"] = (
-                Artifact("tflite", "int8-qat", "float32")
-                if q is None
-                else Artifact("tflite", "int8-qat", "int8", OutputQuantization(q.scale, q.zero_point))
-            )
+            run.artifacts["model.tflite"] = artifact_record("tflite", "int8-qat", q)
         if ExportFormat.ONNX in run.formats:
             qat_to_onnx(qat_model, run.out / "model.onnx", run.student.max_seq_len)
-            run.artifacts["model.onnx"] = Artifact("onnx", "int8-qat")
+            run.artifacts["model.onnx"] = artifact_record("onnx", "int8-qat")
         return {
             "qat": {
                 **report.to_dict(),

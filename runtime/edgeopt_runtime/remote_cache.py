@@ -287,9 +287,7 @@ class RedisCache(NetworkCache):
             from redis.backoff import NoBackoff
             from redis.retry import Retry
         except ImportError:
-            raise CacheError(
-                "a redis:// cache needs redis-py, which is not installed: pip install 'edgeopt-runtime[serve]'"
-            ) from None
+            raise _missing_client("redis", "redis-py") from None
         super().__init__(address=f"{parts.hostname}:{port}/{db}", **settings)
         self._client = redis.Redis(
             host=parts.hostname,
@@ -355,9 +353,7 @@ class MemcachedCache(NetworkCache):
         try:
             from pymemcache.client.base import PooledClient
         except ImportError:
-            raise CacheError(
-                "a memcached:// cache needs pymemcache, which is not installed: pip install 'edgeopt-runtime[serve]'"
-            ) from None
+            raise _missing_client("memcached", "pymemcache") from None
         super().__init__(address=f"{parts.hostname}:{port}", **settings)
         self._client = PooledClient(
             (parts.hostname, port),
@@ -381,6 +377,12 @@ class MemcachedCache(NetworkCache):
 
     def _close(self) -> None:
         self._client.close()
+
+
+def _missing_client(scheme: str, package: str) -> CacheError:
+    return CacheError(
+        f"a {scheme}:// cache needs {package}, which is not installed: pip install 'edgeopt-runtime[serve]'"
+    )
 
 
 def _chunks(items: Iterable[Any], size: int) -> Iterable[list[Any]]:

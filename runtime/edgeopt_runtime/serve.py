@@ -151,91 +151,50 @@ class Metrics:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
-        self.registry = CollectorRegistry(auto_describe=True)
-        reg = self.registry
-        self.requests = Counter(
-            "edgeopt_requests", "HTTP requests by endpoint and status", ["endpoint", "status"], registry=reg
+        self.registry = reg = CollectorRegistry(auto_describe=True)
+
+        def counter(name: str, doc: str, *labels: str) -> Any:
+            return Counter(name, doc, list(labels), registry=reg)
+
+        def histogram(name: str, doc: str, *labels: str) -> Any:
+            return Histogram(name, doc, list(labels), buckets=LATENCY_BUCKETS_S, registry=reg)
+
+        def gauge(name: str, doc: str, *labels: str, mode: str = "livemostrecent") -> Any:
+            # Across workers: live* modes drop a stopped worker's values; the drift and share gauges take the
+            # most recent worker's window, counts of waiting and running calls add up.
+            return Gauge(name, doc, list(labels), registry=reg, multiprocess_mode=mode)  # type: ignore[arg-type]
+
+        self.requests = counter("edgeopt_requests", "HTTP requests by endpoint and status", "endpoint", "status")
+        self.errors = counter(
+            "edgeopt_request_errors", "Refused or failed requests by endpoint and error code", "endpoint", "code"
         )
-        self.errors = Counter(
-            "edgeopt_request_errors",
-            "Refused or failed requests by endpoint and error code",
-            ["endpoint", "code"],
-            registry=reg,
+        self.latency = histogram("edgeopt_request_duration_seconds", "Request latency, whole request", "endpoint")
+        self.tokenize = histogram("edgeopt_tokenize_duration_seconds", "Tokenization time per model call", "backend")
+        self.model = histogram("edgeopt_model_duration_seconds", "Model time per call", "backend")
+        self.texts = counter("edgeopt_texts", "Texts answered", "endpoint")
+        self.truncated = counter("edgeopt_texts_truncated", "Texts longer than max_seq_len, cut")
+        self.cache_lookups = counter(
+            "edgeopt_cache_lookups", "Result cache lookups by cache kind and result", "cache", "result"
         )
-        self.latency = Histogram(
-            "edgeopt_request_duration_seconds",
-            "Request latency, whole request",
-            ["endpoint"],
-            buckets=LATENCY_BUCKETS_S,
-            registry=reg,
+        self.cache_errors = counter(
+            "edgeopt_cache_errors", "Result cache calls that failed (answered by the model)", "cache"
         )
-        self.tokenize = Histogram(
-            "edgeopt_tokenize_duration_seconds",
-            "Tokenization time per model call",
-            ["backend"],
-            buckets=LATENCY_BUCKETS_S,
-            registry=reg,
-        )
-        self.model = Histogram(
-            "edgeopt_model_duration_seconds",
-            "Model time per call",
-            ["backend"],
-            buckets=LATENCY_BUCKETS_S,
-            registry=reg,
-        )
-        self.texts = Counter("edgeopt_texts", "Texts answered", ["endpoint"], registry=reg)
-        self.truncated = Counter("edgeopt_texts_truncated", "Texts longer than max_seq_len, cut", registry=reg)
-        self.cache_lookups = Counter(
-            "edgeopt_cache_lookups", "Result cache lookups by cache kind and result", ["cache", "result"], registry=reg
-        )
-        self.cache_errors = Counter(
-            "edgeopt_cache_errors", "Result cache calls that failed (answered by the model)", ["cache"], registry=reg
-        )
-        self.queue_depth = Gauge(
-            "edgeopt_queue_depth", "Requests waiting for a model slot", registry=reg, multiprocess_mode="livesum"
-        )
-        self.running = Gauge(
-            "edgeopt_inference_running", "Model calls running", registry=reg, multiprocess_mode="livesum"
-        )
-        self.reloads = Counter("edgeopt_model_reloads", "Bundle reloads by result", ["result"], registry=reg)
-        self.info = Gauge(
+        self.queue_depth = gauge("edgeopt_queue_depth", "Requests waiting for a model slot", mode="livesum")
+        self.running = gauge("edgeopt_inference_running", "Model calls running", mode="livesum")
+        self.reloads = counter("edgeopt_model_reloads", "Bundle reloads by result", "result")
+        self.info = gauge(
             "edgeopt_model_info",
             "The model being served (value 1; 0 for one replaced by a reload)",
-            ["fingerprint", "task", "backend", "bundle", "version"],
-            registry=reg,
-            multiprocess_mode="livemax",
+            *("fingerprint", "task", "backend", "bundle", "version"),
+            mode="livemax",
         )
-        self.label_psi = Gauge(
-            "edgeopt_drift_label_psi",
-            "PSI of the label shares vs the build's reference",
-            registry=reg,
-            multiprocess_mode="livemostrecent",
+        self.label_psi = gauge("edgeopt_drift_label_psi", "PSI of the label shares vs the build's reference")
+        self.confidence_psi = gauge(
+            "edgeopt_drift_confidence_psi", "PSI of the top-class confidence histogram vs the reference"
         )
-        self.confidence_psi = Gauge(
-            "edgeopt_drift_confidence_psi",
-            "PSI of the top-class confidence histogram vs the reference",
-            registry=reg,
-            multiprocess_mode="livemostrecent",
-        )
-        self.label_share = Gauge(
-            "edgeopt_label_share",
-            "Share of each label in the monitor window",
-            ["label"],
-            registry=reg,
-            multiprocess_mode="livemostrecent",
-        )
-        self.low_confidence = Gauge(
-            "edgeopt_low_confidence_share",
-            "Share of answers with top-class probability < 0.6",
-            registry=reg,
-            multiprocess_mode="livemostrecent",
-        )
-        self.window = Gauge(
-            "edgeopt_monitor_window_texts",
-            "Predictions in the monitor window",
-            registry=reg,
-            multiprocess_mode="livemostrecent",
-        )
+        self.label_share = gauge("edgeopt_label_share", "Share of each label in the monitor window", "label")
+        self.low_confidence = gauge("edgeopt_low_confidence_share", "Share of answers with top-class probability < 0.6")
+        self.window = gauge("edgeopt_monitor_window_texts", "Predictions in the monitor window")
 
     def exposition(self) -> tuple[bytes, str]:
         """The text format of every metric (all workers' in multiprocess mode) and its content type."""

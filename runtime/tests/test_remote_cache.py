@@ -170,3 +170,19 @@ def test_sqlite_specs_open_the_file_cache(tmp_path: Path) -> None:
         cache = open_cache(spec)
         assert isinstance(cache, ResultCache) and cache.kind == "sqlite"
         cache.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "module", "package"),
+    [("redis://127.0.0.1:1/0", "redis", "redis-py"), ("memcached://127.0.0.1:1", "pymemcache", "pymemcache")],
+)
+def test_a_missing_client_names_the_extra(url: str, module: str, package: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [m for m in sys.modules if m == module or m.startswith(module + ".")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, module, None)  # None blocks the import, as if it were not installed
+    with pytest.raises(CacheError) as info:
+        open_cache(url)
+    scheme = url.split(":", 1)[0]
+    assert str(info.value) == (
+        f"a {scheme}:// cache needs {package}, which is not installed: pip install 'edgeopt-runtime[serve]'"
+    )

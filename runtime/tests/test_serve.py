@@ -274,13 +274,19 @@ def test_sigterm_finishes_in_flight_requests(tiny_bundle: TinyBundle, tmp_path: 
                 with httpx.Client(timeout=30, headers={"connection": "close"}) as http:
                     results.append(http.post(f"{server.url}/v1/classify", json={"texts": texts}).status_code)
             except httpx.ConnectError:
-                results.append(-1)  # refused after shutdown began: never accepted, so never lost
+                results.append(-1)  # refused: the listening socket is closed
                 return
+            except httpx.RemoteProtocolError:
+                # Still in the kernel's accept queue when the listening socket closed: reset unread. Checked
+                # below against the server's log: the server never read it.
+                results.append(-2)
 
     threads = [threading.Thread(target=call) for _ in range(4)]
     for t in threads:
         t.start()
-    time.sleep(0.3)
+    deadline = time.monotonic() + 30
+    while len(results) < 8 and time.monotonic() < deadline:
+        time.sleep(0.05)
     server.process.send_signal(signal.SIGTERM)
     for t in threads:
         t.join(60)
@@ -288,9 +294,10 @@ def test_sigterm_finishes_in_flight_requests(tiny_bundle: TinyBundle, tmp_path: 
     assert server.process.wait(timeout=30) in (0, -signal.SIGTERM)
     out = server.output()
     assert "Finished server process" in out
-    accepted = [code for code in results if code != -1]
-    assert accepted and all(code == 200 for code in accepted), results
-    assert len(accepted) > 8, results
+    answered = [code for code in results if code >= 0]
+    assert len(answered) >= 8 and set(answered) == {200}, results
+    # Every request the server read was answered: as many 200s logged as the clients received.
+    assert out.count('"POST /v1/classify HTTP/1.1" 200') == len(answered), results
 
 
 def test_sighup_reloads_without_failing_requests(
@@ -351,7 +358,14 @@ def test_workers_add_up_their_metrics_and_sighup_restarts_them_on_the_new_bundle
                     pass
                 assert time.monotonic() < deadline, "the workers did not restart on the new bundle"
                 time.sleep(0.2)
-            info = {dict(k[1])["fingerprint"]: v for k, v in samples().items() if k[0] == "edgeopt_model_info"}
-            assert info.get(old, 0) == 0 and sorted(info.values())[-1] == 1
+            # uvicorn restarts the workers one at a time: once the last old one has stopped, its model info
+            # leaves the sum with it.
+            while True:
+                info = {dict(k[1])["fingerprint"]: v for k, v in samples().items() if k[0] == "edgeopt_model_info"}
+                if info.get(old, 0) == 0:
+                    break
+                assert time.monotonic() < deadline, f"the old model is still reported: {info}"
+                time.sleep(0.2)
+            assert sorted(info.values())[-1] == 1
     finally:
         server.stop()
