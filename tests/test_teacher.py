@@ -200,6 +200,30 @@ def test_finetune_sentence_transformer_base_learns_toy_task(
         finetune(tiny_st_dir, toy_train, out, config, progress=False)
 
 
+def test_bfloat16_finetune_learns_too_and_records_its_precision(
+    tiny_st_dir: Path, toy_train: TextDataset, tmp_path: Path
+) -> None:
+    config = FinetuneConfig(max_seq_len=32, epochs=10, batch_size=4, learning_rate=1e-3, precision="bfloat16")
+    out = finetune(tiny_st_dir, toy_train, tmp_path / "teacher", config, progress=False)
+    assert _accuracy(load_teacher(out, max_seq_len=32), toy_train) >= 0.95
+    meta = json.loads((out / "edgeopt_finetune.json").read_text())
+    assert meta["config"]["precision"] == "bfloat16"
+    saved = json.loads((out / "config.json").read_text())
+    assert saved.get("torch_dtype", saved.get("dtype", "float32")) == "float32"  # the weights stay float32
+
+
+def test_auto_precision_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    finetune_module = importlib.import_module("edgeopt.teacher.finetune")  # the module, not the function
+    monkeypatch.setattr(finetune_module, "native_bfloat16", lambda: True)
+    assert finetune_module.resolve_precision("auto") == "bfloat16"
+    monkeypatch.setattr(finetune_module, "native_bfloat16", lambda: False)
+    assert finetune_module.resolve_precision("auto") == "float32"
+    assert finetune_module.resolve_precision("bfloat16") == "bfloat16"
+    assert isinstance(finetune_module.native_bfloat16(), bool)
+
+
 def test_finetune_refuses_onnx_base(tiny_onnx_dir: Path, toy_train: TextDataset, tmp_path: Path) -> None:
     with pytest.raises(TeacherError, match="cannot fine-tune the ONNX model"):
         finetune(tiny_onnx_dir, toy_train, tmp_path / "out", progress=False)
@@ -210,6 +234,8 @@ def test_finetune_config_is_validated() -> None:
         FinetuneConfig(epochs=0)
     with pytest.raises(ConfigError, match=r"warmup_ratio=1\.0 is invalid"):
         FinetuneConfig(warmup_ratio=1.0)
+    with pytest.raises(ConfigError, match=r"FinetuneConfig\.precision='half' is invalid: use one of auto, float32"):
+        FinetuneConfig(precision="half")
 
 
 # --- TeacherLogitCache -----------------------------------------------------------------------------------

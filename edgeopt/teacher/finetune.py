@@ -35,7 +35,16 @@ from edgeopt.teacher.runner import _quiet_transformers
 if TYPE_CHECKING:
     from edgeopt.data import TextDataset
 
-__all__ = ["FinetuneConfig", "finetune", "length_grouped_batches", "cached_finetune", "default_teacher"]
+__all__ = [
+    "FinetuneConfig",
+    "FINETUNE_PRECISIONS",
+    "finetune",
+    "length_grouped_batches",
+    "cached_finetune",
+    "default_teacher",
+    "native_bfloat16",
+    "resolve_precision",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +60,33 @@ _LENGTH_POOL_BATCHES = 50
 
 
 _FINETUNE_META = "edgeopt_finetune.json"
+
+FINETUNE_PRECISIONS = ("auto", "float32", "bfloat16")
+"""Arithmetic of the fine-tune's forward and backward passes (``FinetuneConfig.precision``)."""
+
+
+def native_bfloat16() -> bool:
+    """Whether this CPU has bfloat16 arithmetic (x86 AVX512-BF16 or AMX-BF16, Arm BF16), read from /proc/cpuinfo.
+
+    Without it torch emulates bfloat16, which is slower than float32; elsewhere than Linux: False.
+    """
+    try:
+        info = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    for line in info.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            features = set(value.split())
+            return bool(features & {"avx512_bf16", "amx_bf16", "bf16"})
+    return False
+
+
+def resolve_precision(precision: str) -> str:
+    """``"auto"`` -> ``"bfloat16"`` on a CPU with bfloat16 arithmetic, else ``"float32"``; others unchanged."""
+    if precision == "auto":
+        return "bfloat16" if native_bfloat16() else "float32"
+    return precision
 
 
 @dataclass(frozen=True)
@@ -70,6 +106,11 @@ class FinetuneConfig:
         weight_decay: AdamW weight decay (not applied to biases and LayerNorm weights), >= 0.
         warmup_ratio: Fraction of the steps spent ramping the learning rate up, in [0, 1).
         seed: Seed of the classification head's initialization and of the batch order.
+        precision: ``"bfloat16"`` runs the forward and backward passes under torch's bfloat16 autocast (the weights,
+            gradients and AdamW state stay float32); ``"float32"`` (the default) does not; ``"auto"`` chooses
+            bfloat16 where the CPU has bfloat16 arithmetic (:func:`native_bfloat16`), where it makes a step of
+            all-MiniLM-L6-v2 ~1.5x faster (0.93 vs 1.44 s at batch 16 x 128 tokens on this project's 2-core AMD
+            EPYC); emulated bfloat16 would be slower. The saved teacher is float32 either way, and labels in float32.
     """
 
     max_seq_len: int = DEFAULT_TEACHER_SEQ_LEN
@@ -79,6 +120,7 @@ class FinetuneConfig:
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     seed: int = 0
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
         checks = (
@@ -89,6 +131,10 @@ class FinetuneConfig:
             ("weight_decay", self.weight_decay >= 0, "a number >= 0"),
             ("warmup_ratio", 0 <= self.warmup_ratio < 1, "a number in [0, 1)"),
         )
+        if self.precision not in FINETUNE_PRECISIONS:
+            raise ConfigError(
+                f"FinetuneConfig.precision={self.precision!r} is invalid: use one of {', '.join(FINETUNE_PRECISIONS)}"
+            )
         for name, ok, expected in checks:
             if not ok:
                 raise ConfigError(f"FinetuneConfig.{name}={getattr(self, name)!r} is invalid: use {expected}")
@@ -179,6 +225,7 @@ def finetune(
     scheduler = get_linear_schedule_with_warmup(optimizer, round(config.warmup_ratio * total_steps), total_steps)
     generator = torch.Generator().manual_seed(config.seed)
 
+    bfloat16 = resolve_precision(config.precision) == "bfloat16"
     model.train()
     started = time.perf_counter()
     losses: list[float] = []
@@ -187,7 +234,8 @@ def finetune(
     for epoch in range(config.epochs):
         for idx in length_grouped_batches(lengths, config.batch_size, generator):
             batch = tokenizer.pad([features[i] for i in idx], return_tensors="pt")
-            loss = model(**batch, labels=labels[idx]).loss
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
+                loss = model(**batch, labels=labels[idx]).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -212,7 +260,7 @@ def finetune(
             "base": str(base),
             "train_fingerprint": _dataset_fingerprint(train),
             "num_texts": len(train.texts),
-            "config": asdict(config),
+            "config": {**asdict(config), "precision": resolve_precision(config.precision)},
             "steps": total_steps,
             "seconds": round(seconds, 1),
             "final_loss": float(np.mean(losses[-steps_per_epoch:])),
@@ -276,11 +324,16 @@ def cached_finetune(
     """
     base = Path(base)
     _check_dataset(train)
+    settings = asdict(config)
+    # The precision this machine resolves "auto" to is part of the key; float32 is left out, so that teachers
+    # cached before the setting existed (all float32) keep their keys.
+    if resolve_precision(settings.pop("precision")) == "bfloat16":
+        settings["precision"] = "bfloat16"
     key_source = {
         "recipe": _FINETUNE_RECIPE_VERSION,
         "base_weights": _sha256_files(_hf_weight_files(base)),
         "train": _dataset_fingerprint(train),
-        "config": asdict(config),
+        "config": settings,
     }
     key = hashlib.sha256(json.dumps(key_source, sort_keys=True).encode()).hexdigest()
     out = cache_dir() / "teachers" / key

