@@ -13,7 +13,8 @@ Needs wrk, redis-server (Debian packages; scripts/setup.sh installs them) and th
    connections against one server process (``--workers 1 --cache none --backend onnx``: the model is measured),
    each row next to the in-process runtime doing the same work in the same minute (``predict()`` in a loop on 1,
    8 or 32 threads sharing one classifier); the ratios are server / direct. The 8 and 32 rows again with
-   ``--concurrency 2`` (the default is 1) and ``--concurrency 2 --threads 1``, and one row on the hit path: the
+   ``--concurrency 1 --threads 0`` and ``--concurrency 2 --threads 0`` (the defaults: one call per core, at most 4,
+   of one thread each; ``--threads 0`` lets ONNX Runtime use every core per call), and one row on the hit path: the
    default SQLite cache, texts repeated (warmed first), against ``predict()`` on a warmed SQLite cache.
 2. Shared cache: two servers on one Redis (started here on a free port); N distinct texts to A, then to B; B's hit
    ratio from the answers' ``cached`` flags and from B's ``edgeopt_cache_lookups_total``.
@@ -56,6 +57,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "runtime" / "tests"))
 
 from servers import ServerProcess, free_port, redis_server, wait_for_port  # noqa: E402  (the tests' real-server helpers)
+
+from edgeopt_runtime.serve import default_concurrency  # noqa: E402
 
 DATASET = ROOT / "edgeopt" / "datasets" / "spamassassin.jsonl.gz"
 CLIENT_TASKS = 8
@@ -416,9 +419,14 @@ def bench_load(bundle: Path, texts: list[str], duration_s: int, quick: bool, wor
 
     # Servers for every variant at once (an idle one costs nothing): the default, and for 2 cores two model calls
     # at once, and two at once of one ORT thread each.
-    variants: dict[str, tuple[str, ...]] = {"c1": ()}
+    variants: dict[str, tuple[str, ...]] = {"default": ()}
     if not quick:
-        variants |= {"c2": ("--concurrency", "2"), "c2t1": ("--concurrency", "2", "--threads", "1")}
+        # The defaults (--concurrency = cores at most 4, --threads 1) against one or two calls at once on the
+        # backend's own threads (--threads 0: ONNX Runtime takes every core for each call).
+        variants |= {
+            "c1t0": ("--concurrency", "1", "--threads", "0"),
+            "c2t0": ("--concurrency", "2", "--threads", "0"),
+        }
     servers = {
         tag: start_server(bundle, workdir, f"load-{tag}", "--cache", "none", "--backend", "onnx", *flags)
         for tag, flags in variants.items()
@@ -483,7 +491,7 @@ def bench_load(bundle: Path, texts: list[str], duration_s: int, quick: bool, wor
         for server in servers.values():  # warm-up, not counted
             run_wrk(f"{server.url}/v1/classify", bodies, 8, 1, workdir, None)
         for c in (1, 8, 32):
-            urls = {tag: srv.url for tag, srv in servers.items() if c > 1 or tag == "c1"}
+            urls = {tag: srv.url for tag, srv in servers.items() if c > 1 or tag == "default"}
             direct, served_rows = turns(bodies, c, urls, partial(direct_chunk, classifier, texts, c, chunk_s))
             for tag, tally in served_rows.items():
                 report(direct, tally, tag)
@@ -920,9 +928,9 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
         "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     names = {
-        "c1": "`--cache none` (default `--concurrency 1`)",
-        "c2": "`--cache none --concurrency 2`",
-        "c2t1": "`--cache none --concurrency 2 --threads 1`",
+        "default": f"`--cache none` (defaults here: `--concurrency {default_concurrency()} --threads 1`)",
+        "c1t0": "`--cache none --concurrency 1 --threads 0`",
+        "c2t0": "`--cache none --concurrency 2 --threads 0`",
         "sqlite": "default SQLite cache, hit path",
     }
     for row in load["rows"]:
@@ -1095,12 +1103,12 @@ def notes(result: dict[str, Any]) -> list[str]:
         at = [r for r in rows if r["server"]["concurrency"] == c and r["flags"] != "sqlite"]
         if len(at) > 1:
             best = max(at, key=lambda r: r["server"]["rps"])
-            base = next(r for r in at if r["flags"] == "c1")
+            base = next(r for r in at if r["flags"] == "default")
             out.append(
                 f"- {c} clients: the most requests/s came with `{best['flags']}` "
                 f"({best['server']['rps']:.0f}/s, {best['server']['rps'] / base['server']['rps']:.2f}x the default "
-                f"`--concurrency 1`'s {base['server']['rps']:.0f}/s). The flags are c1 = default, c2 = "
-                "`--concurrency 2`, c2t1 = `--concurrency 2 --threads 1`."
+                f"flags' {base['server']['rps']:.0f}/s). c1t0 = `--concurrency 1 --threads 0`, c2t0 = "
+                "`--concurrency 2 --threads 0` (`--threads 0`: the backend's own threads per call)."
             )
     out.append(
         "- The server's cost per request is HTTP, JSON and the event loop on the same 2 cores as the model and the "

@@ -144,14 +144,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--backend", choices=[b.value for b in BackendName], default=BackendName.AUTO.value, help="inference backend"
     )
-    serve.add_argument("--threads", type=int, default=None, help="inference threads per model call")
-    serve.add_argument("--concurrency", type=int, default=1, help="model calls at once per process (default: 1)")
+    serve.add_argument(
+        "--threads", type=int, default=1, help="inference threads per model call; 0: the backend decides (default: 1)"
+    )
+    serve.add_argument(
+        "--concurrency", type=int, default=None, help="model calls at once per process (default: cores, at most 4)"
+    )
     serve.add_argument("--queue-size", type=int, default=32, help="requests that may wait; more get 429 (default: 32)")
     serve.add_argument("--timeout", type=float, default=10.0, help="seconds before a request gets 503 (default: 10)")
     serve.add_argument("--max-texts", type=int, default=64, help="most texts per request (default: 64)")
     serve.add_argument("--max-text-chars", type=int, default=20_000, help="longest text (default: 20000)")
     serve.add_argument("--max-body-bytes", type=int, default=1 << 20, help="largest body (default: 1 MiB)")
     serve.add_argument("--log-texts", action="store_true", help="log request texts (off: texts are private)")
+    serve.add_argument(
+        "--drain", type=float, default=0.0, help="on SIGTERM, seconds of /readyz 503 before closing (default: 0)"
+    )
 
     cache = sub.add_parser("cache", help="inspect or empty the result cache", description="Manage the result cache.")
     cache.add_argument("action", choices=["stats", "clear"], help="stats: print counters and size; clear: empty it")
@@ -222,22 +229,25 @@ def _serve(args: argparse.Namespace) -> int:
         "concurrency": "--concurrency",
         "queue_size": "--queue-size",
         "request_timeout_s": "--timeout",
+        "drain_s": "--drain",
+        "threads": "--threads",
     }
     token = None if args.token_file is None else _read_token(args.token_file)
     try:
         settings = ServeSettings(
             bundle=args.bundle,
             backend=args.backend,
-            threads=args.threads,
+            threads=args.threads or None,
             cache=args.cache,
             token=token,
             max_texts=args.max_texts,
             max_text_chars=args.max_text_chars,
             max_body_bytes=args.max_body_bytes,
-            concurrency=args.concurrency,
+            **({} if args.concurrency is None else {"concurrency": args.concurrency}),
             queue_size=args.queue_size,
             request_timeout_s=args.timeout,
             log_texts=args.log_texts,
+            drain_s=args.drain,
         )
     except InputError as exc:
         name = str(exc).split(" ", 1)[0]

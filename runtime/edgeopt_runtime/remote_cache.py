@@ -129,7 +129,7 @@ class NetworkCache:
         self.timeout_s = timeout_s
         self.retry_after_s = retry_after_s
         self._clock = clock
-        self._secret = secret if secret is not None else load_or_create_secret(secret_path(default_cache_path()))
+        self._secret = secret if secret is not None else _default_secret()
         self._lock = threading.Lock()
         self._counts = {"hits": 0, "misses": 0, "errors": 0, "skipped": 0}
         self._down_until = float("-inf")
@@ -377,6 +377,16 @@ class MemcachedCache(NetworkCache):
 
     def _close(self) -> None:
         self._client.close()
+
+
+def _default_secret() -> bytes:
+    """The per-install secret of the default SQLite cache, its directory made if this is the first cache here."""
+    path = secret_path(default_cache_path())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise CacheError(f"cannot create the cache directory {path.parent} ({exc.strerror or exc})") from exc
+    return load_or_create_secret(path)
 
 
 def _missing_client(scheme: str, package: str) -> CacheError:

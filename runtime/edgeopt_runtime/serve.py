@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from edgeopt_runtime.embedder import TextEmbedder
     from edgeopt_runtime.model import TextClassifier
 
-__all__ = ["ServeSettings", "create_app", "serve", "SETTINGS_ENV"]
+__all__ = ["ServeSettings", "create_app", "serve", "default_concurrency", "SETTINGS_ENV"]
 
 logger = logging.getLogger("edgeopt_runtime.serve")
 
@@ -63,6 +63,11 @@ LATENCY_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 DRIFT_UPDATE_EVERY_S = 1.0
 
 
+def default_concurrency() -> int:
+    """Model calls at once by default: one per core, at most 4 (a 1 ms model gains nothing from more)."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 @dataclass(frozen=True)
 class ServeSettings:
     """Everything ``serve`` needs, resolved once (the CLI's flags, or a caller's arguments).
@@ -70,41 +75,51 @@ class ServeSettings:
     Attributes:
         bundle: The bundle directory (reloaded from the same path).
         backend: ``auto``, ``onnx`` or ``tflite``.
-        threads: Inference threads of the backend; None lets it decide.
+        threads: Inference threads of each model call (default 1: several one-thread calls at once serve more
+            requests than one call on every core; ``bench/results/serve.md``); None lets the backend decide.
         cache: Result cache spec (:func:`~edgeopt_runtime.model.open_cache`): ``sqlite:PATH``, ``redis://...``,
             ``memcached://...``; None for the default SQLite file, ``"none"`` for no cache.
         token: Bearer token every endpoint but ``/healthz`` and ``/readyz`` requires; None for none.
         max_texts: Most texts in one request.
         max_text_chars: Longest text, in characters.
         max_body_bytes: Largest request body.
-        concurrency: Model calls at once (threads of the pool).
+        concurrency: Model calls at once (threads of the pool); default :func:`default_concurrency`.
         queue_size: Requests that may wait for the pool beyond those running; more get 429.
         request_timeout_s: A request not answered by then gets 503.
         log_texts: Log each request's texts (off: texts are private by default).
         monitor_window: Latest predictions the drift metrics are computed over.
+        drain_s: On SIGTERM, seconds to go on serving with ``/readyz`` at 503 before closing the listening
+            socket, so that a load balancer or health checker stops sending first (one process only).
     """
 
     bundle: str
     backend: str = "auto"
-    threads: int | None = None
+    threads: int | None = 1
     cache: str | None = None
     token: str | None = field(default=None, repr=False)
     max_texts: int = 64
     max_text_chars: int = 20_000
     max_body_bytes: int = 1 << 20
-    concurrency: int = 1
+    concurrency: int = field(default_factory=default_concurrency)
     queue_size: int = 32
     request_timeout_s: float = 10.0
     log_texts: bool = False
     monitor_window: int = 1000
+    drain_s: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("max_texts", "max_text_chars", "max_body_bytes", "concurrency", "monitor_window"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"{name} {value!r} must be a positive integer")
+        if self.threads is not None and (
+            isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1
+        ):
+            raise InputError(f"threads {self.threads!r} must be a positive integer, or None for the backend's choice")
         if isinstance(self.queue_size, bool) or not isinstance(self.queue_size, int) or self.queue_size < 0:
             raise InputError(f"queue_size {self.queue_size!r} must be zero or a positive integer")
+        if not (isinstance(self.drain_s, int | float) and 0 <= self.drain_s <= 300):
+            raise InputError(f"drain_s {self.drain_s!r} must be a number of seconds in 0..300")
         if not (isinstance(self.request_timeout_s, int | float) and self.request_timeout_s > 0):
             raise InputError(f"request_timeout_s {self.request_timeout_s!r} must be a positive number of seconds")
         if self.token is not None and not self.token:
@@ -706,7 +721,8 @@ def serve(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8080, wo
         "server_header": False,
     }
     if workers == 1:
-        uvicorn.run(create_app(settings), **common)
+        app = create_app(settings)
+        _draining_server(uvicorn.Config(app, **common), app.state.service, settings.drain_s).run()
         return
     import tempfile
 
@@ -715,6 +731,29 @@ def serve(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8080, wo
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         os.environ[SETTINGS_ENV] = settings.to_json()
         uvicorn.run("edgeopt_runtime.serve:app_from_environment", factory=True, workers=workers, **common)
+
+
+def _draining_server(config: Any, service: Service, drain_s: float) -> Any:
+    """Uvicorn's server, which on SIGTERM first answers /readyz with 503 for ``drain_s`` while serving on.
+
+    Rejected: closing at once (uvicorn's own behaviour, kept for ``drain_s=0``): behind a load balancer, the
+    connections it opens before its next health check meet a closed port.
+    """
+    import uvicorn
+
+    class DrainingServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            service.ready = False
+            if drain_s > 0 and not self.should_exit and not getattr(self, "draining", False):
+                self.draining = True
+                logger.info("not ready; closing in %.1f s (send the signal again to close now)", drain_s)
+                timer = threading.Timer(drain_s, super().handle_exit, (sig, frame))
+                timer.daemon = True
+                timer.start()
+                return
+            super().handle_exit(sig, frame)
+
+    return DrainingServer(config)
 
 
 def openapi_document(settings: ServeSettings) -> dict[str, Any]:

@@ -186,3 +186,16 @@ def test_a_missing_client_names_the_extra(url: str, module: str, package: str, m
     assert str(info.value) == (
         f"a {scheme}:// cache needs {package}, which is not installed: pip install 'edgeopt-runtime[serve]'"
     )
+
+
+def test_the_first_cache_on_a_box_makes_the_key_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis: LocalServer
+) -> None:
+    if redis.process is None:
+        redis.start()
+    fresh = tmp_path / "new" / "cache-dir"
+    monkeypatch.setenv("EDGEOPT_CACHE_DIR", str(fresh))
+    cache = open_cache(f"redis://127.0.0.1:{redis.port}/0")
+    assert (fresh / "results.sqlite.key").is_file()
+    assert oct((fresh / "results.sqlite.key").stat().st_mode & 0o777) == "0o600"
+    cache.close()

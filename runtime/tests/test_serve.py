@@ -300,6 +300,19 @@ def test_sigterm_finishes_in_flight_requests(tiny_bundle: TinyBundle, tmp_path: 
     assert out.count('"POST /v1/classify HTTP/1.1" 200') == len(answered), results
 
 
+def test_drain_answers_not_ready_and_serves_on_before_closing(tiny_bundle: TinyBundle) -> None:
+    server = ServerProcess(tiny_bundle.path, "--backend", "onnx", "--cache", "none", "--drain", "1.5")
+    with httpx.Client(timeout=10, headers={"connection": "close"}) as http:
+        assert http.get(f"{server.url}/readyz").status_code == 200
+        signalled = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        assert http.get(f"{server.url}/readyz").status_code == 503  # a health checker stops sending
+        assert http.post(f"{server.url}/v1/classify", json={"texts": ["still here"]}).status_code == 200
+        assert server.process.wait(timeout=30) in (0, -signal.SIGTERM)
+        assert time.monotonic() - signalled >= 1.5
+
+
 def test_sighup_reloads_without_failing_requests(
     tiny_bundle: TinyBundle, tmp_path: Path, embed_bundle: TinyBundle
 ) -> None:
