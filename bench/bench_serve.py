@@ -480,7 +480,7 @@ def bench_load(bundle: Path, texts: list[str], duration_s: int, quick: bool, wor
     try:
         # Parity first: the server answers what the library answers.
         sample = texts[:64]
-        served = httpx.post(f"{servers['c1'].url}/v1/classify", json={"texts": sample}, timeout=30)
+        served = httpx.post(f"{servers['default'].url}/v1/classify", json={"texts": sample}, timeout=30)
         local = [classifier.predict(t) for t in sample]
         pairs = list(zip(served.json()["predictions"], local, strict=True))
         parity = {
