@@ -313,7 +313,8 @@ class Profile(_Validated):
                 return {k: plain(v) for k, v in value.items()}
             return str(value) if isinstance(value, Path) else value
 
-        return plain(dataclasses.asdict(self))
+        plain_dict: dict[str, Any] = plain(dataclasses.asdict(self))
+        return plain_dict
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], path: str | Path | None = None) -> Profile:
