@@ -381,6 +381,13 @@ def teacher() -> None:
 @click.option("--epochs", default=2, show_default=True, type=click.IntRange(min=1))
 @click.option("--max-seq-len", default=128, show_default=True, type=click.IntRange(8, 512))
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "float32", "bfloat16"]),
+    default="auto",
+    show_default=True,
+    help="Arithmetic of the training passes; auto: bfloat16 where the CPU has it (the weights stay float32).",
+)
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @_user_errors
 def finetune(
@@ -392,6 +399,7 @@ def finetune(
     epochs: int,
     max_seq_len: int,
     seed: int,
+    precision: str,
     force: bool,
 ) -> None:
     """Fine-tune an encoder end to end as a sequence classifier; writes a standard Hugging Face directory.
@@ -412,7 +420,7 @@ def finetune(
     data = load_task(train, text_column=text_column, label_column=label_column, seed=seed)
     if out.exists():
         shutil.rmtree(out)
-    config = FinetuneConfig(max_seq_len=max_seq_len, epochs=epochs, seed=seed)
+    config = FinetuneConfig(max_seq_len=max_seq_len, epochs=epochs, seed=seed, precision=precision)
     with _showing_progress(quiet=False):
         path = run_finetune(base, data.train, out, config)
     click.echo(f"fine-tuned teacher written to {path}")

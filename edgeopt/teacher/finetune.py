@@ -107,10 +107,11 @@ class FinetuneConfig:
         warmup_ratio: Fraction of the steps spent ramping the learning rate up, in [0, 1).
         seed: Seed of the classification head's initialization and of the batch order.
         precision: ``"bfloat16"`` runs the forward and backward passes under torch's bfloat16 autocast (the weights,
-            gradients and AdamW state stay float32); ``"float32"`` (the default) does not; ``"auto"`` chooses
-            bfloat16 where the CPU has bfloat16 arithmetic (:func:`native_bfloat16`), where it makes a step of
-            all-MiniLM-L6-v2 ~1.5x faster (0.93 vs 1.44 s at batch 16 x 128 tokens on this project's 2-core AMD
-            EPYC); emulated bfloat16 would be slower. The saved teacher is float32 either way, and labels in float32.
+            gradients and AdamW state stay float32); ``"float32"`` does not; ``"auto"`` (the default) chooses
+            bfloat16 where the CPU has bfloat16 arithmetic (:func:`native_bfloat16`), float32 elsewhere (emulated
+            bfloat16 is slower than float32). On this project's 2-core AMD EPYC it fine-tuned 1.5-1.7x faster with
+            the same held-out accuracy on three tasks (``bench/teacher_precision.py``,
+            ``bench/results/teacher_precision.md``). The saved teacher is float32 either way and labels in float32.
     """
 
     max_seq_len: int = DEFAULT_TEACHER_SEQ_LEN
@@ -120,7 +121,7 @@ class FinetuneConfig:
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     seed: int = 0
-    precision: str = "float32"
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         checks = (
