@@ -325,6 +325,10 @@ def test_profile_selects_technique_and_distillation(toy_teacher_dir: Path, tmp_p
             test=write_csv(tmp_path / "test.csv", toy_rows(20, seed=2)),
         ),
         tmp_path / "bundle",
+        # What this test checks is which technique and distillation settings the profile selects. On 20 toy test
+        # texts one label that int8 TFLite and int8 ONNX round differently is 95% agreement, under the bundle's 99%
+        # promise (it happened once the toy teacher fine-tuned in bfloat16); that check has tests of its own.
+        allow_over_budget=True,
     )
     built = result.manifest["build"]
     assert (built["distill"]["temperature"], built["distill"]["alpha"]) == (3.0, 0.7)
