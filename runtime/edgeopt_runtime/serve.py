@@ -42,7 +42,6 @@ from typing import TYPE_CHECKING, Any
 
 from edgeopt_runtime._version import __version__
 from edgeopt_runtime.errors import EdgeoptRuntimeError, InputError
-from edgeopt_runtime.manifest import TASK_EMBED
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -537,6 +536,9 @@ def create_app(settings: ServeSettings, service: Service | None = None) -> Starl
     from starlette.responses import Response
     from starlette.routing import Route
 
+    from edgeopt_runtime.embedder import TextEmbedder
+    from edgeopt_runtime.model import TextClassifier
+
     svc = service or Service(settings)
     metrics = svc.metrics
 
@@ -565,16 +567,20 @@ def create_app(settings: ServeSettings, service: Service | None = None) -> Starl
 
         return wrap
 
-    @endpoint("classify")
-    async def classify(request: Request) -> Response:
+    async def request_texts(request: Request, endpoint_name: str) -> list[str]:
         texts = _texts(await _read_json(request, settings.max_body_bytes), settings)
         if settings.log_texts:
-            logger.info("classify %s", json.dumps(texts, ensure_ascii=False))
+            logger.info("%s %s", endpoint_name, json.dumps(texts, ensure_ascii=False))
+        return texts
+
+    @endpoint("classify")
+    async def classify(request: Request) -> Response:
+        texts = await request_texts(request, "classify")
         with svc.lease() as loaded:
             model = loaded.model
-            if model.manifest.task == TASK_EMBED:
+            if not isinstance(model, TextClassifier):
                 raise ApiError(409, "wrong_task", "this server's bundle is an embedder; POST /v1/embed instead")
-            predictions = await svc.run(lambda: model.predict_batch(texts))  # type: ignore[union-attr]
+            predictions = await svc.run(lambda: model.predict_batch(texts))
             svc.after_answer(loaded, "classify", [p.cached for p in predictions], [p.truncated for p in predictions])
             return _json_response(
                 {
@@ -585,14 +591,12 @@ def create_app(settings: ServeSettings, service: Service | None = None) -> Starl
 
     @endpoint("embed")
     async def embed(request: Request) -> Response:
-        texts = _texts(await _read_json(request, settings.max_body_bytes), settings)
-        if settings.log_texts:
-            logger.info("embed %s", json.dumps(texts, ensure_ascii=False))
+        texts = await request_texts(request, "embed")
         with svc.lease() as loaded:
             model = loaded.model
-            if model.manifest.task != TASK_EMBED:
+            if not isinstance(model, TextEmbedder):
                 raise ApiError(409, "wrong_task", "this server's bundle is a classifier; POST /v1/classify instead")
-            rows = await svc.run(lambda: model.embed_details(texts))  # type: ignore[union-attr]
+            rows = await svc.run(lambda: model.embed_details(texts))
             svc.after_answer(loaded, "embed", [e.cached for e in rows], [e.truncated for e in rows])
             return _json_response(
                 {
