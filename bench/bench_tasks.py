@@ -2,7 +2,7 @@
 
 Reproduce (from the repository root, after `bash scripts/setup.sh`):
 
-    .venv/bin/python scripts/dev_tasks.py                   # writes .cache/dev-tasks/ (fortunes via apt-get download)
+    .venv/bin/python scripts/dev_tasks.py                   # writes .cache/dev-tasks/ (from the shipped datasets)
     .venv/bin/python bench/bench_tasks.py                   # every task x every variant (about an hour on 2 cores)
     .venv/bin/python bench/bench_tasks.py --tasks spam --variants shipped,no-crops
 
@@ -11,9 +11,11 @@ For each task (`scripts/dev_tasks.py`; `spam` is the built-in default) it fine-t
 cached), trains TF-IDF (word 1-2 grams) + logistic regression with C tuned by 3-fold CV on the train split, and runs
 `edgeopt build --profile pixel8` once per variant:
 
-- `shipped`: the defaults (crops in the transfer set, embeddings started from the teacher's static token vectors,
-  the student search over the max-pool and attention-pool architectures, calibrated scores);
-- `no-crops`, `random-init` (a random, trained table), `no-calibration`: the defaults less one lever;
+- `shipped`: the defaults (crops and 8,000 teacher-labelled general texts in the transfer set, embeddings started
+  from the teacher's static token vectors, the student search over the max-pool and attention-pool architectures,
+  calibrated scores);
+- `no-crops`, `random-init` (a random, trained table), `no-calibration`, `no-general` (no general texts): the
+  defaults less one lever;
 - `none`: crops, teacher initialization and calibration off (the student as it was before them);
 - `cnn-only`: the architecture search off (`--student cnn/trained`, the max-pool student alone).
 
@@ -52,6 +54,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "no-crops": {"crop_copies": 0},
     "random-init": {"embedding_init": "random"},
     "no-calibration": {"calibrate": False},
+    "no-general": {"general_texts": 0},
     "none": {"crop_copies": 0, "embedding_init": "random", "calibrate": False},
     "cnn-only": {"student": "cnn/trained"},
 }

@@ -62,18 +62,32 @@ def variants() -> dict[str, dict[str, Any]]:
             "distill": DistillConfig(intermediate_weight=1.0),
             "student": {"architecture": "cnn-attention"},
         },
+        "tokens-attention": {"pool_tokens": True, "student": {"architecture": "cnn-attention"}},
+        "tokens-cnn": {"pool_tokens": True, "student": {"architecture": "cnn"}},
+        # General texts (edgeopt.data.load_general_texts) the teacher labels beside the task's: rows of 2026-12-07
+        # before they became a default ran "general-attention" as --unlabeled of the fortune files outside the
+        # fortunes-topics task (7,262 quotes); from then on every variant has them unless it sets general_texts=0.
+        "general-attention": {"general_texts": 8000, "student": {"architecture": "cnn-attention"}},
+        "general4k-attention": {"general_texts": 4000, "student": {"architecture": "cnn-attention"}},
+        "nogeneral-attention": {"general_texts": 0, "student": {"architecture": "cnn-attention"}},
+        "nogeneral-cnn": {"general_texts": 0, "student": {"architecture": "cnn"}},
+        "general-cnn": {"general_texts": 8000, "student": {"architecture": "cnn"}},
+        "tokens-wide-attention": {
+            "pool_tokens": True,
+            "student": {"architecture": "cnn-attention", "embedding_dim": 128},
+        },
     }
 
 
-def _freeze_embeddings(freeze: bool) -> None:
-    """Experiment only: keep the student's embedding table at its starting value."""
+def _patch_student(freeze: bool, pool_tokens: bool) -> None:
+    """Experiment only: keep the student's embedding table at its starting value, or pool its token vectors too."""
     import edgeopt.student as student_module
 
     original = getattr(student_module, "_original_build_student", student_module.build_student)
     student_module._original_build_student = original
 
     def build(*args: Any, **kwargs: Any) -> Any:
-        model = original(*args, **kwargs)
+        model = original(*args, **kwargs, pool_tokens=pool_tokens)
         model.get_layer("embedding").trainable = not freeze
         return model
 
@@ -92,7 +106,7 @@ def main() -> int:
     for name, seed in [(name, seed) for seed in seeds for name in names]:
         settings = dict(table[name])
         student_overrides = settings.pop("student", None)
-        _freeze_embeddings(settings.pop("freeze", False))
+        _patch_student(settings.pop("freeze", False), settings.pop("pool_tokens", False))
         config = BuildConfig(profile="pixel8", calibrate=False, seed=seed, **files, **settings)
         reporter = Reporter()
         task = prepare(config, reporter)

@@ -67,6 +67,7 @@ class TransferSource(StrEnum):
 
     LABELED = "labeled"
     UNLABELED = "unlabeled"
+    GENERAL = "general"
     AUGMENTED = "augmented"
     CROP = "crop"
 
@@ -99,11 +100,12 @@ _MAX_SENTENCE_WORDS = 64
 class TransferSet:
     """The texts the student is distilled on.
 
-    Rows are ordered labeled, then unlabeled, then augmented, then crops.
+    Rows are ordered labeled, then unlabeled, then general (:func:`edgeopt.data.load_general_texts`), then augmented,
+    then crops.
 
     Attributes:
         texts: The texts.
-        labels: The label of each labeled text; -1 for unlabeled, augmented and cropped texts (soft targets only).
+        labels: The label of each labeled text; -1 for every other text (soft targets only).
         sources: Where each text comes from.
         origins: For an augmented or cropped text, the row it was made from; for any other text, its own row.
     """
@@ -214,34 +216,41 @@ def build_transfer_set(
     methods: Sequence[AugmentMethod | str] = DEFAULT_METHODS,
     augment_unlabeled: bool = False,
     crop_copies: int = 0,
+    general: Sequence[str] = (),
 ) -> TransferSet:
-    """Combine labeled, unlabeled, augmented and cropped texts into the transfer set.
+    """Combine labeled, unlabeled, general, augmented and cropped texts into the transfer set.
 
     Args:
         train: The labeled training texts (kept first, in order, so row ``i`` is ``train.texts[i]``).
-        unlabeled: Texts without labels; the teacher labels them.
+        unlabeled: The task's texts without labels; the teacher labels them.
         augment_copies: Edited copies per augmented text (0: none).
         seed: Seed of the edits.
         methods: Edit methods (see :func:`augment_texts`).
         augment_unlabeled: Also augment the unlabeled texts, not only the labeled ones.
-        crop_copies: Crops per labeled and unlabeled text (see :func:`crop_texts`; 0: none).
+        crop_copies: Crops per labeled, unlabeled and general text (see :func:`crop_texts`; 0: none).
+        general: Texts from outside the task (:func:`edgeopt.data.load_general_texts`); the teacher labels them
+            and they are cropped like the task's unlabeled texts, never augmented.
 
     Returns:
         The transfer set; augmented and cropped rows have label -1 and record the row they came from.
     """
     n_train = len(train.texts)
-    base = [*train.texts, *unlabeled]
-    sources = [TransferSource.LABELED] * n_train + [TransferSource.UNLABELED] * len(unlabeled)
-    to_augment = len(base) if augment_unlabeled else n_train
+    base = [*train.texts, *unlabeled, *general]
+    sources = (
+        [TransferSource.LABELED] * n_train
+        + [TransferSource.UNLABELED] * len(unlabeled)
+        + [TransferSource.GENERAL] * len(general)
+    )
+    to_augment = n_train + len(unlabeled) if augment_unlabeled else n_train
     augmented = augment_texts(base[:to_augment], augment_copies, seed, methods)
     origins = list(range(len(base))) + [row for row in range(to_augment) for _ in range(augment_copies)]
-    # Crops of every labeled and unlabeled text, minus any that is already a text of the set (a subject line that
-    # is also a training text keeps its true label and is not shown twice).
+    # Crops of every labeled, unlabeled and general text, minus any that is already a text of the set (a subject line
+    # that is also a training text keeps its true label and is not shown twice).
     known = set(base) | set(augmented)
     crops = [(row, crop) for row, crop, _ in crop_texts(base, crop_copies, seed) if crop not in known]
     return TransferSet(
         texts=tuple(base + augmented + [crop for _, crop in crops]),
-        labels=tuple(train.labels) + (-1,) * (len(unlabeled) + len(augmented) + len(crops)),
+        labels=tuple(train.labels) + (-1,) * (len(base) - n_train + len(augmented) + len(crops)),
         sources=tuple(sources + [TransferSource.AUGMENTED] * len(augmented) + [TransferSource.CROP] * len(crops)),
         origins=tuple(origins + [row for row, _ in crops]),
     )

@@ -164,6 +164,12 @@ def _task_options(func: Callable[..., Any]) -> Callable[..., Any]:
     "for the student, so it learns short texts too [default: the profile's, else 3].",
 )
 @click.option(
+    "--general-texts",
+    type=click.IntRange(min=0),
+    help="General English texts (shipped fortune quotes) the teacher labels beside the task's texts, so the "
+    "student learns its answers on texts unlike the task's too; 0: none [default: the profile's, else 8000].",
+)
+@click.option(
     "--embedding-init",
     type=click.Choice(["teacher-static", "teacher", "random"]),
     help="Start the student's embedding table from each token's vector in a teacher forward pass (teacher-static), "
@@ -235,6 +241,7 @@ def build(
     technique: str | None,
     augment_copies: int | None,
     crop_copies: int | None,
+    general_texts: int | None,
     embedding_init: str | None,
     embedding_training: str | None,
     calibrate: bool | None,
@@ -279,6 +286,7 @@ def build(
         augment_copies=augment_copies,
         technique=technique,
         crop_copies=crop_copies,
+        general_texts=general_texts,
         embedding_init=embedding_init,
         embedding_training=embedding_training,
         calibrate=calibrate,

@@ -18,14 +18,17 @@ import random
 import re
 import unicodedata
 import zlib
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeopt.errors import DataError
+from edgeopt.errors import ConfigError, DataError
 
 __all__ = [
     "DEFAULT_DATASET",
+    "FORTUNES_DATASET",
+    "fortune_quotes",
+    "load_general_texts",
     "SUPPORTED_SUFFIXES",
     "TaskData",
     "TextDataset",
@@ -42,6 +45,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_DATASET = "spamassassin.jsonl.gz"
 """File name of the shipped default dataset inside the ``edgeopt.datasets`` package."""
+
+FORTUNES_DATASET = "fortunes.jsonl.gz"
+"""File name of the shipped fortune quotes (Debian's fortunes, BSD): the general texts of :func:`load_general_texts`."""
 
 SUPPORTED_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".csv.gz", ".tsv.gz", ".jsonl.gz", ".json.gz")
 """File name endings :func:`read_labeled_file` understands."""
@@ -505,6 +511,74 @@ def load_task(
     )
 
 
+def _shipped_records(name: str) -> list[dict[str, str]]:
+    """The JSON records of a gzip JSON Lines file shipped in ``edgeopt.datasets``.
+
+    Raises:
+        DataError: The file is missing or damaged (reinstall edgeopt).
+    """
+    resource = importlib.resources.files("edgeopt.datasets") / name
+    try:
+        raw = gzip.decompress(resource.read_bytes())
+    except (OSError, EOFError, zlib.error) as error:
+        raise DataError(f"{resource}: cannot read the shipped dataset ({error}); reinstall edgeopt") from None
+    records = []
+    for number, line in enumerate(raw.decode("utf-8").split("\n"), start=1):
+        if not line:
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DataError(f"{resource}: line {number}: damaged record ({error}); reinstall edgeopt") from None
+        if not isinstance(item, dict) or not isinstance(item.get("text"), str):
+            raise DataError(f"{resource}: line {number}: damaged record (no text); reinstall edgeopt")
+        records.append(item)
+    return records
+
+
+@functools.cache
+def fortune_quotes() -> tuple[dict[str, str], ...]:
+    """Every shipped fortune quote as ``{"file": FORTUNE_FILE, "text": QUOTE}``, in the packages' order.
+
+    Raises:
+        DataError: The shipped file is missing or damaged (reinstall edgeopt).
+    """
+    return tuple(_shipped_records(FORTUNES_DATASET))
+
+
+def load_general_texts(count: int, seed: int, exclude: Iterable[str] = ()) -> tuple[str, ...]:
+    """Up to ``count`` general English texts for the teacher to label beside the task's own texts.
+
+    A student distilled on the task's texts alone learns the teacher only where those texts lie; on a text unlike
+    them (an everyday message to a spam filter, a remark to a topic classifier) it guesses where the teacher knows.
+    Texts from elsewhere, labeled by the teacher, teach it the teacher's answers there too: the general-domain
+    transfer data of task-agnostic distillation (DistilBERT, TinyBERT), kept small here. The texts are the shipped
+    fortune quotes (aphorisms, jokes, definitions, verse, dialogue: short everyday English of every topic),
+    whitespace-collapsed to one line, never one equal to an ``exclude`` text (the task's own texts, so a task
+    drawn from the same quotes never sees its test texts this way). A seeded sample when there are more than
+    ``count``, in shipped order.
+
+    Raises:
+        ConfigError: ``count`` is negative.
+        DataError: The shipped file is missing or damaged (reinstall edgeopt).
+    """
+    if count < 0:
+        raise ConfigError(lambda p: f"{p('general_texts')}={count} must be >= 0 (0: no general texts)")
+    if count == 0:
+        return ()
+    excluded = {" ".join(text.split()) for text in exclude}
+    pool: list[str] = []
+    for quote in fortune_quotes():
+        text = " ".join(quote["text"].split())
+        if text and text not in excluded:
+            excluded.add(text)
+            pool.append(text)
+    if count >= len(pool):
+        return tuple(pool)
+    chosen = sorted(random.Random(seed).sample(range(len(pool)), count))
+    return tuple(pool[i] for i in chosen)
+
+
 @functools.cache
 def load_default() -> TaskData:
     """Load the shipped SpamAssassin dataset (ham vs spam, fixed 80/20 split; see ``datasets/PROVENANCE.md``).
@@ -518,21 +592,13 @@ def load_default() -> TaskData:
     Raises:
         DataError: The shipped file is missing or damaged (reinstall edgeopt).
     """
-    resource = importlib.resources.files("edgeopt.datasets") / DEFAULT_DATASET
-    try:
-        raw = gzip.decompress(resource.read_bytes())
-    except (OSError, EOFError, zlib.error) as error:
-        raise DataError(f"{resource}: cannot read the shipped dataset ({error}); reinstall edgeopt") from None
     label_names = ("ham", "spam")
     splits: dict[str, list[tuple[str, str]]] = {"train": [], "test": []}
-    for number, line in enumerate(raw.decode("utf-8").split("\n"), start=1):
-        if not line:
-            continue
+    for number, item in enumerate(_shipped_records(DEFAULT_DATASET), start=1):
         try:
-            item = json.loads(line)
             splits[item["split"]].append((item["text"], item["label"]))
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
-            raise DataError(f"{resource}: line {number}: damaged record ({error}); reinstall edgeopt") from None
+        except (KeyError, TypeError) as error:
+            raise DataError(f"{DEFAULT_DATASET}: record {number}: damaged ({error}); reinstall edgeopt") from None
     emails = len(splits["train"])
     train = splits["train"] + _subject_rows(splits["train"])
     return TaskData(

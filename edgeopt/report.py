@@ -69,7 +69,8 @@ def write_report(manifest: dict[str, Any], stages: Sequence[dict[str, Any]], pat
         "",
         f"{profile['description']}. Labels: {', '.join(manifest['labels'])}. Max sequence length "
         f"{manifest['max_seq_len']} tokens. Data: {build['data_source']} ({build['train_texts']} train, "
-        f"{build['unlabeled_texts']} unlabeled, {build['test_texts']} test texts).",
+        f"{build['unlabeled_texts']} unlabeled, {build['transfer'].get('general', 0)} general (teacher-labelled "
+        f"fortune quotes), {build['test_texts']} test texts).",
         "",
         "## Stages",
         "",

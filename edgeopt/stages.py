@@ -22,7 +22,7 @@ import numpy as np
 from edgeopt._tf import import_tf, native_output_captured
 from edgeopt.augment import TransferSet, TransferSource, build_transfer_set
 from edgeopt.calibrate import ScoreCalibration
-from edgeopt.data import TaskData, load_default, load_task, stratified_split
+from edgeopt.data import TaskData, load_default, load_general_texts, load_task, stratified_split
 from edgeopt.distill import DistillConfig, DistillResult, distill, pack_targets
 from edgeopt.errors import ConfigError, ProfileError, TeacherError
 from edgeopt.evaluate import ArtifactMetrics, FidelitySet, evaluate_artifact, evaluate_teacher, fidelity_set
@@ -111,6 +111,8 @@ class BuildConfig:
             ``None`` uses the profile's ``export.technique``, or its sparsity and quantization scheme.
         crop_copies: Crops of each training text (first line, first sentence, random spans) the teacher labels
             for the student; ``None`` takes the profile's ``[student] crop_copies`` (3 when absent).
+        general_texts: General English texts (:func:`edgeopt.data.load_general_texts`) the teacher labels beside
+            the task's texts (0: none); ``None`` takes the profile's ``[student] general_texts`` (8000 when absent).
         embedding_init: ``"teacher-static"`` (each token's vector from a teacher forward pass, PCA-reduced),
             ``"teacher"`` (the teacher's input embedding table, PCA-reduced) or ``"random"``; ``None`` takes the
             profile's ``[student] embedding_init``.
@@ -147,6 +149,7 @@ class BuildConfig:
     augment_copies: int | None = None
     technique: str | None = None
     crop_copies: int | None = None
+    general_texts: int | None = None
     embedding_init: str | None = None
     embedding_training: str | None = None
     calibrate: bool | None = None
@@ -245,6 +248,7 @@ def student_spec_for(config: BuildConfig, profile: Profile) -> StudentSpec:
     overrides: dict[str, Any] = {
         "augment_copies": config.augment_copies,
         "crop_copies": config.crop_copies,
+        "general_texts": config.general_texts,
         "embedding_init": config.embedding_init,
         "embedding_training": config.embedding_training,
         "calibrate": config.calibrate,
@@ -450,8 +454,16 @@ def prepare(config: BuildConfig, reporter: Reporter) -> PreparedTask:
         info.update(kind=teacher.kind.value, path=str(teacher.path))
     spec = student_spec_for(config, profile)
     with reporter.stage("teacher outputs") as info, TeacherLogitCache() as logit_cache:
+        general = load_general_texts(
+            spec.general_texts, config.seed, exclude=(*data.train.texts, *data.test.texts, *data.unlabeled)
+        )
         transfer = build_transfer_set(
-            data.train, data.unlabeled, spec.augment_copies, config.seed, crop_copies=spec.crop_copies
+            data.train,
+            data.unlabeled,
+            spec.augment_copies,
+            config.seed,
+            crop_copies=spec.crop_copies,
+            general=general,
         )
         transfer_texts = list(transfer.texts)
         # The test texts come first in the fidelity set, so its logits hold the test split's too.
@@ -463,6 +475,7 @@ def prepare(config: BuildConfig, reporter: Reporter) -> PreparedTask:
             features = logit_cache.get_or_compute_features(teacher, transfer_texts, progress=True)
         info.update(
             texts=len(all_texts),
+            general=len(general),
             crops=transfer.count(TransferSource.CROP),
             cached=logit_cache.hits,
             computed=logit_cache.misses,

@@ -14,8 +14,8 @@ texts, 2 and many classes, few and many examples), each with a test split that n
     python scripts/dev_tasks.py [--out .cache/dev-tasks]
 
 Each task is a directory with ``train.jsonl`` and ``test.jsonl`` (keys ``text``, ``label``) and ``task.json``
-(counts and provenance). The fortunes files come from Debian's archive with ``apt-get download`` (no root needed)
-into a temporary directory; nothing is committed but this script. Subject lines are cleaned as the default task
+(counts and provenance). The fortune quotes are the ones edgeopt ships (``edgeopt/datasets/fortunes.jsonl.gz``,
+rebuilt from Debian's packages by ``scripts/build_fortunes.py``). Subject lines are cleaned as the default task
 cleans them (``edgeopt.data``: first line, reply prefixes and list tags cut); a test subject that also occurs in
 train is dropped from test, so test holds only unseen subjects.
 """
@@ -26,9 +26,7 @@ import argparse
 import gzip
 import importlib.resources
 import json
-import subprocess
 import sys
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from edgeopt.data import DEFAULT_DATASET, stratified_split, subject_line  # noqa: E402
+from edgeopt.data import DEFAULT_DATASET, fortune_quotes, stratified_split, subject_line  # noqa: E402
 
 __all__ = ["TASKS", "FORTUNE_TOPICS", "build_tasks", "main"]
 
@@ -65,7 +63,6 @@ FORTUNE_TOPICS = (
     "startrek",
     "work",
 )
-FORTUNE_PACKAGES = ("fortunes", "fortunes-min")
 FEW_TRAIN = 400
 SEED = 0
 TEST_FRACTION = 0.2
@@ -118,21 +115,10 @@ def few(train: Sequence[Row], count: int, seed: int) -> list[Row]:
     return [train[i] for i in sorted(chosen)]
 
 
-def fetch_fortunes(workdir: Path) -> Path:
-    """Download and unpack Debian's fortune packages into ``workdir``; return the fortunes directory."""
-    for package in FORTUNE_PACKAGES:
-        subprocess.run(["apt-get", "download", package], cwd=workdir, check=True, capture_output=True)
-    for deb in sorted(workdir.glob("*.deb")):
-        subprocess.run(["dpkg-deb", "-x", str(deb), str(workdir / "root")], check=True)
-    return workdir / "root" / "usr" / "share" / "games" / "fortunes"
-
-
-def fortunes_topics(directory: Path, seed: int) -> tuple[list[Row], list[Row]]:
+def fortunes_topics(seed: int) -> tuple[list[Row], list[Row]]:
     """Quotes of the topic files, labeled by file, whitespace kept; a seeded stratified 80/20 split."""
-    rows: list[Row] = []
-    for topic in FORTUNE_TOPICS:
-        content = (directory / topic).read_text(encoding="utf-8", errors="replace")
-        rows += [(entry.strip(), topic) for entry in content.split("\n%\n") if entry.strip()]
+    quotes = fortune_quotes()
+    rows: list[Row] = [(q["text"], topic) for topic in FORTUNE_TOPICS for q in quotes if q["file"] == topic]
     rows = _unique(rows)
     train_idx, test_idx = stratified_split([t for t, _ in rows], [lbl for _, lbl in rows], TEST_FRACTION, seed)
     return [rows[i] for i in train_idx], [rows[i] for i in test_idx]
@@ -173,9 +159,8 @@ def build_tasks(out: Path, tasks: Sequence[str] = TASKS) -> list[dict[str, objec
         elif name == "spam-3class":
             made.append(_write(out / name, name, *spam_3class(records), f"emails of {shipped}, by folder"))
         elif name == "fortunes-topics":
-            with tempfile.TemporaryDirectory() as tmp:
-                train, test = fortunes_topics(fetch_fortunes(Path(tmp)), SEED)
-            source = f"Debian {' + '.join(FORTUNE_PACKAGES)} (BSD), {len(FORTUNE_TOPICS)} topic files"
+            train, test = fortunes_topics(SEED)
+            source = f"Debian fortunes + fortunes-min (BSD), {len(FORTUNE_TOPICS)} topic files"
             made.append(_write(out / name, name, train, test, source))
         else:
             raise SystemExit(f"unknown task {name!r}; choose from {', '.join(TASKS)}")

@@ -228,6 +228,28 @@ def test_transfer_set_adds_crops_as_soft_targets_with_their_origin() -> None:
     assert not set(crops[:2]) & set(transfer.training_rows([0]).tolist())
 
 
+def test_general_texts_follow_the_unlabeled_ones_and_are_cropped_never_augmented() -> None:
+    train = TextDataset(texts=("Team lunch at noon today", "Win cash now"), labels=(0, 1), label_names=("ham", "spam"))
+    general = ("A journey of a thousand miles begins with one step. Then more.", "Never trust a computer. Lift it.")
+    transfer = build_transfer_set(train, ["Unlabeled note"], 1, seed=0, crop_copies=2, general=general)
+    assert transfer.texts[:5] == (*train.texts, "Unlabeled note", *general)
+    assert transfer.sources[:5] == (
+        TransferSource.LABELED,
+        TransferSource.LABELED,
+        TransferSource.UNLABELED,
+        TransferSource.GENERAL,
+        TransferSource.GENERAL,
+    )
+    assert transfer.labels[:5] == (0, 1, -1, -1, -1)
+    made_from = {
+        source: {transfer.origins[i] for i, s in enumerate(transfer.sources) if s is source}
+        for source in (TransferSource.AUGMENTED, TransferSource.CROP)
+    }
+    assert made_from[TransferSource.AUGMENTED] == {0, 1}  # only labeled texts are augmented
+    assert {3, 4} <= made_from[TransferSource.CROP]
+    assert all(transfer.labels[i] == -1 for i in range(5, len(transfer)))
+
+
 def test_held_out_rows_are_the_validation_rows_then_what_was_made_from_them() -> None:
     train = TextDataset(
         texts=(EMAIL, "Win cash now\nClaim your free prize today by clicking the link below", "Team lunch"),

@@ -182,6 +182,14 @@ def test_teacher_seq_len_beyond_the_teacher(make_classifier_dir: Callable[[str],
     )
 
 
+def test_negative_general_texts_is_a_flag_error() -> None:
+    assert_error(
+        run("build", "--general-texts", "-1"),
+        "Invalid value for '--general-texts': -1 is not in the range x>=0.",
+        exit_code=2,
+    )
+
+
 def test_budget_that_cannot_be_met(make_classifier_dir: Callable[[str], Path], tmp_path: Path) -> None:
     profile = tiny_profile(tmp_path, max_model_mb=0.0001)
     train = write_csv(tmp_path / "train.csv", toy_rows(40, seed=1))

@@ -16,14 +16,16 @@ from edgeopt.data import (
     TaskData,
     TextDataset,
     _has_readable_character,
+    fortune_quotes,
     load_default,
+    load_general_texts,
     load_task,
     read_labeled_file,
     read_unlabeled_file,
     stratified_split,
     subject_line,
 )
-from edgeopt.errors import DataError
+from edgeopt.errors import ConfigError, DataError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -365,6 +367,41 @@ def test_subject_line_cuts_reply_prefixes_and_list_tags():
     assert subject_line("Get rich [now]\nbody") == "Get rich [now]"
     assert subject_line("\nan email without a subject") == ""
     assert subject_line("one line, no body") == ""
+
+
+def test_shipped_fortunes_hold_every_quote_with_its_file():
+    quotes = fortune_quotes()
+    provenance = (ROOT / "edgeopt" / "datasets" / "PROVENANCE.md").read_text()
+    assert f"{len(quotes):,} quotes" in provenance
+    counts = Counter(q["file"] for q in quotes)
+    assert len(counts) == 43 and counts["cookie"] == 1133 and counts["startrek"] == 227
+    assert all(q["text"] == q["text"].strip() and "\n%\n" not in q["text"] for q in quotes)
+
+
+def test_general_texts_are_a_seeded_sample_of_one_line_quotes():
+    texts = load_general_texts(500, seed=3)
+    assert len(texts) == len(set(texts)) == 500
+    assert texts == load_general_texts(500, seed=3) and texts != load_general_texts(500, seed=4)
+    assert all(t and t == " ".join(t.split()) for t in texts)
+    everything = load_general_texts(10**6, seed=0)
+    position = {text: i for i, text in enumerate(everything)}
+    assert [position[t] for t in texts] == sorted(position[t] for t in texts)  # shipped order
+    assert len(everything) == len({" ".join(q["text"].split()) for q in fortune_quotes()})
+    assert load_general_texts(0, seed=0) == ()
+
+
+def test_general_texts_never_hold_a_text_of_the_task():
+    everything = load_general_texts(10**6, seed=0)
+    task_texts = [everything[0], "  ".join(everything[1].split(" ")) + "\n", "not a quote at all"]
+    kept = load_general_texts(10**6, seed=0, exclude=task_texts)
+    assert len(kept) == len(everything) - 2
+    assert everything[0] not in kept and everything[1] not in kept
+
+
+def test_negative_general_texts_names_the_setting():
+    with pytest.raises(ConfigError) as raised:
+        load_general_texts(-1, seed=0)
+    assert str(raised.value) == "general_texts=-1 must be >= 0 (0: no general texts)"
 
 
 def test_provenance_counts_match_shipped_file():

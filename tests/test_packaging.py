@@ -64,7 +64,8 @@ def test_the_wheel_ships_profiles_datasets_and_type_information(installed: Path)
     wheel = next((installed.parent / "wheels").glob("edgeopt-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"edgeopt/profiles/{name}.toml" for name in SHIPPED_PROFILES} <= names
-    assert {"edgeopt/py.typed", "edgeopt/datasets/spamassassin.jsonl.gz"} <= names
+    datasets = ("spamassassin.jsonl.gz", "fortunes.jsonl.gz", "fortunes-copyright.txt", "PROVENANCE.md")
+    assert {"edgeopt/py.typed", *(f"edgeopt/datasets/{name}" for name in datasets)} <= names
     runtime_wheel = next((installed.parent / "wheels").glob("edgeopt_runtime-*.whl"))
     assert "edgeopt_runtime/py.typed" in zipfile.ZipFile(runtime_wheel).namelist()
 

@@ -214,8 +214,14 @@ def test_rebuild_reuses_cached_teacher_outputs(built: tuple[BuildResult, Path], 
     assert outputs.details["computed"] == 0
     transfer = again.manifest["build"]["transfer"]
     fidelity = again.manifest["metrics"]["model.onnx"]["fidelity"]["all"]["texts"]
-    # 60 training and 20 test texts (fidelity texts start with the test texts), then crops of both.
-    assert transfer["labeled"] == 60 and transfer["crop"] > 0 and fidelity > 20
+    # 60 training texts, the tiny profile's 12 general texts, 20 test texts (fidelity texts start with the test
+    # texts), then crops of them.
+    assert transfer["labeled"] == 60 and transfer["general"] == 12 and transfer["crop"] > 0 and fidelity > 20
+    assert outputs.details["general"] == 12
+    assert (
+        "60 train, 0 unlabeled, 12 general (teacher-labelled fortune quotes), 20 test texts"
+        in (again.out / "report.md").read_text()
+    )
     assert outputs.details["cached"] == outputs.details["texts"] == sum(transfer.values()) + fidelity
 
 

@@ -371,7 +371,7 @@ def test_optional_keys_default_and_validate(tmp_path: Path) -> None:
 def test_student_lever_keys_default_and_validate(tmp_path: Path) -> None:
     shipped = load_profile("pixel8").student
     assert (shipped.crop_copies, shipped.embedding_init, shipped.calibrate) == (3, "teacher-static", True)
-    assert shipped.embedding_training == "trained"
+    assert (shipped.embedding_training, shipped.general_texts) == ("trained", 8000)
     given = write_variant(
         tmp_path,
         "target_sparsity = 0.5",
@@ -381,6 +381,7 @@ def test_student_lever_keys_default_and_validate(tmp_path: Path) -> None:
     assert (student.crop_copies, student.embedding_init, student.calibrate) == (0, "random", False)
     for line, expected in (
         ("crop_copies = 11", "student.crop_copies must be in [0, 10]; got 11"),
+        ("general_texts = -5", "student.general_texts must be >= 0; got -5"),
         (
             'embedding_init = "glove"',
             "student.embedding_init must be one of teacher-static, teacher, random; got 'glove'",

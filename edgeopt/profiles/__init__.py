@@ -240,6 +240,9 @@ class StudentSpec(_Validated):
     augment_copies: int = _optional(0, lo=0, hi=10)
     # Crops (first line, first sentence, random spans) of each training text the teacher labels for the student.
     crop_copies: int = _optional(3, lo=0, hi=10)
+    # General English texts (shipped fortune quotes, edgeopt.data.load_general_texts) the teacher labels beside the
+    # task's texts, cropped like them, so the student also learns the teacher's answers on texts unlike the task's.
+    general_texts: int = _optional(8000, lo=0)
     # Where the student's embedding table starts: the teacher's vector of each token from a forward pass
     # (teacher-static) or its input embedding table (teacher), reduced by PCA; or random.
     embedding_init: str = _optional("teacher-static", choices=EMBEDDING_INITS)
@@ -353,6 +356,7 @@ _OPTIONAL_KEYS = frozenset(
         "intermediate_weight",
         "augment_copies",
         "crop_copies",
+        "general_texts",
         "embedding_init",
         "embedding_training",
         "calibrate",
