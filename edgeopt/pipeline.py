@@ -353,6 +353,13 @@ def _build_embedder(
                 "built by the profile's own scheme (prune, int8); drop it"
             )
         )
+    if config.general_texts is not None:
+        raise ConfigError(
+            lambda p: (
+                f"{p('general_texts')} not available for {p('task', EMBED_TASK)} yet: an embedder distills on "
+                f"{p('train')}'s texts (or the shipped corpus) and crops of them; drop it"
+            )
+        )
     task = prepare_embed(config, reporter)
     profile = task.profile
     spec = task.student_spec

@@ -192,6 +192,12 @@ def test_cli_errors_for_the_embed_task_are_one_line(tmp_path: Path) -> None:
         "Error: --technique not available for --task embed yet: an embedder is built by the profile's own scheme "
         "(prune, int8); drop it\n"
     )
+    result = runner.invoke(cli, ["build", "--task", "embed", "--general-texts", "5", "--out", str(tmp_path / "b")])
+    assert result.exit_code == 1
+    assert result.output == (
+        "Error: --general-texts not available for --task embed yet: an embedder distills on --train's texts (or the "
+        "shipped corpus) and crops of them; drop it\n"
+    )
     assert not (tmp_path / "b").exists()
 
 
