@@ -6,6 +6,7 @@ run or one `edgeopt build` of the task):
     .venv/bin/python bench/validation_levers.py spam base,alpha02,wide,crops6,random,patience6
     .venv/bin/python bench/validation_levers.py spam-subjects base,random
     .venv/bin/python bench/validation_levers.py fortunes-topics cnn,attention 0,1,2   # seeds (split and init)
+    .venv/bin/python bench/validation_levers.py spam nogeneral-attention,general-attention 0
 
 Tuning never looks at a test split: each variant distills the float student (no pruning, no export) and is scored
 on the labeled validation texts held out of the training split (accuracy) and on the crops of those texts
