@@ -167,7 +167,7 @@ def _task_options(func: Callable[..., Any]) -> Callable[..., Any]:
     "--general-texts",
     type=click.IntRange(min=0),
     help="General English texts (shipped fortune quotes) the teacher labels beside the task's texts, so the "
-    "student learns its answers on texts unlike the task's too; 0: none [default: the profile's, else 8000].",
+    "student learns its answers on texts unlike the task's too, e.g. 8000; 0: none [default: the profile's, else 0].",
 )
 @click.option(
     "--embedding-init",

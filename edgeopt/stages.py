@@ -112,7 +112,7 @@ class BuildConfig:
         crop_copies: Crops of each training text (first line, first sentence, random spans) the teacher labels
             for the student; ``None`` takes the profile's ``[student] crop_copies`` (3 when absent).
         general_texts: General English texts (:func:`edgeopt.data.load_general_texts`) the teacher labels beside
-            the task's texts (0: none); ``None`` takes the profile's ``[student] general_texts`` (8000 when absent).
+            the task's texts (0: none); ``None`` takes the profile's ``[student] general_texts`` (0 when absent).
         embedding_init: ``"teacher-static"`` (each token's vector from a teacher forward pass, PCA-reduced),
             ``"teacher"`` (the teacher's input embedding table, PCA-reduced) or ``"random"``; ``None`` takes the
             profile's ``[student] embedding_init``.

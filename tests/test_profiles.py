@@ -371,7 +371,7 @@ def test_optional_keys_default_and_validate(tmp_path: Path) -> None:
 def test_student_lever_keys_default_and_validate(tmp_path: Path) -> None:
     shipped = load_profile("pixel8").student
     assert (shipped.crop_copies, shipped.embedding_init, shipped.calibrate) == (3, "teacher-static", True)
-    assert (shipped.embedding_training, shipped.general_texts) == ("trained", 8000)
+    assert (shipped.embedding_training, shipped.general_texts) == ("trained", 0)
     given = write_variant(
         tmp_path,
         "target_sparsity = 0.5",
