@@ -71,6 +71,15 @@ def variants() -> dict[str, dict[str, Any]]:
         "general-attention": {"general_texts": 8000, "student": {"architecture": "cnn-attention"}},
         "general4k-attention": {"general_texts": 4000, "student": {"architecture": "cnn-attention"}},
         "nogeneral-attention": {"general_texts": 0, "student": {"architecture": "cnn-attention"}},
+        # Encoders beyond one convolution (issue 9's "architecture" lever), built here by _encoder_patch before any
+        # goes into edgeopt.student: two stacked convolutions with a residual (receptive field 5), parallel filters
+        # of widths 1, 3 and 5 (Kim 2014), one transformer layer over the convolution's outputs, and a wider CNN.
+        "deep-attention": {"encoder": "deep", "student": {"architecture": "cnn-attention"}},
+        "kim-attention": {"encoder": "kim", "student": {"architecture": "cnn-attention"}},
+        "transformer-attention": {"encoder": "transformer", "student": {"architecture": "cnn-attention"}},
+        "wide-attention": {
+            "student": {"architecture": "cnn-attention", "embedding_dim": 96, "hidden_dim": 256, "dense_dim": 128}
+        },
     }
 
 
@@ -89,6 +98,67 @@ def _patch_student(freeze: bool, pool_tokens: bool) -> None:
     student_module.build_student = build
 
 
+def _encoder_patch(encoder: str) -> None:
+    """Experiment only: swap the student's convolution for another encoder; pools and head stay as built."""
+    import edgeopt.student as student_module
+
+    if encoder == "conv":
+        return  # _patch_student has just set the library's builder
+    from edgeopt._tf import import_tf
+
+    tf, keras = import_tf()
+    layers = keras.layers
+
+    def build(
+        spec: Any,
+        vocab_size: int,
+        num_labels: int,
+        max_seq_len: int,
+        seed: int = 0,
+        embeddings: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        keras.utils.set_random_seed(seed)
+        input_ids = keras.Input((max_seq_len,), dtype="int32", name="input_ids")
+        attention_mask = keras.Input((max_seq_len,), dtype="int32", name="attention_mask")
+        mask = layers.Lambda(lambda m: tf.expand_dims(tf.cast(m, tf.float32), -1), name="mask")(attention_mask)
+        init = "uniform" if embeddings is None else keras.initializers.Constant(embeddings)
+        x = layers.Embedding(vocab_size, spec.embedding_dim, embeddings_initializer=init, name="embedding")(input_ids)
+        x = layers.Multiply(name="mask_embeddings")([x, mask])
+        hidden = spec.hidden_dim
+        if encoder == "kim":
+            parts = [layers.Conv1D(hidden, k, padding="same", activation="relu", name=f"conv{k}")(x) for k in (1, 3, 5)]
+            x = layers.Concatenate(name="conv")(parts)
+        else:
+            x = layers.Conv1D(hidden, spec.kernel_size, padding="same", activation="relu", name="conv")(x)
+            x = layers.Multiply(name="mask_conv1")([x, mask])
+            if encoder == "deep":
+                y = layers.Conv1D(hidden, spec.kernel_size, padding="same", activation="relu", name="conv2")(x)
+                x = layers.Add(name="residual")([x, y])
+            elif encoder == "transformer":
+                keys = layers.Lambda(lambda m: tf.cast(tf.expand_dims(m, 1), tf.bool), name="keys")(attention_mask)
+                attended = layers.MultiHeadAttention(2, hidden // 2, name="self_attention")(x, x, attention_mask=keys)
+                x = layers.LayerNormalization(name="norm1")(layers.Add()([x, attended]))
+                ffn = layers.Dense(hidden, name="ffn2")(layers.Dense(2 * hidden, activation="relu", name="ffn1")(x))
+                x = layers.LayerNormalization(name="norm2")(layers.Add()([x, ffn]))
+                x = layers.ReLU(name="relu_out")(x)
+            else:
+                raise ValueError(encoder)
+        x = layers.Multiply(name="mask_conv")([x, mask])
+        penalty = layers.Rescaling(student_module.ATTENTION_MASK_PENALTY, name="attention_mask_penalty")(mask)
+        scores = layers.Add(name="mask_attention_score")([layers.Dense(1, name="attention_score")(x), penalty])
+        weights = layers.Softmax(axis=1, name="attention_weights")(scores)
+        attended = layers.Flatten(name="attention_pool")(layers.Dot(axes=1, name="attention_sum")([weights, x]))
+        x = layers.Concatenate(name="pool")([layers.GlobalMaxPooling1D(name="max_pool")(x), attended])
+        x = layers.Dropout(student_module.DROPOUT_RATE, name="dropout_pool")(x)
+        x = layers.Dense(spec.dense_dim, activation="relu", name="dense")(x)
+        x = layers.Dropout(student_module.DROPOUT_RATE, name="dropout_dense")(x)
+        output = layers.Dense(num_labels, name="logits")(x)
+        return keras.Model([input_ids, attention_mask], output, name="edgeopt_student")
+
+    student_module.build_student = build
+
+
 def main() -> int:
     from edgeopt.augment import TransferSource, length_bucket
     from edgeopt.stages import BuildConfig, Reporter, prepare, train_student
@@ -102,6 +172,7 @@ def main() -> int:
         settings = dict(table[name])
         student_overrides = settings.pop("student", None)
         _patch_student(settings.pop("freeze", False), settings.pop("pool_tokens", False))
+        _encoder_patch(settings.pop("encoder", "conv"))
         config = BuildConfig(profile="pixel8", calibrate=False, seed=seed, **files, **settings)
         reporter = Reporter()
         task = prepare(config, reporter)
