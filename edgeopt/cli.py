@@ -18,6 +18,8 @@ from typing import Any
 
 import click
 
+from edgeopt.defaults import DEFAULTS
+
 __all__ = ["main", "cli"]
 
 
@@ -55,6 +57,15 @@ def flag_spelling(name: str, value: object = None) -> str:
     """A library setting as this CLI's flag: ``allow_over_budget`` -> ``--allow-over-budget``, with its value."""
     flag = "--" + name.replace("_", "-")
     return flag if value is None or value is True else f"{flag} {value}"
+
+
+def _or_default(setting: str) -> str:
+    """The help text's default of a setting a profile may set: the profile's value, else edgeopt's."""
+    value = DEFAULTS[setting]
+    shown = (
+        ("on" if value else "off") if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else value
+    )
+    return f"[default: the profile's, else {shown}]"
 
 
 @contextlib.contextmanager
@@ -111,8 +122,8 @@ def _task_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--teacher-seq-len",
             type=click.IntRange(8, 512),
-            help="Tokens per text the teacher reads (and is fine-tuned on) [default: 128, or fewer when the "
-            "teacher takes fewer].",
+            help="Tokens per text the teacher reads (and is fine-tuned on) "
+            f"[default: {DEFAULTS['teacher_seq_len']}, or fewer when the teacher takes fewer].",
         ),
         click.option("--train", type=click.Path(path_type=Path), help="Labeled training data (CSV, TSV or JSONL)."),
         click.option("--test", type=click.Path(path_type=Path), help="Labeled test data; default: a split of --train."),
@@ -133,18 +144,18 @@ def _task_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @cli.command()
 @_task_options
 @click.option("--out", type=click.Path(path_type=Path), help="Bundle directory to write [default: bundles/PROFILE].")
-@click.option("--temperature", type=float, help="Distillation temperature [default: the profile's, else 2.0].")
+@click.option("--temperature", type=float, help=f"Distillation temperature {_or_default('temperature')}.")
 @click.option(
     "--alpha",
     type=float,
-    help="Weight of the hard-label loss; 1 - alpha weighs the teacher's soft targets "
-    "[default: the profile's, else 0.5].",
+    help=f"Weight of the hard-label loss; 1 - alpha weighs the teacher's soft targets {_or_default('alpha')}.",
 )
 @click.option(
     "--intermediate-weight",
     type=float,
     help="Weight of intermediate-layer distillation (student pooled features -> learned projection -> "
-    "teacher's mean hidden state); 0 turns it off [default: the profile's, else 0]. Needs a Hugging Face teacher.",
+    f"teacher's mean hidden state); 0 turns it off {_or_default('intermediate_weight')}. Needs a Hugging Face "
+    "teacher.",
 )
 @click.option(
     "--technique",
@@ -155,38 +166,38 @@ def _task_options(func: Callable[..., Any]) -> Callable[..., Any]:
     "--augment-copies",
     type=click.IntRange(0, 10),
     help="Augmented copies of each training text (word dropout/swap/mask) added to the transfer set "
-    "[default: the profile's, else 0].",
+    f"{_or_default('augment_copies')}.",
 )
 @click.option(
     "--crop-copies",
     type=click.IntRange(0, 10),
     help="Crops of each training text (first line, first sentence, random 3-20 word spans) the teacher labels "
-    "for the student, so it learns short texts too [default: the profile's, else 3].",
+    f"for the student, so it learns short texts too {_or_default('crop_copies')}.",
 )
 @click.option(
     "--general-texts",
     type=click.IntRange(min=0),
     help="General English texts (shipped fortune quotes) the teacher labels beside the task's texts, so the "
-    "student learns its answers on texts unlike the task's too, e.g. 8000; 0: none [default: the profile's, else 0].",
+    f"student learns its answers on texts unlike the task's too, e.g. 8000; 0: none {_or_default('general_texts')}.",
 )
 @click.option(
     "--embedding-init",
     type=click.Choice(["teacher-static", "teacher", "random"]),
     help="Start the student's embedding table from each token's vector in a teacher forward pass (teacher-static), "
     "from the teacher's input embeddings (teacher), both PCA-reduced to the student's width, or at random "
-    "[default: the profile's, else teacher-static].",
+    f"{_or_default('embedding_init')}.",
 )
 @click.option(
     "--embedding-training",
     type=click.Choice(["search", "frozen", "trained"]),
     help="Keep a teacher-initialized embedding table fixed (frozen), train it, or distill both and keep the better "
-    "on the validation split (search) [default: the profile's, else trained].",
+    f"on the validation split (search) {_or_default('embedding_training')}.",
 )
 @click.option(
     "--calibrate/--no-calibrate",
     default=None,
     help="Fit a temperature on the validation split and fold it into the logits, so scores are calibrated "
-    "[default: the profile's, else on].",
+    f"{_or_default('calibrate')}.",
 )
 @click.option(
     "--student",
@@ -198,7 +209,7 @@ def _task_options(func: Callable[..., Any]) -> Callable[..., Any]:
     "--search-budget",
     type=click.FloatRange(min=0),
     help="Seconds the student search may take; the first candidate always runs and the best so far is kept "
-    "(0: no limit) [default: the profile's, else 0].",
+    f"(0: no limit) {_or_default('search_budget_s')}.",
 )
 @click.option(
     "--task",
@@ -386,13 +397,13 @@ def teacher() -> None:
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Hugging Face directory to write.")
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--label-column", default="label", show_default=True)
-@click.option("--epochs", default=2, show_default=True, type=click.IntRange(min=1))
-@click.option("--max-seq-len", default=128, show_default=True, type=click.IntRange(8, 512))
+@click.option("--epochs", default=DEFAULTS["finetune_epochs"], show_default=True, type=click.IntRange(min=1))
+@click.option("--max-seq-len", default=DEFAULTS["teacher_seq_len"], show_default=True, type=click.IntRange(8, 512))
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option(
     "--precision",
     type=click.Choice(["auto", "float32", "bfloat16"]),
-    default="auto",
+    default=DEFAULTS["finetune_precision"],
     show_default=True,
     help="Arithmetic of the training passes; auto: bfloat16 where the CPU has it (the weights stay float32).",
 )

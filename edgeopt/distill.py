@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from edgeopt._tf import import_tf
+from edgeopt.defaults import DEFAULTS
 from edgeopt.errors import ConfigError, StageError
 
 __all__ = [
@@ -79,15 +80,15 @@ class DistillConfig:
         intermediate_loss: ``mse`` or ``cosine`` (1 - cosine similarity) for the intermediate-layer loss.
     """
 
-    temperature: float = 2.0
-    alpha: float = 0.5
-    epochs: int = 20
-    batch_size: int = 32
-    learning_rate: float = 2e-3
-    patience: int = 3
-    validation_fraction: float = 0.1
+    temperature: float = DEFAULTS["temperature"]
+    alpha: float = DEFAULTS["alpha"]
+    epochs: int = DEFAULTS["distill_epochs"]
+    batch_size: int = DEFAULTS["distill_batch_size"]
+    learning_rate: float = DEFAULTS["distill_learning_rate"]
+    patience: int = DEFAULTS["distill_patience"]
+    validation_fraction: float = DEFAULTS["validation_fraction"]
     seed: int = 0
-    intermediate_weight: float = 0.0
+    intermediate_weight: float = DEFAULTS["intermediate_weight"]
     intermediate_loss: FeatureLoss = FeatureLoss.MSE
 
     def __post_init__(self) -> None:

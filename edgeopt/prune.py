@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from edgeopt._tf import import_tf
+from edgeopt.defaults import DEFAULTS
 from edgeopt.distill import DistillConfig, compile_for_distillation, length_bucketed_batches
 from edgeopt.errors import ConfigError, StageError
 
@@ -84,8 +85,8 @@ class PruneConfig:
     """
 
     target_sparsity: float = 0.5
-    epochs: int = 3
-    learning_rate: float = 5e-4
+    epochs: int = DEFAULTS["prune_epochs"]
+    learning_rate: float = DEFAULTS["prune_learning_rate"]
     schedule: PruneSchedule = PruneSchedule.POLYNOMIAL
     m_by_n: tuple[int, int] | None = None
     per_layer: dict[str, float] | None = field(default=None, hash=False)

@@ -23,6 +23,7 @@ from edgeopt._tf import import_tf, native_output_captured
 from edgeopt.augment import TransferSet, TransferSource, build_transfer_set
 from edgeopt.calibrate import ScoreCalibration
 from edgeopt.data import TaskData, load_default, load_general_texts, load_task, stratified_split
+from edgeopt.defaults import DEFAULTS
 from edgeopt.distill import DistillConfig, DistillResult, distill, pack_targets
 from edgeopt.errors import ConfigError, ProfileError, TeacherError
 from edgeopt.evaluate import ArtifactMetrics, FidelitySet, evaluate_artifact, evaluate_teacher, fidelity_set
@@ -145,7 +146,7 @@ class BuildConfig:
     distill: DistillConfig | None = None
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     teacher_seq_len: int | None = None
-    prune_epochs: int = 3
+    prune_epochs: int = DEFAULTS["prune_epochs"]
     augment_copies: int | None = None
     technique: str | None = None
     crop_copies: int | None = None

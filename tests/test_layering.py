@@ -68,8 +68,8 @@ def test_layers_import_downwards_only() -> None:
     # build and compare are siblings: neither imports the other.
     assert "edgeopt.compare" not in graph["edgeopt.pipeline"] and "edgeopt.pipeline" not in graph["edgeopt.compare"]
     assert [m for m, deps in graph.items() if "edgeopt.cli" in deps] == []
-    for bottom in ("edgeopt.errors", "edgeopt.events", "edgeopt.profiles", "edgeopt.cache_dirs"):
-        assert graph[bottom] <= {"edgeopt.errors"}, (bottom, graph[bottom])
+    for bottom in ("edgeopt.errors", "edgeopt.defaults", "edgeopt.events", "edgeopt.profiles", "edgeopt.cache_dirs"):
+        assert graph[bottom] <= {"edgeopt.errors", "edgeopt.defaults"}, (bottom, graph[bottom])
 
 
 def test_the_runtime_never_imports_the_host_side() -> None:

@@ -19,6 +19,7 @@ from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, get_args, get_origin, get_type_hints
 
+from edgeopt.defaults import DEFAULTS
 from edgeopt.errors import ProfileError
 
 __all__ = [
@@ -234,31 +235,31 @@ class StudentSpec(_Validated):
     dense_dim: int = _spec(1)
     target_sparsity: float = _spec(0.0, 0.95)
     # Optional distillation settings (the defaults of edgeopt.distill.DistillConfig apply when left out).
-    temperature: float = _optional(2.0, lo=0.01)
-    alpha: float = _optional(0.5, lo=0.0, hi=1.0)
-    intermediate_weight: float = _optional(0.0, lo=0.0)
-    augment_copies: int = _optional(0, lo=0, hi=10)
+    temperature: float = _optional(DEFAULTS["temperature"], lo=0.01)
+    alpha: float = _optional(DEFAULTS["alpha"], lo=0.0, hi=1.0)
+    intermediate_weight: float = _optional(DEFAULTS["intermediate_weight"], lo=0.0)
+    augment_copies: int = _optional(DEFAULTS["augment_copies"], lo=0, hi=10)
     # Crops (first line, first sentence, random spans) of each training text the teacher labels for the student.
-    crop_copies: int = _optional(3, lo=0, hi=10)
+    crop_copies: int = _optional(DEFAULTS["crop_copies"], lo=0, hi=10)
     # General English texts (shipped fortune quotes, edgeopt.data.load_general_texts) the teacher labels beside the
     # task's texts, cropped like them, so the student also learns the teacher's answers on texts unlike the task's.
     # Off by default: 8,000 of them raised short-text fidelity on every development task but cost test accuracy on
     # two of four (README "Students on hard, short and unfamiliar texts"), and they double the student's build time.
-    general_texts: int = _optional(0, lo=0)
+    general_texts: int = _optional(DEFAULTS["general_texts"], lo=0)
     # Where the student's embedding table starts: the teacher's vector of each token from a forward pass
     # (teacher-static) or its input embedding table (teacher), reduced by PCA; or random.
-    embedding_init: str = _optional("teacher-static", choices=EMBEDDING_INITS)
+    embedding_init: str = _optional(DEFAULTS["embedding_init"], choices=EMBEDDING_INITS)
     # A teacher-initialized table kept as it starts (frozen: rare words keep the teacher's view of them), trained,
     # or both distilled and the better on validation kept (search); a random table always trains. Trained by
     # default: a frozen table won no validation comparison in 18 (3 dev tasks x 3 seeds x 2 architectures,
     # bench/results/validation_levers.jsonl) and one test comparison of 4 by one text, at one more distill each.
-    embedding_training: str = _optional("trained", choices=EMBEDDING_TRAINING)
+    embedding_training: str = _optional(DEFAULTS["embedding_training"], choices=EMBEDDING_TRAINING)
     # Fit a temperature on the validation split and fold it into the logits layer, so scores are calibrated.
-    calibrate: bool = _optional(True)
+    calibrate: bool = _optional(DEFAULTS["calibrate"])
     # Factors on embedding_dim, hidden_dim and dense_dim the student search tries (edgeopt.search).
-    search_widths: tuple[float, ...] = _optional((1.0,))
+    search_widths: tuple[float, ...] = _optional(DEFAULTS["search_widths"])
     # Seconds the student search may take (0: no limit); the first candidate always runs.
-    search_budget_s: float = _optional(0.0, lo=0.0)
+    search_budget_s: float = _optional(DEFAULTS["search_budget_s"], lo=0.0)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgeopt.cache_dirs import cache_dir
+from edgeopt.defaults import DEFAULTS
 from edgeopt.errors import ConfigError, DataError, MissingExtraError, OutputExistsError, TeacherError
 from edgeopt.events import ProgressCounter
 from edgeopt.extras import require as require_extra
@@ -115,13 +116,13 @@ class FinetuneConfig:
     """
 
     max_seq_len: int = DEFAULT_TEACHER_SEQ_LEN
-    epochs: int = 2
-    batch_size: int = 16
-    learning_rate: float = 5e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
+    epochs: int = DEFAULTS["finetune_epochs"]
+    batch_size: int = DEFAULTS["finetune_batch_size"]
+    learning_rate: float = DEFAULTS["finetune_learning_rate"]
+    weight_decay: float = DEFAULTS["finetune_weight_decay"]
+    warmup_ratio: float = DEFAULTS["finetune_warmup_ratio"]
     seed: int = 0
-    precision: str = "auto"
+    precision: str = DEFAULTS["finetune_precision"]
 
     def __post_init__(self) -> None:
         checks = (

@@ -12,6 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from edgeopt.defaults import DEFAULTS
 from edgeopt.errors import TeacherError
 
 __all__ = ["DEFAULT_TEACHER_SEQ_LEN", "TeacherKind", "detect_teacher_kind"]
@@ -19,7 +20,7 @@ __all__ = ["DEFAULT_TEACHER_SEQ_LEN", "TeacherKind", "detect_teacher_kind"]
 
 # Tokens per text the teacher reads unless told otherwise (and unless it takes fewer): emails are longer, but
 # fine-tuning cost grows with it, and 128 already gives the default teacher 0.984 on the test split.
-DEFAULT_TEACHER_SEQ_LEN = 128
+DEFAULT_TEACHER_SEQ_LEN: int = DEFAULTS["teacher_seq_len"]
 
 
 _HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
