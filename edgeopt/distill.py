@@ -30,6 +30,7 @@ from edgeopt.errors import ConfigError, StageError
 __all__ = [
     "DistillConfig",
     "DistillResult",
+    "RecoveryData",
     "FeatureLoss",
     "PROJECTION_LAYER",
     "feature_loss",
@@ -110,6 +111,34 @@ class DistillConfig:
             )
         # Accept plain strings (from TOML or the CLI) and store the enum.
         object.__setattr__(self, "intermediate_loss", FeatureLoss(self.intermediate_loss))
+
+
+@dataclass(frozen=True)
+class RecoveryData:
+    """What a fine-tune after a lossy pass trains on: the rows, targets and loss the student was distilled with.
+
+    Magnitude pruning, unit removal and quantization-aware training each recover the student this way, so they take
+    this one value (rather than its four parts each, which let a caller pass rows of one set and targets of another).
+
+    Attributes:
+        inputs: ``(input_ids, attention_mask)`` of the training rows.
+        targets: Their packed targets (:func:`pack_targets`), or what another loss takes (an embedder's vectors).
+        num_labels: Number of classes (an embedder: its width).
+        distill: Temperature, alpha, batch size and seed of the loss.
+    """
+
+    inputs: tuple[np.ndarray, np.ndarray]
+    targets: np.ndarray
+    num_labels: int
+    distill: DistillConfig
+
+    def __post_init__(self) -> None:
+        rows = (len(self.inputs[0]), len(self.inputs[1]), len(self.targets))
+        if len(set(rows)) != 1:
+            raise StageError(
+                f"recovery inputs and targets must have the same rows, got {rows[0]}, {rows[1]} and {rows[2]}; "
+                "pass the rows the targets were packed for"
+            )
 
 
 @dataclass(frozen=True)

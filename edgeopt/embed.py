@@ -386,6 +386,7 @@ def prune_embedder(trained: TrainedEmbedder, task: PreparedEmbedTask, epochs: in
         The pruned float model and the pruning result (JSON).
     """
     from edgeopt._tf import import_tf
+    from edgeopt.distill import RecoveryData
     from edgeopt.prune import PruneConfig, prune
 
     _, keras = import_tf()
@@ -394,10 +395,7 @@ def prune_embedder(trained: TrainedEmbedder, task: PreparedEmbedTask, epochs: in
     fit = trained.fit_rows
     pruned, result = prune(
         copy,
-        trained.rows(fit),
-        task.transfer_vectors[fit],
-        task.dim,
-        trained.distill_config,
+        RecoveryData(trained.rows(fit), task.transfer_vectors[fit], task.dim, trained.distill_config),
         PruneConfig(target_sparsity=task.student_spec.target_sparsity, epochs=epochs),
         compile_model=lambda model, rate: compile_for_embedding(model, rate, SIMILARITY_WEIGHT),
     )

@@ -26,7 +26,7 @@ import numpy as np
 
 from edgeopt._tf import import_tf
 from edgeopt.defaults import DEFAULTS
-from edgeopt.distill import DistillConfig, compile_for_distillation, length_bucketed_batches
+from edgeopt.distill import RecoveryData, compile_for_distillation, length_bucketed_batches
 from edgeopt.errors import ConfigError, StageError
 
 __all__ = [
@@ -214,10 +214,7 @@ def _schedule(tfmot: Any, config: PruneConfig, target: float, total_steps: int, 
 
 def prune(
     model: Any,
-    inputs: tuple[np.ndarray, np.ndarray],
-    targets: np.ndarray,
-    num_labels: int,
-    distill_config: DistillConfig,
+    data: RecoveryData,
     config: PruneConfig,
     verbose: int = 0,
     compile_model: Callable[[Any, float], None] | None = None,
@@ -226,14 +223,11 @@ def prune(
 
     Args:
         model: A trained student.
-        inputs: ``(input_ids, attention_mask)`` of the transfer set.
-        targets: Packed distillation targets (see :func:`edgeopt.distill.pack_targets`).
-        num_labels: Number of classes.
-        distill_config: Temperature, alpha, batch size and seed of the loss.
+        data: The rows, targets and loss the student was distilled with.
         config: Pruning settings.
         verbose: Keras verbosity.
         compile_model: ``(model, learning_rate)`` compiling the pruned model with another loss (an embedder's:
-            :func:`edgeopt.distill.compile_for_embedding`); ``targets`` are then what that loss takes. None: the
+            :func:`edgeopt.distill.compile_for_embedding`); ``data.targets`` are then what that loss takes. None: the
             classifier's distillation loss over packed targets.
 
     Returns:
@@ -245,8 +239,9 @@ def prune(
     tf, keras = import_tf()
     import tensorflow_model_optimization as tfmot
 
+    distill_config = data.distill
     keras.utils.set_random_seed(distill_config.seed)
-    steps_per_epoch = math.ceil(len(targets) / distill_config.batch_size)
+    steps_per_epoch = math.ceil(len(data.targets) / distill_config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     if config.m_by_n is not None and total_steps < 2:
         raise StageError(
@@ -268,11 +263,11 @@ def prune(
     # shares them: ``model`` is pruned in place too).
     pruned = keras.models.clone_model(model, clone_function=wrap)
     if compile_model is None:
-        compile_for_distillation(pruned, num_labels, distill_config, config.learning_rate)
+        compile_for_distillation(pruned, data.num_labels, distill_config, config.learning_rate)
     else:
         compile_model(pruned, config.learning_rate)
     pruned.fit(
-        length_bucketed_batches(inputs, targets, distill_config.batch_size, distill_config.seed),
+        length_bucketed_batches(data.inputs, data.targets, distill_config.batch_size, distill_config.seed),
         epochs=config.epochs,
         callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
         shuffle=False,

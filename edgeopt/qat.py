@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from edgeopt._tf import import_tf
-from edgeopt.distill import DistillConfig, compile_for_distillation
+from edgeopt.defaults import DEFAULTS
+from edgeopt.distill import RecoveryData, compile_for_distillation
 from edgeopt.errors import ConfigError, StageError
 from edgeopt.quantize import OutputQuantization
 
@@ -301,12 +302,9 @@ def _init_activation_ranges(qat_model: Any, float_model: Any, inputs: tuple[np.n
 
 def qat_finetune(
     model: Any,
-    inputs: tuple[np.ndarray, np.ndarray],
-    targets: np.ndarray,
-    num_labels: int,
-    distill_config: DistillConfig,
+    data: RecoveryData,
     epochs: int = 2,
-    learning_rate: float = 5e-4,
+    learning_rate: float = DEFAULTS["prune_learning_rate"],
     verbose: int = 0,
 ) -> tuple[Any, QatReport]:
     """Make a QAT copy of the student and fine-tune it on the packed distillation targets.
@@ -316,10 +314,7 @@ def qat_finetune(
 
     Args:
         model: The trained (distilled, possibly pruned and stripped) student.
-        inputs: ``(input_ids, attention_mask)`` of the transfer set.
-        targets: Packed targets (:func:`edgeopt.distill.pack_targets`) of the same rows.
-        num_labels: Number of classes.
-        distill_config: Temperature, alpha, batch size and seed of the distillation loss.
+        data: The rows, packed targets and loss the student was distilled with.
         epochs: Fine-tuning epochs (>= 1).
         learning_rate: Adam learning rate; smaller than distillation's, the weights only adapt to the grid.
         verbose: Keras verbosity.
@@ -328,7 +323,7 @@ def qat_finetune(
         ``(qat_model, report)``.
 
     Raises:
-        StageError: ``epochs`` < 1, ``learning_rate`` <= 0, mismatched row counts, or a layer QAT cannot rebuild.
+        StageError: ``epochs`` < 1, ``learning_rate`` <= 0, or a layer QAT cannot rebuild.
     """
     import tensorflow_model_optimization as tfmot
 
@@ -336,11 +331,7 @@ def qat_finetune(
         raise ConfigError(f"QAT epochs must be >= 1, got {epochs}")
     if not learning_rate > 0:
         raise ConfigError(f"QAT learning rate must be > 0, got {learning_rate}")
-    if not len(inputs[0]) == len(inputs[1]) == len(targets):
-        raise StageError(
-            f"QAT inputs and targets must have the same rows, got {len(inputs[0])}, {len(inputs[1])} and "
-            f"{len(targets)}; pass the rows the targets were packed for"
-        )
+    inputs, distill_config = data.inputs, data.distill
     _, keras = import_tf()
     keras.utils.set_random_seed(distill_config.seed)
     layers = qat_layer_plan(model)
@@ -352,10 +343,10 @@ def qat_finetune(
             first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise StageError(f"tfmot could not apply QAT to model {model.name!r}: {first_line}") from exc
     _init_activation_ranges(qat_model, model, inputs)
-    compile_for_distillation(qat_model, num_labels, distill_config, learning_rate)
+    compile_for_distillation(qat_model, data.num_labels, distill_config, learning_rate)
     history = qat_model.fit(
         list(inputs),
-        targets,
+        data.targets,
         epochs=epochs,
         batch_size=distill_config.batch_size,
         shuffle=True,

@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 
 from edgeopt._tf import import_tf
-from edgeopt.distill import DistillConfig, compile_for_distillation, length_bucketed_batches
+from edgeopt.defaults import DEFAULTS
+from edgeopt.distill import RecoveryData, compile_for_distillation, length_bucketed_batches
 from edgeopt.errors import ConfigError, StageError
 from edgeopt.profiles import StudentSpec
 
@@ -203,12 +204,9 @@ def structured_prune(
     model: Any,
     spec: StudentSpec,
     keep: dict[str, float] | float,
-    inputs: tuple[np.ndarray, np.ndarray],
-    targets: np.ndarray,
-    num_labels: int,
-    distill_config: DistillConfig,
-    epochs: int = 3,
-    learning_rate: float = 5e-4,
+    data: RecoveryData,
+    epochs: int = DEFAULTS["prune_epochs"],
+    learning_rate: float = DEFAULTS["prune_learning_rate"],
     verbose: int = 0,
 ) -> tuple[Any, StructuredResult]:
     """Remove the weakest units (:func:`remove_units`), then fine-tune the smaller student with the distillation loss.
@@ -217,10 +215,7 @@ def structured_prune(
         model: A trained student; not changed.
         spec: The spec ``model`` was built with.
         keep: Share of units to keep (see :func:`remove_units`).
-        inputs: ``(input_ids, attention_mask)`` of the transfer set.
-        targets: Packed distillation targets (see :func:`edgeopt.distill.pack_targets`).
-        num_labels: Number of classes.
-        distill_config: Temperature, alpha, batch size and seed of the loss.
+        data: The rows, targets and loss the student was distilled with.
         epochs: Fine-tuning epochs (>= 1).
         learning_rate: Adam learning rate for fine-tuning.
         verbose: Keras verbosity.
@@ -237,10 +232,10 @@ def structured_prune(
         raise ConfigError(f"structured pruning learning rate must be > 0, got {learning_rate}")
     _, keras = import_tf()
     small, result = remove_units(model, spec, keep)
-    keras.utils.set_random_seed(distill_config.seed)
-    compile_for_distillation(small, num_labels, distill_config, learning_rate)
+    keras.utils.set_random_seed(data.distill.seed)
+    compile_for_distillation(small, data.num_labels, data.distill, learning_rate)
     small.fit(
-        length_bucketed_batches(inputs, targets, distill_config.batch_size, distill_config.seed),
+        length_bucketed_batches(data.inputs, data.targets, data.distill.batch_size, data.distill.seed),
         epochs=epochs,
         shuffle=False,
         verbose=verbose,

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from edgeopt.distill import RecoveryData
 from edgeopt.errors import ConfigError, StageError
 from edgeopt.profiles import RUNTIME_FORMATS, ExportFormat, ExportSpec, QuantizationScheme, StudentSpec
 from edgeopt.quantize import CalibrationMethod
@@ -83,10 +84,10 @@ class TechniqueRun:
     details: dict[str, Any] = field(default_factory=dict)
     prune_result: Any = None
 
-    def fit_args(self) -> tuple[Any, np.ndarray, int, Any]:
-        """The fine-tuning arguments pruning passes share: training rows, their targets, labels, distillation."""
+    def recovery_data(self) -> RecoveryData:
+        """What the recovery fine-tunes (pruning, unit removal, QAT) train on: the student's own training rows."""
         student = self.student
-        return (
+        return RecoveryData(
             student.rows(student.fit_rows),
             student.targets[student.fit_rows],
             self.task.num_labels,
@@ -180,7 +181,7 @@ class MagnitudePrune(Pass):
             config = PruneConfig(target_sparsity=self.sparsity, epochs=epochs)
         else:
             config = PruneConfig(target_sparsity=0.0, epochs=epochs, m_by_n=(self.m_by_n[0], self.m_by_n[1]))
-        run.model, run.prune_result = prune(run.model, *run.fit_args(), config)
+        run.model, run.prune_result = prune(run.model, run.recovery_data(), config)
         return {
             "sparsity": run.prune_result.overall_sparsity,
             "prune": run.prune_result.to_dict(),
@@ -203,7 +204,7 @@ class StructuredPrune(Pass):
 
         spec = run.student.spec or run.task.student_spec
         run.model, result = structured_prune(
-            run.model, spec, self.fraction, *run.fit_args(), epochs=run.config.prune_epochs
+            run.model, spec, self.fraction, run.recovery_data(), epochs=run.config.prune_epochs
         )
         return {"structured": result.to_dict()}
 
@@ -228,7 +229,7 @@ class SensitivityPrune(Pass):
         table = pruning_sensitivity(run.model, keras_accuracy(student.rows(student.val_rows), val_labels))
         per_layer = choose_sparsities(table, max_drop_per_layer=task.profile.budget.max_accuracy_drop / 3)
         config = PruneConfig(target_sparsity=0.0, epochs=run.config.prune_epochs, per_layer=per_layer)
-        run.model, run.prune_result = prune(run.model, *run.fit_args(), config)
+        run.model, run.prune_result = prune(run.model, run.recovery_data(), config)
         return {"per_layer": per_layer, "sensitivity": table.to_dict(), "sparsity": run.prune_result.overall_sparsity}
 
 
@@ -261,13 +262,7 @@ class QuantizationAwareTraining(Pass):
         from edgeopt.qat import qat_finetune, qat_to_onnx, qat_to_tflite
         from edgeopt.stages import artifact_record
 
-        qat_model, report = qat_finetune(
-            run.model,
-            run.student.rows(run.student.fit_rows),
-            run.student.targets[run.student.fit_rows],
-            run.task.num_labels,
-            run.student.distill_config,
-        )
+        qat_model, report = qat_finetune(run.model, run.recovery_data())
         if ExportFormat.TFLITE in run.formats:
             q = qat_to_tflite(qat_model, run.calibration, run.out / "model.tflite")
             run.artifacts["model.tflite"] = artifact_record("tflite", "int8-qat", q)

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgeopt.distill import DistillConfig, pack_targets
+from edgeopt.distill import DistillConfig, RecoveryData, pack_targets
 from edgeopt.errors import ConfigError, StageError
 from edgeopt.prune import PRUNABLE_LAYERS, PruneConfig, PruneResult, prune, sparsity_of
 from stage_fixtures import NUM_LABELS, ToyTask, keras_logits, make_toy_task, train_toy_student
@@ -37,10 +37,7 @@ def pruned(task: ToyTask, targets: np.ndarray) -> tuple[Any, Any, PruneResult]:
     # 80 texts in batches of 16: 5 steps an epoch, so the sparsity schedule ends on step 10, a pruning step.
     stripped, result = prune(
         model,
-        task.encoded,
-        targets,
-        NUM_LABELS,
-        DistillConfig(batch_size=16),
+        RecoveryData(task.encoded, targets, NUM_LABELS, DistillConfig(batch_size=16)),
         PruneConfig(target_sparsity=TARGET, epochs=3),
     )
     return stripped, head_before, result
@@ -86,10 +83,7 @@ def test_prune_reaches_target_sparsity_with_few_steps_per_epoch(task: ToyTask, t
     # 80 texts in batches of 40: 2 steps an epoch, end_step 4.
     stripped, result = prune(
         _trained(task),
-        task.encoded,
-        targets,
-        NUM_LABELS,
-        DistillConfig(batch_size=40),
+        RecoveryData(task.encoded, targets, NUM_LABELS, DistillConfig(batch_size=40)),
         PruneConfig(target_sparsity=TARGET, epochs=3),
     )
     assert result.overall_sparsity == pytest.approx(TARGET, abs=0.02)
@@ -118,7 +112,8 @@ def test_prune_config_accepts_edges() -> None:
 
 
 def _prune(task: ToyTask, targets: np.ndarray, model: Any, **kwargs: Any) -> tuple[Any, PruneResult]:
-    return prune(model, task.encoded, targets, NUM_LABELS, DistillConfig(batch_size=16), PruneConfig(**kwargs))
+    data = RecoveryData(task.encoded, targets, NUM_LABELS, DistillConfig(batch_size=16))
+    return prune(model, data, PruneConfig(**kwargs))
 
 
 @pytest.fixture(scope="module")
@@ -201,10 +196,7 @@ def test_m_by_n_needs_two_training_steps(task: ToyTask, targets: np.ndarray) -> 
     with pytest.raises(StageError, match=r"^2:4 pruning needs at least 2 training steps, got 1; raise the pruning"):
         prune(
             object(),
-            task.encoded,
-            targets,
-            NUM_LABELS,
-            DistillConfig(batch_size=80),
+            RecoveryData(task.encoded, targets, NUM_LABELS, DistillConfig(batch_size=80)),
             PruneConfig(epochs=1, m_by_n=(2, 4)),
         )
 

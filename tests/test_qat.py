@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgeopt.distill import DistillConfig, pack_targets
+from edgeopt.distill import DistillConfig, RecoveryData, pack_targets
 from edgeopt.errors import ConfigError, StageError
 from edgeopt.qat import (
     QatReport,
@@ -45,7 +45,8 @@ def float_labels(model: Any, task: ToyTask) -> np.ndarray:
 def trained(model: Any, task: ToyTask, float_labels: np.ndarray) -> tuple[Any, QatReport, list[np.ndarray]]:
     before = [w.copy() for w in model.get_weights()]
     targets = pack_targets(keras_logits(model, task.encoded), task.labels, NUM_LABELS)
-    qat_model, report = qat_finetune(model, task.encoded, targets, NUM_LABELS, DistillConfig(batch_size=16), epochs=2)
+    data = RecoveryData(task.encoded, targets, NUM_LABELS, DistillConfig(batch_size=16))
+    qat_model, report = qat_finetune(model, data, epochs=2)
     return qat_model, report, before
 
 
@@ -148,13 +149,18 @@ def test_qat_refuses_bad_settings_and_foreign_lambdas(model: Any, task: ToyTask)
 
     tf, keras = import_tf()
     targets = np.zeros((len(task.texts), 2 * NUM_LABELS + 1), dtype=np.float32)
+    data = RecoveryData(task.encoded, targets, NUM_LABELS, DistillConfig())
     with pytest.raises(ConfigError, match="QAT epochs must be >= 1, got 0"):
-        qat_finetune(model, task.encoded, targets, NUM_LABELS, DistillConfig(), epochs=0)
-    with pytest.raises(StageError, match="same rows, got 64, 64 and 3"):
-        qat_finetune(model, task.encoded, targets[:3], NUM_LABELS, DistillConfig())
+        qat_finetune(model, data, epochs=0)
+    with pytest.raises(
+        StageError,
+        match=r"^recovery inputs and targets must have the same rows, got 64, 64 and 3; pass the rows the targets "
+        r"were packed for$",
+    ):
+        RecoveryData(task.encoded, targets[:3], NUM_LABELS, DistillConfig())
     ids = keras.Input((MAX_SEQ_LEN,), dtype="int32", name="input_ids")
     mask = keras.Input((MAX_SEQ_LEN,), dtype="int32", name="attention_mask")
     x = keras.layers.Lambda(lambda t: tf.cast(t, tf.float32), name="to_float")(ids)
     foreign = keras.Model([ids, mask], keras.layers.Dense(NUM_LABELS, name="logits")(x))
     with pytest.raises(StageError, match="layer 'to_float' is a Lambda"):
-        qat_finetune(foreign, task.encoded, targets, NUM_LABELS, DistillConfig())
+        qat_finetune(foreign, data)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgeopt.distill import DistillConfig, pack_targets
+from edgeopt.distill import DistillConfig, RecoveryData, pack_targets
 from edgeopt.errors import ConfigError, StageError
 from edgeopt.export import to_tflite
 from edgeopt.structured import STRUCTURED_LAYERS, StructuredResult, rank_units, remove_units, structured_prune
@@ -127,10 +127,7 @@ def test_structured_prune_fine_tunes_the_smaller_model(trained: Any, task: ToyTa
         trained,
         tiny_spec(),
         0.5,
-        task.encoded,
-        targets,
-        NUM_LABELS,
-        DistillConfig(batch_size=16),
+        RecoveryData(task.encoded, targets, NUM_LABELS, DistillConfig(batch_size=16)),
         epochs=5,
         learning_rate=5e-3,
     )
@@ -171,9 +168,8 @@ def test_remove_units_rejects_a_spec_that_does_not_match(trained: Any) -> None:
 
 def test_structured_prune_rejects_zero_epochs(trained: Any, task: ToyTask) -> None:
     with pytest.raises(ConfigError, match=r"^structured pruning fine-tune epochs must be >= 1, got 0$"):
-        structured_prune(
-            trained, tiny_spec(), 0.5, task.encoded, np.zeros((80, 5)), NUM_LABELS, DistillConfig(), epochs=0
-        )
+        data = RecoveryData(task.encoded, np.zeros((80, 5)), NUM_LABELS, DistillConfig())
+        structured_prune(trained, tiny_spec(), 0.5, data, epochs=0)
 
 
 def test_result_to_dict_is_plain_json(halved: tuple[Any, StructuredResult]) -> None:
