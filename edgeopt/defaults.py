@@ -48,5 +48,6 @@ DEFAULTS: Final[Mapping[str, Any]] = MappingProxyType(
         "finetune_weight_decay": 0.01,  # AdamW (not on biases and LayerNorm weights)
         "finetune_warmup_ratio": 0.1,  # share of the steps ramping the learning rate up
         "finetune_precision": "auto",  # bfloat16 autocast where the CPU has bfloat16 arithmetic, else float32
+        "finetune_frozen_layers": 0,  # bottom transformer layers (and the embeddings) kept as pretrained; 0: none
     }
 )

@@ -53,6 +53,7 @@ EXPECTED = {
         "weight_decay": "finetune_weight_decay",
         "warmup_ratio": "finetune_warmup_ratio",
         "precision": "finetune_precision",
+        "frozen_layers": "finetune_frozen_layers",
     },
 }
 

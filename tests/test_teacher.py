@@ -212,6 +212,32 @@ def test_bfloat16_finetune_learns_too_and_records_its_precision(
     assert saved.get("torch_dtype", saved.get("dtype", "float32")) == "float32"  # the weights stay float32
 
 
+def test_frozen_layers_keep_their_pretrained_weights(tiny_st_dir: Path, toy_train: TextDataset, tmp_path: Path) -> None:
+    from safetensors.numpy import load_file
+
+    config = FinetuneConfig(max_seq_len=32, epochs=10, batch_size=4, learning_rate=1e-3, frozen_layers=1)
+    # (The fixture's encoder is random, so with its embeddings frozen it learns little: only weights are checked.)
+    out = finetune(tiny_st_dir, toy_train, tmp_path / "teacher", config, progress=False)
+    before = {k.removeprefix("bert."): v for k, v in load_file(tiny_st_dir / "model.safetensors").items()}
+    after = {k.removeprefix("bert."): v for k, v in load_file(out / "model.safetensors").items()}
+    frozen = [k for k in before if k.startswith(("embeddings.", "encoder.layer.0."))]
+    trained = [k for k in before if k.startswith("encoder.layer.1.")]
+    assert frozen and trained
+    for name in frozen:
+        np.testing.assert_array_equal(after[name], before[name], err_msg=name)
+    assert any(not np.array_equal(after[name], before[name]) for name in trained)
+    meta = json.loads((out / "edgeopt_finetune.json").read_text())
+    assert meta["frozen_parameters"] == sum(before[k].size for k in frozen)
+
+
+def test_frozen_layers_beyond_the_model_are_refused(tiny_st_dir: Path, toy_train: TextDataset, tmp_path: Path) -> None:
+    with pytest.raises(
+        ConfigError, match=r"^FinetuneConfig\.frozen_layers=9 but the model has 2 transformer layers; freeze at most 1$"
+    ):
+        finetune(tiny_st_dir, toy_train, tmp_path / "teacher", FinetuneConfig(frozen_layers=9), progress=False)
+    assert not (tmp_path / "teacher").exists()
+
+
 def test_auto_precision_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib
 
@@ -236,6 +262,8 @@ def test_finetune_config_is_validated() -> None:
         FinetuneConfig(warmup_ratio=1.0)
     with pytest.raises(ConfigError, match=r"FinetuneConfig\.precision='half' is invalid: use one of auto, float32"):
         FinetuneConfig(precision="half")
+    with pytest.raises(ConfigError, match=r"FinetuneConfig\.frozen_layers=-1 is invalid: use an integer >= 0"):
+        FinetuneConfig(frozen_layers=-1)
 
 
 # --- TeacherLogitCache -----------------------------------------------------------------------------------
