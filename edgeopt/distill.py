@@ -213,7 +213,7 @@ def length_bucketed_batches(
     _, keras = import_tf()
     ids, mask = inputs
     lengths = np.asarray(mask).sum(axis=1)
-    full = ids.shape[1]
+    full = int(ids.shape[1])
     widths = sorted({w for w in (2**k for k in range(4, 16)) if w < full} | {full})
 
     def width_for(longest: int) -> int:
@@ -221,7 +221,8 @@ def length_bucketed_batches(
 
     row_widths = np.array([width_for(int(n)) for n in lengths])
 
-    class _Batches(keras.utils.Sequence):  # type: ignore[name-defined]
+    # Keras classes are Any to mypy (TensorFlow ships no types), hence misc (subclassing Any).
+    class _Batches(keras.utils.Sequence):  # type: ignore[name-defined,misc]
         def __init__(self) -> None:
             super().__init__()
             self._epoch = 0
@@ -342,7 +343,7 @@ def distill(
     # weights restores the best student.
     accuracy_key = "val_label_accuracy" if features is None else "val_logits_label_accuracy"
 
-    class _WatchedScore(keras.callbacks.Callback):  # type: ignore[name-defined]
+    class _WatchedScore(keras.callbacks.Callback):  # type: ignore[name-defined,misc]
         """Validation accuracy, ties broken by the lower validation loss.
 
         Keras' stopper keeps the first epoch of a tie, so on a small validation set every later epoch that

@@ -94,7 +94,8 @@ def to_savedmodel(model: Any, path: Path, max_seq_len: int) -> Path:
     tf, _ = import_tf()
     name = EMBEDDING_OUTPUT_NAME if EMBEDDING_HEAD in model.output_names else OUTPUT_NAME
 
-    @tf.function(
+    # tf.function is Any to mypy (TensorFlow ships no types).
+    @tf.function(  # type: ignore[untyped-decorator]
         input_signature=[
             tf.TensorSpec((None, max_seq_len), tf.int32, name="input_ids"),
             tf.TensorSpec((None, max_seq_len), tf.int32, name="attention_mask"),

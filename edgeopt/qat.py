@@ -121,13 +121,14 @@ def _custom_layers() -> dict[str, Any]:
     tf, keras = import_tf()
     quantizers = tfmot.quantization.keras.quantizers
 
-    class EdgeoptMaskToFloat(keras.layers.Layer):  # type: ignore[name-defined]
+    # Keras and tfmot classes are Any to mypy (no types shipped), hence misc (subclassing Any).
+    class EdgeoptMaskToFloat(keras.layers.Layer):  # type: ignore[name-defined,misc]
         """``[batch, seq]`` int mask to ``[batch, seq, 1]`` float: the student's ``mask`` Lambda, serializable."""
 
         def call(self, mask: Any) -> Any:
             return tf.expand_dims(tf.cast(mask, tf.float32), -1)
 
-    class EdgeoptConv1DQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
+    class EdgeoptConv1DQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):  # type: ignore[misc]
         """tfmot's 8-bit Dense scheme applied to Conv1D, which tfmot's registry leaves out."""
 
         def get_weights_and_quantizers(self, layer: Any) -> list[tuple[Any, Any]]:

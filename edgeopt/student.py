@@ -197,7 +197,8 @@ def teacher_embedding_init(teacher_table: np.ndarray, teacher_ids: Sequence[int]
         # A teacher narrower than the student: the extra dimensions start at zero.
         reduced = np.pad(reduced, ((0, 0), (0, dim - reduced.shape[1])))
     std = reduced.std()
-    return (reduced * (INIT_EMBEDDING_STD / std if std > 0 else 1.0)).astype(np.float32)
+    scaled: np.ndarray = (reduced * (INIT_EMBEDDING_STD / std if std > 0 else 1.0)).astype(np.float32)
+    return scaled
 
 
 def build_student(

@@ -129,7 +129,8 @@ class Teacher:
         for idx, ids, mask, types in self._padded_batches(texts, batch_size, progress, "teacher embeddings"):
             out[idx] = self._run_features(ids, mask, types, self.pooling)
         norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return (out / np.maximum(norms, 1e-12)).astype(np.float32)
+        unit: np.ndarray = (out / np.maximum(norms, 1e-12)).astype(np.float32)
+        return unit
 
     def token_embeddings(self) -> np.ndarray | None:
         """The teacher's input token embedding table, ``[vocab_size, hidden]`` float32, in tokenizer id order.
@@ -274,7 +275,7 @@ class Teacher:
                 pooled = hidden.masked_fill(weights == 0, float("-inf")).amax(dim=1)
             else:
                 pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
-        return pooled.numpy()
+        return np.asarray(pooled.numpy(), dtype=np.float32)
 
     def _get_tokenizer(self) -> Any:
         if self._tokenizer is None:
@@ -307,7 +308,7 @@ class Teacher:
         if takes_types:
             batch["token_type_ids"] = torch.from_numpy(types)
         with torch.inference_mode():
-            return model(**batch).logits.float().numpy()
+            return np.asarray(model(**batch).logits.float().numpy(), dtype=np.float32)
 
     def _get_runner(self) -> Any:
         if self._runner is None:
@@ -333,7 +334,8 @@ class Teacher:
 
             def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
                 names = ("input_ids", "attention_mask", "token_type_ids")
-                return self.inner(**dict(zip(names, inputs, strict=False))).logits
+                logits: torch.Tensor = self.inner(**dict(zip(names, inputs, strict=False))).logits
+                return logits
 
         input_names = ["input_ids", "attention_mask"] + (["token_type_ids"] if takes_types else [])
         example = tuple(torch.ones((2, 8), dtype=torch.long) for _ in input_names)
@@ -565,14 +567,15 @@ def _quiet_transformers() -> Iterator[None]:
 
     verbosity = hf_logging.get_verbosity()
     bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    # transformers' logging helpers carry no annotations.
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     try:
         yield
     finally:
         hf_logging.set_verbosity(verbosity)
         if bars:
-            hf_logging.enable_progress_bar()
+            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 def default_embedding_teacher() -> Path:
