@@ -24,6 +24,7 @@ from edgeopt.embed import EMBED_TASK
 from edgeopt.errors import BudgetError
 from edgeopt.evaluate import ArtifactMetrics
 from edgeopt.profiles import ExportFormat, Profile, QuantizationScheme, load_profile
+from edgeopt.record import BundleRecord, ClassifierBuild, EmbedBuild
 from edgeopt.search import StudentCandidate
 from edgeopt.stages import (
     MODEL_ONNX,
@@ -121,19 +122,18 @@ def build(
         resolve_techniques([technique_name])  # a typo fails now, not after training
     task = prepare(config, reporter)
     with staged_output(out, force) as staging, tempfile.TemporaryDirectory(prefix="edgeopt-") as tmp:
-        fields, problems = _make_bundle(config, task, staging, Path(tmp), reporter, allow_over_budget)
-        # A first manifest without the report, so that the runtime can load the bundle and measure it for
-        # the report; the final manifest below lists the report too.
-        shipped_extra = (
-            *(() if fields["build"]["nnapi"] is None else (MODEL_NNAPI_ONNX,)),
-            *_savedmodel_files(fields),
-        )
-        _write_manifest(staging, fields, extra_files=shipped_extra)
+        record = _make_bundle(config, task, staging, Path(tmp), reporter, allow_over_budget)
+        build_record = record.build
+        problems = build_record.budget_problems
+        # The runtime verifies what it loads, so the staged bundle gets its manifest before it is measured; the
+        # last write adds the report (edgeopt.record explains why there are two).
+        shipped_extra = () if build_record.nnapi is None else (MODEL_NNAPI_ONNX,)
+        record.write_manifest(staging, extra_files=shipped_extra)
         with reporter.stage("verify bundle") as info:
             answers = _labels_per_backend(staging, task.data.test.texts, task.profile)
             agreement = backend_agreement(answers)
             info.update(backends=",".join(answers), texts=len(task.data.test.texts), agreement=agreement)
-            fields["build"]["backend_agreement"] = agreement
+            build_record.backend_agreement = agreement
             disagreement = backend_disagreement_problem(answers)
             if disagreement is not None:
                 if not allow_over_budget:
@@ -141,22 +141,19 @@ def build(
                         lambda p: f"{disagreement}; pass {p('allow_over_budget', True)} to keep the bundle anyway"
                     )
                 problems.append(disagreement)
-                fields["build"]["budget_problems"] = problems
-                fields["build"]["within_budget"] = False
+                build_record.within_budget = False
         with reporter.stage("monitoring reference") as info:
-            fields["monitoring"] = monitoring_reference(staging, task.data.test.texts, task.profile)
-            info.update(texts=fields["monitoring"]["texts"], **fields["monitoring"]["label_share"])
+            record.monitoring = monitoring = monitoring_reference(staging, task.data.test.texts, task.profile)
+            info.update(texts=monitoring["texts"], **monitoring["label_share"])
         with reporter.stage("runtime footprint") as info:
-            fields["build"]["runtime"] = runtime_footprint(staging, task.data.test.texts[0], task.profile)
-            info.update(
-                {f"{name}_ram_mib": round(r["bundle_rss_mb"], 1) for name, r in fields["build"]["runtime"].items()}
-            )
+            build_record.runtime = runtime = runtime_footprint(staging, task.data.test.texts[0], task.profile)
+            info.update({f"{name}_ram_mib": round(r["bundle_rss_mb"], 1) for name, r in runtime.items()})
         with reporter.stage("report"):
-            readable = {**fields, "artifacts": {k: a.to_dict() for k, a in fields["artifacts"].items()}}
+            readable = record.readable()
             write_chart(readable, staging / CHART)
             charts = (CHART,) if write_search_chart(readable, staging / SEARCH_CHART) is None else (CHART, SEARCH_CHART)
             write_report(readable, [asdict(r) for r in reporter.records], staging / REPORT)
-            manifest = _write_manifest(staging, fields, extra_files=(*shipped_extra, REPORT, *charts))
+            manifest = record.write_manifest(staging, extra_files=(*shipped_extra, REPORT, *charts))
     reporter.say(f"bundle written to {out}")
     return BuildResult(
         out=out,
@@ -169,8 +166,8 @@ def build(
 
 def _make_bundle(
     config: BuildConfig, task: PreparedTask, staging: Path, work: Path, reporter: Reporter, allow_over_budget: bool
-) -> tuple[dict[str, Any], list[str]]:
-    """Train, prune, export and measure; write the models and tokenizer into ``staging``; return manifest fields."""
+) -> BundleRecord[ClassifierBuild]:
+    """Train, prune, export and measure; write the models and tokenizer into ``staging``; return their record."""
     from edgeopt import export
     from edgeopt.student import count_parameters
 
@@ -257,56 +254,55 @@ def _make_bundle(
 
     data = task.data
     teacher = task.teacher
-    fields: dict[str, Any] = {
-        "labels": data.label_names,
-        "max_seq_len": student.max_seq_len,
-        "artifacts": artifacts,
-        "profile": profile.to_dict(),
-        "teacher": {
+    return BundleRecord(
+        labels=tuple(data.label_names),
+        max_seq_len=student.max_seq_len,
+        artifacts=artifacts,
+        profile=profile.to_dict(),
+        teacher={
             "fingerprint": teacher.fingerprint,
             "kind": teacher.kind.value,
             "max_seq_len": teacher.max_seq_len,
             **{k: teacher_metrics.to_dict()[k] for k in _TEACHER_METRICS},
         },
-        "metrics": {name: {**m.to_dict(), "shipped": name in artifacts} for name, m in metrics.items()},
-        "versions": _versions(edgeopt_runtime.__version__),
-        "build": {
-            "task": data.name,
-            "data_source": data.source,
-            "data_fingerprint": data.fingerprint(),
-            "train_texts": len(data.train),
-            "unlabeled_texts": len(data.unlabeled),
-            "augmented_texts": task.transfer.count(TransferSource.AUGMENTED),
-            "test_texts": len(data.test),
-            "seed": config.seed,
-            "distill": {
+        metrics={name: {**m.to_dict(), "shipped": name in artifacts} for name, m in metrics.items()},
+        versions=_versions(edgeopt_runtime.__version__),
+        build=ClassifierBuild(
+            task=data.name,
+            data_source=data.source,
+            data_fingerprint=data.fingerprint(),
+            train_texts=len(data.train),
+            unlabeled_texts=len(data.unlabeled),
+            augmented_texts=task.transfer.count(TransferSource.AUGMENTED),
+            test_texts=len(data.test),
+            seed=config.seed,
+            distill={
                 **asdict(student.distill_config),
                 "epochs_run": student.distilled.epochs_run,
                 "best_val_accuracy": student.distilled.best_val_accuracy,
             },
-            "student": {
+            student={
                 **asdict(student.spec or task.student_spec),
                 "embedding_init": student.embedding_init,
                 "embedding_training": student.embedding_training,
                 "vocabulary": student.vocab.size,
                 "parameters": count_parameters(student.model),
             },
-            "transfer": {source.value: task.transfer.count(source) for source in TransferSource},
-            "search": list(student.search),
-            "score_calibration": None if student.score_calibration is None else student.score_calibration.to_dict(),
-            "prune": None if run.prune_result is None else run.prune_result.to_dict(),
-            "technique": technique_record,
-            "quantization": scheme.value,
-            "per_channel": profile.export.per_channel,
-            "calibration_samples": len(calibration[0]),
-            "within_budget": not problems,
-            "budget_problems": problems,
-            "accuracy_gate": gate,
-            "nnapi": nnapi,
-        },
-        **({} if savedmodel is None else {"savedmodel": savedmodel}),
-    }
-    return fields, problems
+            transfer={source.value: task.transfer.count(source) for source in TransferSource},
+            search=list(student.search),
+            score_calibration=None if student.score_calibration is None else student.score_calibration.to_dict(),
+            prune=None if run.prune_result is None else run.prune_result.to_dict(),
+            technique=technique_record,
+            quantization=scheme.value,
+            per_channel=profile.export.per_channel,
+            calibration_samples=len(calibration[0]),
+            within_budget=not problems,
+            budget_problems=problems,
+            accuracy_gate=gate,
+            nnapi=nnapi,
+        ),
+        savedmodel=savedmodel,
+    )
 
 
 def _savedmodel(
@@ -319,11 +315,6 @@ def _savedmodel(
         record = export_savedmodel(model, staging, max_seq_len, measured_as)
         info.update(files=len(record["files"]), signature=record["signature"])
     return record
-
-
-def _savedmodel_files(fields: Mapping[str, Any]) -> tuple[str, ...]:
-    """The SavedModel's files, listed under the manifest's ``files`` so that verifying a bundle checks them."""
-    return tuple(fields["savedmodel"]["files"]) if "savedmodel" in fields else ()
 
 
 MODEL_NNAPI_ONNX = "model.nnapi.onnx"
@@ -406,14 +397,41 @@ def _build_embedder(
 
         teacher = task.teacher
         embedding = EmbeddingSpec(dim=task.dim, pooling=teacher.pooling, normalized=True)
-        fields: dict[str, Any] = {
-            "task": "embed",
-            "labels": (),
-            "embedding": embedding,
-            "max_seq_len": trained.max_seq_len,
-            "artifacts": artifacts,
-            "profile": profile.to_dict(),
-            "teacher": {
+        build_record = EmbedBuild(
+            task=f"{task.corpus.name} (embed)",
+            data_source=task.corpus.source,
+            train_texts=len(task.corpus.train),
+            transfer_texts=len(task.transfer),
+            transfer={source.value: task.transfer.count(source) for source in TransferSource},
+            held_out_texts=len(task.corpus.held_out),
+            held_out_corpus=len(task.held_out_texts),
+            neighbours=NEIGHBOURS,
+            seed=config.seed,
+            distill={
+                **asdict(trained.distill_config),
+                "epochs_run": trained.distilled.epochs_run,
+                "best_val_cosine": trained.distilled.best_val_cosine,
+            },
+            student={
+                **asdict(trained.spec),
+                "embedding_init": trained.embedding_init,
+                "vocabulary": trained.vocab.size,
+                "parameters": count_parameters(trained.model),
+            },
+            prune=prune_record,
+            quantization=scheme.value,
+            per_channel=profile.export.per_channel,
+            calibration_samples=len(calibration[0]),
+            within_budget=not problems,
+            budget_problems=problems,
+        )
+        record = BundleRecord(
+            labels=(),
+            embedding=embedding,
+            max_seq_len=trained.max_seq_len,
+            artifacts=artifacts,
+            profile=profile.to_dict(),
+            teacher={
                 "fingerprint": teacher.fingerprint,
                 "kind": teacher.kind.value,
                 "path": str(teacher.path),
@@ -422,45 +440,19 @@ def _build_embedder(
                 "max_seq_len": teacher.max_seq_len,
                 "bytes": teacher.weights_bytes(),
             },
-            "metrics": {name: {**m.to_dict(), "shipped": name in artifacts} for name, m in metrics.items()},
-            "versions": _versions(edgeopt_runtime.__version__),
-            "build": {
-                "task": f"{task.corpus.name} (embed)",
-                "data_source": task.corpus.source,
-                "train_texts": len(task.corpus.train),
-                "transfer_texts": len(task.transfer),
-                "transfer": {source.value: task.transfer.count(source) for source in TransferSource},
-                "held_out_texts": len(task.corpus.held_out),
-                "held_out_corpus": len(task.held_out_texts),
-                "neighbours": NEIGHBOURS,
-                "seed": config.seed,
-                "distill": {
-                    **asdict(trained.distill_config),
-                    "epochs_run": trained.distilled.epochs_run,
-                    "best_val_cosine": trained.distilled.best_val_cosine,
-                },
-                "student": {
-                    **asdict(trained.spec),
-                    "embedding_init": trained.embedding_init,
-                    "vocabulary": trained.vocab.size,
-                    "parameters": count_parameters(trained.model),
-                },
-                "prune": prune_record,
-                "quantization": scheme.value,
-                "per_channel": profile.export.per_channel,
-                "calibration_samples": len(calibration[0]),
-                "within_budget": not problems,
-                "budget_problems": problems,
-            },
-            **({} if savedmodel is None else {"savedmodel": savedmodel}),
-        }
-        _write_manifest(staging, fields, extra_files=_savedmodel_files(fields))
+            metrics={name: {**m.to_dict(), "shipped": name in artifacts} for name, m in metrics.items()},
+            versions=_versions(edgeopt_runtime.__version__),
+            build=build_record,
+            savedmodel=savedmodel,
+        )
+        # Written before the runtime measures the staged bundle, and again with the report (edgeopt.record).
+        record.write_manifest(staging, extra_files=())
         with reporter.stage("verify bundle") as info:
             cosine = _embed_backend_agreement(staging, task.corpus.held_out, profile)
             info.update(
                 backends=",".join(f.value for f in profile.export.runtime_formats), mean_cosine=round(cosine, 4)
             )
-            fields["build"]["backend_mean_cosine"] = cosine
+            build_record.backend_mean_cosine = cosine
             if cosine < MIN_EMBED_BACKEND_COSINE:
                 disagreement = (
                     f"the shipped artifacts' vectors of the held-out texts have a mean cosine of {cosine:.4f}, "
@@ -471,20 +463,13 @@ def _build_embedder(
                         lambda p: f"{disagreement}; pass {p('allow_over_budget', True)} to keep the bundle anyway"
                     )
                 problems.append(disagreement)
-                fields["build"]["within_budget"] = False
+                build_record.within_budget = False
         with reporter.stage("runtime footprint") as info:
-            fields["build"]["runtime"] = runtime_footprint(staging, task.corpus.held_out[0], profile)
-            info.update(
-                {f"{name}_ram_mib": round(r["bundle_rss_mb"], 1) for name, r in fields["build"]["runtime"].items()}
-            )
+            build_record.runtime = runtime = runtime_footprint(staging, task.corpus.held_out[0], profile)
+            info.update({f"{name}_ram_mib": round(r["bundle_rss_mb"], 1) for name, r in runtime.items()})
         with reporter.stage("report"):
-            readable = {
-                **fields,
-                **embedding.to_dict(),
-                "artifacts": {k: a.to_dict() for k, a in fields["artifacts"].items()},
-            }
-            write_embed_report(readable, [asdict(r) for r in reporter.records], staging / REPORT)
-            manifest = _write_manifest(staging, fields, extra_files=(*_savedmodel_files(fields), REPORT))
+            write_embed_report(record.readable(), [asdict(r) for r in reporter.records], staging / REPORT)
+            manifest = record.write_manifest(staging, extra_files=(REPORT,))
     reporter.say(f"bundle written to {out}")
     return BuildResult(
         out=out,
@@ -575,21 +560,6 @@ def _versions(runtime_version: str) -> dict[str, str]:
     return found
 
 
-def _write_manifest(staging: Path, fields: dict[str, Any], extra_files: tuple[str, ...]) -> dict[str, Any]:
-    from edgeopt_runtime.manifest import build_manifest, write_manifest
-
-    extra = {k: fields[k] for k in _EXTRA_MANIFEST_KEYS if k in fields}
-    known = {k: v for k, v in fields.items() if k not in extra}
-    manifest = build_manifest(staging, tokenizer_file=TOKENIZER, extra_files=extra_files, **known)
-    # The runtime keeps keys it does not know; "build" records how the bundle was made, for people and tools,
-    # "monitoring" is the reference the runtime's drift check compares with, and "savedmodel" describes the
-    # TensorFlow Serving directory (edgeopt.stages.export_savedmodel), which is no runtime artifact.
-    manifest = replace(manifest, raw={**manifest.raw, **extra})
-    write_manifest(staging, manifest)
-    return manifest.to_dict()
-
-
-_EXTRA_MANIFEST_KEYS = ("build", "monitoring", "savedmodel")
 _TEACHER_METRICS = ("accuracy", "macro_f1", "bytes", "gzip_bytes", "p50_ms", "ece")
 
 
