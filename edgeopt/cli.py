@@ -401,6 +401,14 @@ def teacher() -> None:
 @click.option("--max-seq-len", default=DEFAULTS["teacher_seq_len"], show_default=True, type=click.IntRange(8, 512))
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option(
+    "--frozen-layers",
+    default=DEFAULTS["finetune_frozen_layers"],
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Keep the embeddings and this many bottom transformer layers as pretrained: each step costs less "
+    "(bench/teacher_frozen.py measures what it costs in accuracy).",
+)
+@click.option(
     "--precision",
     type=click.Choice(["auto", "float32", "bfloat16"]),
     default=DEFAULTS["finetune_precision"],
@@ -418,6 +426,7 @@ def finetune(
     epochs: int,
     max_seq_len: int,
     seed: int,
+    frozen_layers: int,
     precision: str,
     force: bool,
 ) -> None:
@@ -439,7 +448,9 @@ def finetune(
     data = load_task(train, text_column=text_column, label_column=label_column, seed=seed)
     if out.exists():
         shutil.rmtree(out)
-    config = FinetuneConfig(max_seq_len=max_seq_len, epochs=epochs, seed=seed, precision=precision)
+    config = FinetuneConfig(
+        max_seq_len=max_seq_len, epochs=epochs, seed=seed, precision=precision, frozen_layers=frozen_layers
+    )
     with _showing_progress(quiet=False):
         path = run_finetune(base, data.train, out, config)
     click.echo(f"fine-tuned teacher written to {path}")

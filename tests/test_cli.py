@@ -240,6 +240,17 @@ def test_accuracy_drop_over_the_budget_is_named_with_the_numbers() -> None:
     assert problems == ["model.tflite accuracy 0.9500 is 0.0300 below the teacher's, more than the allowed 0.01"]
 
 
+def test_teacher_finetune_refuses_more_frozen_layers_than_the_model_has(tiny_st_dir: Path, tmp_path: Path) -> None:
+    train = write_csv(tmp_path / "train.csv", toy_rows(20, seed=1))
+    out = tmp_path / "teacher"
+    result = run(
+        "teacher", "finetune", "--base", str(tiny_st_dir), "--train", str(train), "--out", str(out),
+        "--frozen-layers", "9",
+    )  # fmt: skip
+    assert_error(result, "--frozen-layers 9 but the model has 2 transformer layers; freeze at most 1")
+    assert not out.exists()
+
+
 def test_teacher_finetune_errors(tmp_path: Path) -> None:
     train = write_csv(tmp_path / "train.csv", toy_rows(20, seed=1))
     not_a_model = tmp_path / "base"
@@ -257,6 +268,11 @@ def test_teacher_finetune_errors(tmp_path: Path) -> None:
     assert_error(
         run(*base, "--train", str(train), "--out", str(out), "--epochs", "0"),
         "Invalid value for '--epochs': 0 is not in the range x>=1.",
+        exit_code=2,
+    )
+    assert_error(
+        run(*base, "--train", str(train), "--out", str(out), "--frozen-layers", "-1"),
+        "Invalid value for '--frozen-layers': -1 is not in the range x>=0.",
         exit_code=2,
     )
     assert_error(

@@ -232,7 +232,7 @@ def test_frozen_layers_keep_their_pretrained_weights(tiny_st_dir: Path, toy_trai
 
 def test_frozen_layers_beyond_the_model_are_refused(tiny_st_dir: Path, toy_train: TextDataset, tmp_path: Path) -> None:
     with pytest.raises(
-        ConfigError, match=r"^FinetuneConfig\.frozen_layers=9 but the model has 2 transformer layers; freeze at most 1$"
+        ConfigError, match=r"^frozen_layers=9 but the model has 2 transformer layers; freeze at most 1$"
     ):
         finetune(tiny_st_dir, toy_train, tmp_path / "teacher", FinetuneConfig(frozen_layers=9), progress=False)
     assert not (tmp_path / "teacher").exists()

@@ -297,9 +297,12 @@ def _freeze_bottom(model: Any, layers: int) -> int:
         return 0
     indices = {int(m.group(1)) for name, _ in model.named_parameters() if (m := _LAYER_INDEX.search(name))}
     if layers > len(indices):
+        count = len(indices)
         raise ConfigError(
-            f"FinetuneConfig.frozen_layers={layers} but the model has {len(indices)} transformer layers; "
-            f"freeze at most {max(len(indices) - 1, 0)}"
+            lambda p: (
+                f"{p('frozen_layers', layers)} but the model has {count} transformer layers; freeze at most "
+                f"{max(count - 1, 0)}"
+            )
         )
     frozen = 0
     for name, parameter in model.named_parameters():
