@@ -27,22 +27,9 @@ EXPECTED = {
         "patience": "distill_patience",
         "validation_fraction": "validation_fraction",
     },
-    StudentSpec: {
-        key: key
-        for key in (
-            "temperature",
-            "alpha",
-            "intermediate_weight",
-            "augment_copies",
-            "crop_copies",
-            "general_texts",
-            "embedding_init",
-            "embedding_training",
-            "calibrate",
-            "search_widths",
-            "search_budget_s",
-        )
-    },
+    # Every StudentSpec field named like a default (test_every_optional_profile_key_has_its_default checks the
+    # other direction).
+    StudentSpec: {f.name: f.name for f in dataclasses.fields(StudentSpec) if f.name in DEFAULTS},
     PruneConfig: {"epochs": "prune_epochs", "learning_rate": "prune_learning_rate"},
     BuildConfig: {"prune_epochs": "prune_epochs"},
     FinetuneConfig: {
@@ -63,6 +50,13 @@ def test_each_settings_class_defaults_to_the_map(settings: type) -> None:
     defaults = {f.name: f.default for f in dataclasses.fields(settings)}
     for field_name, key in EXPECTED[settings].items():
         assert defaults[field_name] == DEFAULTS[key], (settings.__name__, field_name)
+
+
+def test_every_optional_profile_key_has_its_default() -> None:
+    from edgeopt.profiles import _OPTIONAL_KEYS
+
+    student_optional = {f.name for f in dataclasses.fields(StudentSpec)} & _OPTIONAL_KEYS
+    assert student_optional == set(EXPECTED[StudentSpec])
 
 
 def test_every_default_is_read_by_a_settings_class() -> None:
