@@ -125,6 +125,14 @@ def _task_options(func: Callable[..., Any]) -> Callable[..., Any]:
             help="Tokens per text the teacher reads (and is fine-tuned on) "
             f"[default: {DEFAULTS['teacher_seq_len']}, or fewer when the teacher takes fewer].",
         ),
+        click.option(
+            "--teacher-precision",
+            type=click.Choice(["auto", "float32", "bfloat16"]),
+            default=DEFAULTS["teacher_precision"],
+            show_default=True,
+            help="Arithmetic of the teacher's labeling passes; auto: bfloat16 where the CPU has it (same labels, "
+            "~1.5x faster). An ONNX teacher runs in float32.",
+        ),
         click.option("--train", type=click.Path(path_type=Path), help="Labeled training data (CSV, TSV or JSONL)."),
         click.option("--test", type=click.Path(path_type=Path), help="Labeled test data; default: a split of --train."),
         click.option(
@@ -240,6 +248,7 @@ def build(
     out: Path | None,
     teacher: Path | None,
     teacher_seq_len: int | None,
+    teacher_precision: str,
     train: Path | None,
     test: Path | None,
     unlabeled: Path | None,
@@ -285,6 +294,7 @@ def build(
         profile=loaded,
         teacher=teacher,
         teacher_seq_len=teacher_seq_len,
+        teacher_precision=teacher_precision,
         train=train,
         test=test,
         unlabeled=unlabeled,
@@ -336,6 +346,7 @@ def compare(
     list_only: bool,
     teacher: Path | None,
     teacher_seq_len: int | None,
+    teacher_precision: str,
     train: Path | None,
     test: Path | None,
     unlabeled: Path | None,
@@ -367,6 +378,7 @@ def compare(
         profile=loaded,
         teacher=teacher,
         teacher_seq_len=teacher_seq_len,
+        teacher_precision=teacher_precision,
         train=train,
         test=test,
         unlabeled=unlabeled,

@@ -40,6 +40,8 @@ DEFAULTS: Final[Mapping[str, Any]] = MappingProxyType(
         # Pruning (PruneConfig, BuildConfig.prune_epochs).
         "prune_epochs": 3,  # fine-tuning epochs while sparsity ramps up and settles
         "prune_learning_rate": 5e-4,  # Adam; lower than distillation's: the weights are already trained
+        # The teacher's labeling (BuildConfig.teacher_precision; --teacher-precision).
+        "teacher_precision": "auto",  # bfloat16 autocast where the CPU has bfloat16 arithmetic, else float32
         # Teacher fine-tuning (FinetuneConfig; `edgeopt teacher finetune --epochs --max-seq-len --precision`).
         "teacher_seq_len": 128,  # tokens per text the teacher reads
         "finetune_epochs": 2,

@@ -263,6 +263,7 @@ def _make_bundle(
             "fingerprint": teacher.fingerprint,
             "kind": teacher.kind.value,
             "max_seq_len": teacher.max_seq_len,
+            "transfer_set_precision": teacher.precision,
             **{k: teacher_metrics.to_dict()[k] for k in _TEACHER_METRICS},
         },
         metrics={name: {**m.to_dict(), "shipped": name in artifacts} for name, m in metrics.items()},

@@ -121,7 +121,8 @@ def write_report(manifest: dict[str, Any], stages: Sequence[dict[str, Any]], pat
         "## How it was made",
         "",
         f"- teacher: {teacher['kind']} (fingerprint {teacher['fingerprint'][:12]}), max {teacher['max_seq_len']} "
-        "tokens",
+        f"tokens; it labeled the transfer set in {teacher.get('transfer_set_precision', 'float32')} and the test "
+        "split in float32",
         f"- student: {student['architecture']}, embedding {student['embedding_dim']}, hidden {student['hidden_dim']}, "
         f"kernel {student['kernel_size']}, dense {student['dense_dim']}; vocabulary pruned to "
         f"{student['vocabulary']:,} tokens; {student['parameters']:,} parameters",

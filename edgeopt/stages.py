@@ -41,6 +41,7 @@ from edgeopt.quantize import CalibrationMethod
 from edgeopt.search import BYTES_PER_WEIGHT, CandidateOutcome, StudentCandidate, search_students, student_candidates
 from edgeopt.student import PrunedVocabulary
 from edgeopt.teacher import FinetuneConfig, Teacher, TeacherKind
+from edgeopt.teacher.precision import PRECISIONS
 from edgeopt_runtime.manifest import Artifact, OutputQuantization
 
 __all__ = [
@@ -105,6 +106,11 @@ class BuildConfig:
         finetune: Teacher fine-tuning settings (used when the teacher has to be fine-tuned).
         teacher_seq_len: Tokens per text the teacher reads (and is fine-tuned on); None: ``finetune``'s
             for a teacher that is fine-tuned, else 128 or what the teacher takes when that is less.
+        teacher_precision: The arithmetic a classifier teacher labels in (``auto``, ``float32``, ``bfloat16``;
+            :mod:`edgeopt.teacher.precision`); ``auto`` takes bfloat16 autocast where the CPU has bfloat16
+            arithmetic: on the project's 2-core CPU it labels ~1.5x faster and gives the same labels
+            (``bench/teacher_precision.py --labeling``). The test split (the teacher's reported accuracy, the fidelity
+            crops) is always labeled in float32. An ONNX teacher, and an embed build's teacher, run in float32.
         prune_epochs: Fine-tuning epochs during pruning.
         augment_copies: Augmented copies of each training text added to the transfer set (teacher-labeled);
             ``None`` takes the profile's ``[student] augment_copies`` (0 when absent).
@@ -146,6 +152,7 @@ class BuildConfig:
     distill: DistillConfig | None = None
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     teacher_seq_len: int | None = None
+    teacher_precision: str = DEFAULTS["teacher_precision"]
     prune_epochs: int = DEFAULTS["prune_epochs"]
     augment_copies: int | None = None
     technique: str | None = None
@@ -163,6 +170,10 @@ class BuildConfig:
     def __post_init__(self) -> None:
         if self.task not in ("classify", "embed"):
             raise ConfigError(lambda p: f"{p('task')}={self.task!r} is not one of classify, embed")
+        if self.teacher_precision not in PRECISIONS:
+            raise ConfigError(
+                lambda p: f"{p('teacher_precision')}={self.teacher_precision!r} is not one of {', '.join(PRECISIONS)}"
+            )
         if self.pooling is not None and self.task != "embed":
             raise ConfigError(lambda p: f"{p('pooling')} is for {p('task', 'embed')} only; drop it for a classifier")
         if self.formats is not None:
@@ -304,13 +315,13 @@ def _resolve_teacher(config: BuildConfig, data: TaskData) -> Teacher:
     if config.teacher_seq_len is not None:
         finetune = replace(finetune, max_seq_len=config.teacher_seq_len)
     if config.teacher is None:
-        return load_teacher(default_teacher(data.train, finetune), finetune.max_seq_len)
+        return load_teacher(default_teacher(data.train, finetune), finetune.max_seq_len, config.teacher_precision)
     if detect_teacher_kind(Path(config.teacher)) is TeacherKind.SENTENCE_TRANSFORMER:
         from edgeopt.teacher import cached_finetune
 
         tuned = cached_finetune(Path(config.teacher), data.train, finetune)
-        return load_teacher(tuned, finetune.max_seq_len)
-    return load_teacher(Path(config.teacher), config.teacher_seq_len)
+        return load_teacher(tuned, finetune.max_seq_len, config.teacher_precision)
+    return load_teacher(Path(config.teacher), config.teacher_seq_len, config.teacher_precision)
 
 
 def _teacher_label_order(teacher: Teacher, label_names: tuple[str, ...]) -> np.ndarray:
@@ -467,15 +478,20 @@ def prepare(config: BuildConfig, reporter: Reporter) -> PreparedTask:
             general=general,
         )
         transfer_texts = list(transfer.texts)
-        # The test texts come first in the fidelity set, so its logits hold the test split's too.
+        transfer_logits = logit_cache.get_or_compute(teacher, transfer_texts, progress=True)[:, column_order]
+        # The test texts come first in the fidelity set, so its logits hold the test split's too. They are what the
+        # student is measured against, so they are the teacher's exact float32 answers; only the training targets
+        # take the faster arithmetic (its labels were the same on every text measured, bench/teacher_precision.py).
         fidelity_texts = fidelity_set(data.test.texts, config.seed)
-        all_texts = transfer_texts + list(fidelity_texts)
-        all_logits = logit_cache.get_or_compute(teacher, all_texts, progress=True)[:, column_order]
+        fidelity_logits = logit_cache.get_or_compute(
+            teacher.with_precision("float32"), list(fidelity_texts), progress=True
+        )[:, column_order]
         features = None
         if _distill_settings(config, profile).intermediate_weight > 0:
             features = logit_cache.get_or_compute_features(teacher, transfer_texts, progress=True)
         info.update(
-            texts=len(all_texts),
+            texts=len(transfer_texts) + len(fidelity_texts),
+            precision=teacher.precision,
             general=len(general),
             crops=transfer.count(TransferSource.CROP),
             cached=logit_cache.hits,
@@ -483,14 +499,13 @@ def prepare(config: BuildConfig, reporter: Reporter) -> PreparedTask:
         )
     from edgeopt.augment import length_bucket
 
-    fidelity_logits = all_logits[len(transfer_texts) :]
     return PreparedTask(
         profile=profile,
         data=data,
         teacher=teacher,
         transfer=transfer,
         transfer_texts=transfer_texts,
-        transfer_logits=all_logits[: len(transfer_texts)],
+        transfer_logits=transfer_logits,
         test_logits=fidelity_logits[: len(data.test)],
         fidelity=FidelitySet(
             texts=fidelity_texts,

@@ -312,6 +312,16 @@ def test_bad_formats_are_one_line_before_any_work(formats: str, expected: str, t
     assert not out.exists()
 
 
+def test_a_bad_teacher_precision_is_one_line(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert_error(
+        run("build", "--teacher-precision", "half", "--out", str(out)),
+        "Invalid value for '--teacher-precision': 'half' is not one of 'auto', 'float32', 'bfloat16'.",
+        exit_code=2,
+    )
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("command", ["build", "compare"])
 def test_an_out_that_cannot_be_written_is_one_line_before_any_stage(command: str, tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine")

@@ -31,7 +31,7 @@ EXPECTED = {
     # other direction).
     StudentSpec: {f.name: f.name for f in dataclasses.fields(StudentSpec) if f.name in DEFAULTS},
     PruneConfig: {"epochs": "prune_epochs", "learning_rate": "prune_learning_rate"},
-    BuildConfig: {"prune_epochs": "prune_epochs"},
+    BuildConfig: {"prune_epochs": "prune_epochs", "teacher_precision": "teacher_precision"},
     FinetuneConfig: {
         "max_seq_len": "teacher_seq_len",
         "epochs": "finetune_epochs",
@@ -84,3 +84,17 @@ def test_build_help_shows_the_map_s_defaults() -> None:
     assert f"[default: the profile's, else {DEFAULTS['crop_copies']}]" in text
     assert f"[default: the profile's, else {DEFAULTS['embedding_init']}]" in text
     assert f"[default: {DEFAULTS['teacher_seq_len']}, or fewer when the teacher takes fewer]" in text
+
+
+def test_the_cli_offers_the_teacher_s_precisions() -> None:
+    # The CLI spells the choices out instead of importing edgeopt.teacher (it starts without numpy).
+    from edgeopt.teacher.precision import PRECISIONS
+
+    for command, option in (("build", "teacher_precision"), ("compare", "teacher_precision")):
+        (param,) = [p for p in cli.commands[command].params if p.name == option]
+        assert tuple(param.type.choices) == PRECISIONS, command  # type: ignore[attr-defined]
+        assert param.default == DEFAULTS["teacher_precision"]
+    finetune = cli.commands["teacher"].commands["finetune"]  # type: ignore[attr-defined]
+    (param,) = [p for p in finetune.params if p.name == "precision"]
+    assert tuple(param.type.choices) == PRECISIONS
+    assert param.default == DEFAULTS["finetune_precision"]

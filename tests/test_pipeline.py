@@ -225,6 +225,27 @@ def test_rebuild_reuses_cached_teacher_outputs(built: tuple[BuildResult, Path], 
     assert outputs.details["cached"] == outputs.details["texts"] == sum(transfer.values()) + fidelity
 
 
+def test_the_transfer_set_is_labeled_in_the_build_s_precision_and_the_test_split_in_float32(
+    built: tuple[BuildResult, Path],
+) -> None:
+    import sqlite3
+
+    from edgeopt.teacher.precision import resolve_precision
+
+    result, root = built
+    precision = resolve_precision("auto")
+    assert result.manifest["teacher"]["transfer_set_precision"] == precision
+    fingerprint = result.manifest["teacher"]["fingerprint"]
+    with sqlite3.connect(root / "cache" / "teacher_logits.sqlite") as db:
+        rows = dict(db.execute("SELECT teacher, COUNT(*) FROM teacher_logits GROUP BY teacher").fetchall())
+    transfer = sum(result.manifest["build"]["transfer"].values())
+    fidelity = result.manifest["metrics"]["model.onnx"]["fidelity"]["all"]["texts"]
+    if precision == "float32":
+        assert rows == {fingerprint: transfer + fidelity}
+    else:  # a transfer text that is also a fidelity text is stored once per arithmetic
+        assert rows == {fingerprint: fidelity, f"{fingerprint}-{precision}": transfer}
+
+
 def test_cli_predict_and_inspect(built: tuple[BuildResult, Path]) -> None:
     result, _ = built
     runner = CliRunner()

@@ -104,6 +104,34 @@ def test_fingerprint_depends_on_weights_and_seq_len(make_classifier_dir: Callabl
     assert load_teacher(make_classifier_dir("minilm"), max_seq_len=16).fingerprint != bert.fingerprint
 
 
+def test_bfloat16_teacher_keeps_its_fingerprint_and_keys_its_outputs_apart(
+    make_classifier_dir: Callable[[str], Path], toy_texts: tuple[str, ...]
+) -> None:
+    path = make_classifier_dir("bert")
+    exact = load_teacher(path, max_seq_len=16)
+    fast = load_teacher(path, max_seq_len=16, precision="bfloat16")
+    assert (exact.precision, fast.precision) == ("float32", "bfloat16")
+    assert fast.fingerprint == exact.fingerprint
+    assert exact.outputs_key == exact.fingerprint
+    assert fast.outputs_key == f"{exact.fingerprint}-bfloat16"
+    expected = exact.logits(toy_texts, batch_size=3)
+    got = fast.logits(toy_texts, batch_size=3)
+    assert got.dtype == np.float32
+    assert not np.array_equal(got, expected)  # the arithmetic did change
+    np.testing.assert_allclose(got, expected, atol=0.05)  # bfloat16 keeps ~3 significant digits
+    back = fast.with_precision("float32")
+    assert back.outputs_key == exact.outputs_key
+    np.testing.assert_allclose(back.logits(toy_texts, batch_size=3), expected, atol=1e-6)
+
+
+def test_teacher_precision_is_checked_and_onnx_stays_float32(
+    make_classifier_dir: Callable[[str], Path], tiny_onnx_dir: Path
+) -> None:
+    with pytest.raises(ConfigError, match=r"^precision='half' is invalid: use one of auto, float32, bfloat16$"):
+        load_teacher(make_classifier_dir("bert"), max_seq_len=16, precision="half")
+    assert load_teacher(tiny_onnx_dir, precision="bfloat16").precision == "float32"
+
+
 def test_sentence_transformer_dir_must_be_finetuned(tiny_st_dir: Path) -> None:
     with pytest.raises(TeacherError, match="without a classification head; fine-tune it first"):
         load_teacher(tiny_st_dir)
@@ -241,13 +269,13 @@ def test_frozen_layers_beyond_the_model_are_refused(tiny_st_dir: Path, toy_train
 def test_auto_precision_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib
 
-    finetune_module = importlib.import_module("edgeopt.teacher.finetune")  # the module, not the function
-    monkeypatch.setattr(finetune_module, "native_bfloat16", lambda: True)
-    assert finetune_module.resolve_precision("auto") == "bfloat16"
-    monkeypatch.setattr(finetune_module, "native_bfloat16", lambda: False)
-    assert finetune_module.resolve_precision("auto") == "float32"
-    assert finetune_module.resolve_precision("bfloat16") == "bfloat16"
-    assert isinstance(finetune_module.native_bfloat16(), bool)
+    precision = importlib.import_module("edgeopt.teacher.precision")
+    monkeypatch.setattr(precision, "native_bfloat16", lambda: True)
+    assert precision.resolve_precision("auto") == "bfloat16"
+    monkeypatch.setattr(precision, "native_bfloat16", lambda: False)
+    assert precision.resolve_precision("auto") == "float32"
+    assert precision.resolve_precision("bfloat16") == "bfloat16"
+    assert isinstance(precision.native_bfloat16(), bool)
 
 
 def test_finetune_refuses_onnx_base(tiny_onnx_dir: Path, toy_train: TextDataset, tmp_path: Path) -> None:
@@ -292,6 +320,17 @@ def test_logit_cache_hits_on_second_call_and_keys_by_teacher(
     with TeacherLogitCache(db) as reopened:  # persisted on disk
         reopened.get_or_compute(bert, ["a new text", *texts[:2]])
         assert (reopened.hits, reopened.misses, reopened.computed) == (2, 1, 1)
+
+
+def test_logit_cache_keeps_bfloat16_and_float32_outputs_apart(
+    make_classifier_dir: Callable[[str], Path], toy_texts: tuple[str, ...], tmp_path: Path
+) -> None:
+    fast = load_teacher(make_classifier_dir("bert"), max_seq_len=16, precision="bfloat16")
+    with TeacherLogitCache(tmp_path / "logits.sqlite") as cache:
+        np.testing.assert_array_equal(cache.get_or_compute(fast, toy_texts), fast.logits(toy_texts))
+        exact = cache.get_or_compute(fast.with_precision("float32"), toy_texts)
+        assert cache.computed == 2 * len(toy_texts)  # the float32 answers were computed, not read back
+        np.testing.assert_allclose(exact, fast.with_precision("float32").logits(toy_texts), atol=1e-6)
 
 
 def test_logit_cache_defaults_to_cache_dir(

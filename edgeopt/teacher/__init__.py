@@ -8,9 +8,10 @@ A teacher is anything that maps text to class logits:
 * a sentence-transformers directory (``modules.json``) is only an encoder: it becomes a teacher once
   :func:`finetune` has trained a classification head on the task (the pipeline does this itself).
 
-The package's modules, in import order: ``kinds`` (what a path is, read from disk), ``runner`` (a loaded teacher),
-``finetune`` (training one, cached), ``logit_cache`` (its outputs per text in SQLite, keyed by the teacher's
-fingerprint, so a rebuild never runs the teacher on the same text twice).
+The package's modules, in import order: ``kinds`` (what a path is, read from disk), ``precision`` (float32 or
+bfloat16 autocast, for fine-tuning and labeling alike), ``runner`` (a loaded teacher), ``finetune`` (training one,
+cached), ``logit_cache`` (its outputs per text in SQLite, keyed by the teacher's fingerprint and arithmetic, so a
+rebuild never runs the teacher on the same text twice).
 """
 
 from edgeopt.teacher.finetune import FinetuneConfig, cached_finetune, default_teacher, finetune, length_grouped_batches

@@ -32,6 +32,7 @@ from edgeopt.teacher.kinds import (
     _sha256_files,
     detect_teacher_kind,
 )
+from edgeopt.teacher.precision import PRECISIONS, native_bfloat16, resolve_precision
 from edgeopt.teacher.runner import _quiet_transformers
 
 if TYPE_CHECKING:
@@ -63,32 +64,8 @@ _LENGTH_POOL_BATCHES = 50
 
 _FINETUNE_META = "edgeopt_finetune.json"
 
-FINETUNE_PRECISIONS = ("auto", "float32", "bfloat16")
+FINETUNE_PRECISIONS = PRECISIONS
 """Arithmetic of the fine-tune's forward and backward passes (``FinetuneConfig.precision``)."""
-
-
-def native_bfloat16() -> bool:
-    """Whether this CPU has bfloat16 arithmetic (x86 AVX512-BF16 or AMX-BF16, Arm BF16), read from /proc/cpuinfo.
-
-    Without it torch emulates bfloat16, which is slower than float32; elsewhere than Linux: False.
-    """
-    try:
-        info = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    for line in info.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            features = set(value.split())
-            return bool(features & {"avx512_bf16", "amx_bf16", "bf16"})
-    return False
-
-
-def resolve_precision(precision: str) -> str:
-    """``"auto"`` -> ``"bfloat16"`` on a CPU with bfloat16 arithmetic, else ``"float32"``; others unchanged."""
-    if precision == "auto":
-        return "bfloat16" if native_bfloat16() else "float32"
-    return precision
 
 
 @dataclass(frozen=True)
@@ -113,7 +90,8 @@ class FinetuneConfig:
             bfloat16 where the CPU has bfloat16 arithmetic (:func:`native_bfloat16`), float32 elsewhere (emulated
             bfloat16 is slower than float32). On this project's 2-core AMD EPYC it fine-tuned 1.5-1.7x faster with
             the same held-out accuracy on three tasks (``bench/teacher_precision.py``,
-            ``bench/results/teacher_precision.md``). The saved teacher is float32 either way and labels in float32.
+            ``bench/results/teacher_precision.md``). The saved teacher is float32 either way; it labels in the
+            precision :func:`load_teacher` is given.
         frozen_layers: The embeddings and this many bottom transformer layers keep their pretrained weights (> 0:
             the backward pass stops above them, so each step costs less); 0 trains every weight.
     """

@@ -1,6 +1,7 @@
 """Teacher outputs cached per text in SQLite.
 
-Keyed by the teacher's fingerprint, so a rebuild never runs the teacher on the same text twice.
+Keyed by the teacher's fingerprint and precision (:attr:`Teacher.outputs_key`), so a rebuild never runs the teacher on
+the same text twice.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ __all__ = ["TeacherLogitCache"]
 class TeacherLogitCache:
     """Teacher logits (and hidden features) per text, stored in SQLite so that rebuilds skip the teacher.
 
-    Logit rows are keyed by ``(teacher fingerprint, sha256 of the text)`` and hold the logits as float32 bytes.
-    Features (:meth:`Teacher.features`) live in a table of their own, keyed by ``(teacher fingerprint, sha256 of
+    Logit rows are keyed by ``(Teacher.outputs_key, sha256 of the text)`` (the fingerprint, and the precision
+    when it is not float32) and hold the logits as float32 bytes.
+    Features (:meth:`Teacher.features`) live in a table of their own, keyed by ``(Teacher.outputs_key, sha256 of
     the text, kind)`` with kind ``"features"``, so the logits table keeps its layout.
     ``hits`` and ``misses`` count input texts served from the cache and texts that were not in it;
     ``computed`` counts the distinct texts the teacher was run on. All three accumulate over calls of
@@ -70,7 +72,7 @@ class TeacherLogitCache:
         The misses are computed in one batched call and inserted in one transaction.
 
         Args:
-            teacher: The teacher; its fingerprint scopes the cache entries.
+            teacher: The teacher; its :attr:`~Teacher.outputs_key` scopes the cache entries.
             texts: The texts.
             progress: Report the teacher's progress as edgeopt.events.
 
@@ -81,12 +83,12 @@ class TeacherLogitCache:
         return self._get_or_compute(
             texts,
             lookup=lambda shas: self._lookup(
-                self.TABLE, "logits", "num_labels = ?", [teacher.fingerprint, num_labels], shas
+                self.TABLE, "logits", "num_labels = ?", [teacher.outputs_key, num_labels], shas
             ),
             compute=lambda missing: teacher.logits(missing, progress=progress),
             table=self._table,
             row=lambda sha, value: {
-                "teacher": teacher.fingerprint,
+                "teacher": teacher.outputs_key,
                 "text_sha256": sha,
                 "num_labels": num_labels,
                 "logits": value.astype("<f4").tobytes(),
@@ -98,7 +100,7 @@ class TeacherLogitCache:
         """Return the teacher's features for texts (see :meth:`Teacher.features`), computing only uncached ones.
 
         Args:
-            teacher: The teacher; its fingerprint scopes the cache entries.
+            teacher: The teacher; its :attr:`~Teacher.outputs_key` scopes the cache entries.
             texts: The texts.
             progress: Report the teacher's progress as edgeopt.events.
 
@@ -132,12 +134,12 @@ class TeacherLogitCache:
         return self._get_or_compute(
             texts,
             lookup=lambda shas: self._lookup(
-                self.FEATURES_TABLE, "value", "kind = ?", [teacher.fingerprint, kind], shas
+                self.FEATURES_TABLE, "value", "kind = ?", [teacher.outputs_key, kind], shas
             ),
             compute=compute,
             table=self._features,
             row=lambda sha, value: {
-                "teacher": teacher.fingerprint,
+                "teacher": teacher.outputs_key,
                 "text_sha256": sha,
                 "kind": kind,
                 "dim": len(value),

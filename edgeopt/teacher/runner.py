@@ -10,7 +10,7 @@ import os
 import shutil
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from edgeopt.teacher.kinds import (
     _weight_files,
     detect_teacher_kind,
 )
+from edgeopt.teacher.precision import PRECISIONS, resolve_precision
 
 __all__ = ["POOLINGS", "Teacher", "load_teacher", "load_embedding_teacher", "default_embedding_teacher"]
 
@@ -59,6 +60,9 @@ class Teacher:
             reuses the vocabulary of.
         pad_to_max_seq_len: Pad every batch to ``max_seq_len`` (an ONNX model with a fixed input length)
             instead of to its longest text.
+        precision: ``"float32"``, or ``"bfloat16"``: the torch passes run under bfloat16 autocast (an ONNX
+            teacher always runs in float32). Outputs differ slightly from float32 ones, so the logit cache keys
+            them apart (:attr:`outputs_key`).
     """
 
     path: Path
@@ -69,9 +73,25 @@ class Teacher:
     tokenizer_json: Path
     pad_to_max_seq_len: bool = False
     pooling: str = "mean"
+    precision: str = "float32"
     normalized: bool = False
     _runner: Any = field(default=None, init=False, repr=False, compare=False)
     _tokenizer: Any = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def outputs_key(self) -> str:
+        """What equal outputs share: the fingerprint, and the arithmetic when it is not float32.
+
+        The logit cache is keyed by it; float32 outputs keep the plain fingerprint, so caches written before
+        the teacher had a precision stay valid.
+        """
+        return self.fingerprint if self.precision == "float32" else f"{self.fingerprint}-{self.precision}"
+
+    def with_precision(self, precision: str) -> Teacher:
+        """Return the same teacher in another arithmetic (``"float32"`` or ``"bfloat16"``), sharing its loaded model."""
+        other = replace(self, precision=precision)
+        other._runner, other._tokenizer = self._runner, self._tokenizer
+        return other
 
     def logits(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
         """Run the teacher on texts.
@@ -266,7 +286,7 @@ class Teacher:
         batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
         if takes_types:
             batch["token_type_ids"] = torch.from_numpy(types)
-        with torch.inference_mode():
+        with torch.inference_mode(), self._autocast(torch):
             hidden = model(**batch, output_hidden_states=True).hidden_states[-1].float()
             weights = batch["attention_mask"].unsqueeze(-1).float()
             if pooling == "cls":
@@ -307,8 +327,11 @@ class Teacher:
         batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
         if takes_types:
             batch["token_type_ids"] = torch.from_numpy(types)
-        with torch.inference_mode():
+        with torch.inference_mode(), self._autocast(torch):
             return np.asarray(model(**batch).logits.float().numpy(), dtype=np.float32)
+
+    def _autocast(self, torch: Any) -> Any:
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bfloat16")
 
     def _get_runner(self) -> Any:
         if self._runner is None:
@@ -360,7 +383,7 @@ class Teacher:
             )
 
 
-def load_teacher(path: Path, max_seq_len: int | None = None) -> Teacher:
+def load_teacher(path: Path, max_seq_len: int | None = None, precision: str = "float32") -> Teacher:
     """Load a teacher that produces logits.
 
     Accepted layouts: a Hugging Face classifier directory (``config.json`` with ``id2label`` and a
@@ -377,13 +400,19 @@ def load_teacher(path: Path, max_seq_len: int | None = None) -> Teacher:
         max_seq_len: Tokens per text; longer texts are truncated. None: :data:`DEFAULT_TEACHER_SEQ_LEN`, or
             what the teacher takes when that is less (a Hugging Face model with fewer position embeddings,
             an ONNX model with a fixed shorter input).
+        precision: The arithmetic of a Hugging Face teacher's passes (:data:`edgeopt.teacher.precision.PRECISIONS`;
+            ``"auto"``: bfloat16 autocast where the CPU has bfloat16 arithmetic). An ONNX teacher runs in float32
+            whatever is asked. float32 is the default here, the exact answer; a build asks for ``"auto"``.
 
     Returns:
         The teacher; its model is loaded lazily on first use.
 
     Raises:
         TeacherError: The path is not a teacher edgeopt can run, or ``max_seq_len`` is out of range for it.
+        ConfigError: ``max_seq_len`` or ``precision`` is invalid.
     """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision={precision!r} is invalid: use one of {', '.join(PRECISIONS)}")
     path = Path(path).resolve()
     kind = detect_teacher_kind(path)
     if max_seq_len is not None and max_seq_len < 2:
@@ -395,7 +424,7 @@ def load_teacher(path: Path, max_seq_len: int | None = None) -> Teacher:
         )
     if kind is TeacherKind.ONNX:
         return _load_onnx_teacher(path, max_seq_len)
-    return _load_hf_teacher(path, max_seq_len)
+    return replace(_load_hf_teacher(path, max_seq_len), precision=resolve_precision(precision))
 
 
 def _load_hf_teacher(path: Path, max_seq_len: int | None) -> Teacher:
