@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -421,6 +422,14 @@ def teacher() -> None:
     "(bench/teacher_frozen.py measures what it costs in accuracy).",
 )
 @click.option(
+    "--short-epochs",
+    default=DEFAULTS["finetune_short_epochs"],
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Run the first N epochs on texts cut to half of --max-seq-len tokens: long texts cost about half as much "
+    "there (bench/teacher_frozen.py measures what it costs in accuracy).",
+)
+@click.option(
     "--precision",
     type=click.Choice(["auto", "float32", "bfloat16"]),
     default=DEFAULTS["finetune_precision"],
@@ -439,6 +448,7 @@ def finetune(
     max_seq_len: int,
     seed: int,
     frozen_layers: int,
+    short_epochs: int,
     precision: str,
     force: bool,
 ) -> None:
@@ -455,17 +465,25 @@ def finetune(
     from edgeopt.teacher import FinetuneConfig
     from edgeopt.teacher import finetune as run_finetune
 
+    config = FinetuneConfig(
+        max_seq_len=max_seq_len,
+        epochs=epochs,
+        seed=seed,
+        precision=precision,
+        frozen_layers=frozen_layers,
+        short_epochs=short_epochs,
+    )
     if out.exists() and not force:
         raise OutputExistsError(f"output {out} already exists; pass --force to replace it or choose another --out")
     data = load_task(train, text_column=text_column, label_column=label_column, seed=seed)
-    if out.exists():
-        shutil.rmtree(out)
-    config = FinetuneConfig(
-        max_seq_len=max_seq_len, epochs=epochs, seed=seed, precision=precision, frozen_layers=frozen_layers
-    )
+    # With --force the old --out goes only once the new teacher is complete: a bad --base or a stopped run keeps it.
+    staging = out.with_name(f".{out.name}.new-{os.getpid()}") if out.exists() else out
     with _showing_progress(quiet=False):
-        path = run_finetune(base, data.train, out, config)
-    click.echo(f"fine-tuned teacher written to {path}")
+        run_finetune(base, data.train, staging, config)
+    if staging != out:
+        shutil.rmtree(out)
+        staging.rename(out)
+    click.echo(f"fine-tuned teacher written to {out}")
 
 
 @cli.group()

@@ -51,5 +51,6 @@ DEFAULTS: Final[Mapping[str, Any]] = MappingProxyType(
         "finetune_warmup_ratio": 0.1,  # share of the steps ramping the learning rate up
         "finetune_precision": "auto",  # bfloat16 autocast where the CPU has bfloat16 arithmetic, else float32
         "finetune_frozen_layers": 0,  # bottom transformer layers (and the embeddings) kept as pretrained; 0: none
+        "finetune_short_epochs": 0,  # leading epochs on texts cut to half of max_seq_len tokens (BERT's recipe)
     }
 )

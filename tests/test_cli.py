@@ -251,6 +251,23 @@ def test_teacher_finetune_refuses_more_frozen_layers_than_the_model_has(tiny_st_
     assert not out.exists()
 
 
+def test_teacher_finetune_force_replaces_the_output_with_the_finished_teacher(
+    tiny_st_dir: Path, tmp_path: Path
+) -> None:
+    train = write_csv(tmp_path / "train.csv", toy_rows(20, seed=1))
+    out = tmp_path / "teacher"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    result = run(
+        "teacher", "finetune", "--base", str(tiny_st_dir), "--train", str(train), "--out", str(out),
+        "--epochs", "1", "--max-seq-len", "16", "--force",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().endswith(f"fine-tuned teacher written to {out}")
+    assert (out / "config.json").is_file() and not (out / "old.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["teacher", "train.csv"]
+
+
 def test_teacher_finetune_errors(tmp_path: Path) -> None:
     train = write_csv(tmp_path / "train.csv", toy_rows(20, seed=1))
     not_a_model = tmp_path / "base"
@@ -271,6 +288,11 @@ def test_teacher_finetune_errors(tmp_path: Path) -> None:
         exit_code=2,
     )
     assert_error(
+        run(*base, "--train", str(train), "--out", str(out), "--short-epochs", "2"),
+        "--short-epochs 2 must be below --epochs 2: the last epoch reads whole texts; lower --short-epochs or raise "
+        "--epochs",
+    )
+    assert_error(
         run(*base, "--train", str(train), "--out", str(out), "--frozen-layers", "-1"),
         "Invalid value for '--frozen-layers': -1 is not in the range x>=0.",
         exit_code=2,
@@ -286,6 +308,17 @@ def test_teacher_finetune_errors(tmp_path: Path) -> None:
     assert_error(
         run(*base, "--train", str(train), "--out", str(out)),
         f"output {out} already exists; pass --force to replace it or choose another --out",
+    )
+    assert (out / "mine.txt").read_text() == "mine"
+    # --force replaces --out only with a finished teacher: a base that is not a model keeps it.
+    assert_error(run(*base, "--train", str(train), "--out", str(out), "--force"), NOT_A_MODEL.format(not_a_model))
+    assert (out / "mine.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base", "teacher", "train.csv"]
+    # A bad setting is refused before --force removes anything.
+    assert_error(
+        run(*base, "--train", str(train), "--out", str(out), "--force", "--epochs", "1", "--short-epochs", "1"),
+        "--short-epochs 1 must be below --epochs 1: the last epoch reads whole texts; lower --short-epochs or raise "
+        "--epochs",
     )
     assert (out / "mine.txt").read_text() == "mine"
 

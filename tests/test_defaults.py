@@ -41,6 +41,7 @@ EXPECTED = {
         "warmup_ratio": "finetune_warmup_ratio",
         "precision": "finetune_precision",
         "frozen_layers": "finetune_frozen_layers",
+        "short_epochs": "finetune_short_epochs",
     },
 }
 

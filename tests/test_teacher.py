@@ -266,6 +266,31 @@ def test_frozen_layers_beyond_the_model_are_refused(tiny_st_dir: Path, toy_train
     assert not (tmp_path / "teacher").exists()
 
 
+def test_short_epochs_read_the_texts_that_fill_the_window_cut_to_half(
+    tiny_st_dir: Path, toy_train: TextDataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    finetune_module = importlib.import_module("edgeopt.teacher.finetune")  # the package's finetune is the function
+    lengths: list[list[int]] = []
+    batches = finetune_module.length_grouped_batches
+
+    def recording(token_counts: list[int], batch_size: int, generator: object) -> list[list[int]]:
+        lengths.append(list(token_counts))
+        return batches(token_counts, batch_size, generator)
+
+    monkeypatch.setattr(finetune_module, "length_grouped_batches", recording)
+    config = FinetuneConfig(max_seq_len=8, epochs=3, batch_size=4, short_epochs=2)
+    out = finetune(tiny_st_dir, toy_train, tmp_path / "teacher", config, progress=False)
+    whole = lengths[2]
+    assert max(whole) == 8 and min(whole) < 8  # the fixture has texts that fill 8 tokens and texts that fit
+    # Texts cut at 8 tokens are cut to 4 in the short epochs; texts that fit stay whole.
+    assert lengths[0] == lengths[1] == [4 if n == 8 else n for n in whole]
+    assert json.loads((out / "edgeopt_finetune.json").read_text())["config"]["short_epochs"] == 2
+    with pytest.raises(ConfigError, match=r"^short_epochs=3 must be below epochs=3: the last epoch reads whole texts"):
+        FinetuneConfig(epochs=3, short_epochs=3)
+
+
 def test_auto_precision_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib
 

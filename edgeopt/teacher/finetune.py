@@ -74,8 +74,9 @@ class FinetuneConfig:
 
     Cost grows with ``epochs x texts x max_seq_len``: on a 2-core CPU one step of all-MiniLM-L6-v2 at
     batch 16 takes ~0.97 s at 128 tokens and ~0.45 s at 64, so two epochs over ~4.7k emails at 128 tokens
-    take ~10 min (``bench/teacher_finetune_timing.py``). Measured on the default task: one epoch gives a 0.977
-    teacher, two a 0.984 one; the whole default build with two stays within 15 minutes (``bench/``).
+    take ~10 min in float32 (``bench/teacher_finetune_timing.py``). Measured on the default task: one epoch gives a
+    0.977 teacher, two a 0.984 one; the fine-tune is most of a cold default build
+    (``bench/results/default_build_fresh.md``).
 
     Attributes:
         max_seq_len: Tokens per text (longer texts are truncated), 8..512.
@@ -94,6 +95,12 @@ class FinetuneConfig:
             precision :func:`load_teacher` is given.
         frozen_layers: The embeddings and this many bottom transformer layers keep their pretrained weights (> 0:
             the backward pass stops above them, so each step costs less); 0 trains every weight.
+        short_epochs: The first this many of ``epochs`` read the texts that fill ``max_seq_len`` (documents the
+            teacher only ever sees the head of) cut to ``max_seq_len // 2`` tokens; texts that fit stay whole, and
+            the later epochs read every text at ``max_seq_len``. BERT pre-trained 90% of its steps on short
+            sequences for the same reason: a step costs at least linearly in tokens. 0: no short epochs.
+            Cutting every text longer than half the length, not only those already cut, lost 1.4 points of held-out
+            accuracy on fortune quotes (``bench/teacher_frozen.py``).
     """
 
     max_seq_len: int = DEFAULT_TEACHER_SEQ_LEN
@@ -105,6 +112,7 @@ class FinetuneConfig:
     seed: int = 0
     precision: str = DEFAULTS["finetune_precision"]
     frozen_layers: int = DEFAULTS["finetune_frozen_layers"]
+    short_epochs: int = DEFAULTS["finetune_short_epochs"]
 
     def __post_init__(self) -> None:
         checks = (
@@ -115,6 +123,7 @@ class FinetuneConfig:
             ("weight_decay", self.weight_decay >= 0, "a number >= 0"),
             ("warmup_ratio", 0 <= self.warmup_ratio < 1, "a number in [0, 1)"),
             ("frozen_layers", self.frozen_layers >= 0, "an integer >= 0"),
+            ("short_epochs", self.short_epochs >= 0, "an integer >= 0"),
         )
         if self.precision not in FINETUNE_PRECISIONS:
             raise ConfigError(
@@ -123,6 +132,13 @@ class FinetuneConfig:
         for name, ok, expected in checks:
             if not ok:
                 raise ConfigError(f"FinetuneConfig.{name}={getattr(self, name)!r} is invalid: use {expected}")
+        if self.short_epochs >= self.epochs:
+            raise ConfigError(
+                lambda p: (
+                    f"{p('short_epochs', self.short_epochs)} must be below {p('epochs', self.epochs)}: the last epoch "
+                    f"reads whole texts; lower {p('short_epochs')} or raise {p('epochs')}"
+                )
+            )
 
 
 def finetune(
@@ -193,9 +209,14 @@ def finetune(
             ignore_mismatched_sizes=True,
             dtype=torch.float32,
         )
-    # Tokenize once up front; batches are padded to their own longest text only.
-    encoded = tokenizer(list(train.texts), truncation=True, max_length=config.max_seq_len)
-    features = [{key: encoded[key][i] for key in encoded} for i in range(len(train.texts))]
+    # Tokenize once up front (per length); batches are padded to their own longest text only.
+    features = _tokenized(tokenizer, train.texts, config.max_seq_len)
+    short_features = features
+    if config.short_epochs:
+        cut = _tokenized(tokenizer, train.texts, config.max_seq_len // 2)
+        short_features = [
+            c if len(f["input_ids"]) >= config.max_seq_len else f for f, c in zip(features, cut, strict=True)
+        ]
     labels = torch.tensor(train.labels, dtype=torch.long)
 
     steps_per_epoch = math.ceil(len(features) / config.batch_size)
@@ -216,11 +237,12 @@ def finetune(
     model.train()
     started = time.perf_counter()
     losses: list[float] = []
-    lengths = [len(f["input_ids"]) for f in features]
     counter = ProgressCounter("fine-tuning teacher", total_steps, "step", enabled=progress)
     for epoch in range(config.epochs):
+        epoch_features = short_features if epoch < config.short_epochs else features
+        lengths = [len(f["input_ids"]) for f in epoch_features]
         for idx in length_grouped_batches(lengths, config.batch_size, generator):
-            batch = tokenizer.pad([features[i] for i in idx], return_tensors="pt")
+            batch = tokenizer.pad([epoch_features[i] for i in idx], return_tensors="pt")
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
                 loss = model(**batch, labels=labels[idx]).loss
             loss.backward()
@@ -261,6 +283,11 @@ def finetune(
         shutil.rmtree(tmp, ignore_errors=True)
     logger.info("fine-tuned %s on %d texts in %.0f s -> %s", base, len(train.texts), seconds, out)
     return out
+
+
+def _tokenized(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[dict[str, list[int]]]:
+    encoded = tokenizer(list(texts), truncation=True, max_length=max_length)
+    return [{key: encoded[key][i] for key in encoded} for i in range(len(texts))]
 
 
 _LAYER_INDEX = re.compile(r"\.layers?\.(\d+)\.")
@@ -345,9 +372,10 @@ def cached_finetune(
     # cached before the setting existed (all float32) keep their keys.
     if resolve_precision(settings.pop("precision")) == "bfloat16":
         settings["precision"] = "bfloat16"
-    # Likewise frozen layers only when there are some.
-    if settings["frozen_layers"] == 0:
-        del settings["frozen_layers"]
+    # Likewise frozen layers and short epochs only when there are some.
+    for name in ("frozen_layers", "short_epochs"):
+        if settings[name] == 0:
+            del settings[name]
     key_source = {
         "recipe": _FINETUNE_RECIPE_VERSION,
         "base_weights": _sha256_files(_hf_weight_files(base)),
