@@ -426,8 +426,8 @@ def teacher() -> None:
     default=DEFAULTS["finetune_short_epochs"],
     show_default=True,
     type=click.IntRange(min=0),
-    help="Run the first N epochs on texts cut to half of --max-seq-len tokens: long texts cost about half as much "
-    "there (bench/teacher_frozen.py measures what it costs in accuracy).",
+    help="In the first N epochs, texts that fill --max-seq-len read half as many tokens (cheaper steps); shorter "
+    "texts stay whole (bench/teacher_frozen.py measures what it costs in accuracy).",
 )
 @click.option(
     "--precision",
