@@ -3,9 +3,12 @@
     .venv/bin/python scripts/dev_tasks.py        # once: the development tasks under .cache/dev-tasks/
     .venv/bin/python bench/teacher_frozen.py spam-subjects,fortunes-topics,spam 0,2,3
     .venv/bin/python bench/teacher_frozen.py spam,fortunes-topics 0,short_epochs=1
+    .venv/bin/python bench/teacher_frozen.py spam-subjects,fortunes-topics,spam fast_kernels=0,fast_kernels=1
+    .venv/bin/python bench/teacher_frozen.py spam-subjects fast_kernels=0,fast_kernels=1,seed=1,fast_kernels=0+seed=1
 
-A variant is a number N (``frozen_layers = N``) or ``FIELD=INT`` of ``FinetuneConfig`` (``short_epochs=1``: the
-first epoch on texts cut to half the tokens).
+A variant is a number N (``frozen_layers = N``) or ``FIELD=INT`` of ``FinetuneConfig``, several joined by ``+``
+(``short_epochs=1``: the first epoch on texts cut to half the tokens; ``fast_kernels=0``: torch's dropout and
+AdamW, as teachers were made before them; ``fast_kernels=0+seed=1``: both settings).
 
 ``FinetuneConfig.frozen_layers = N`` keeps the embeddings and the bottom N of all-MiniLM-L6-v2's 6 layers as
 pretrained, so the backward pass stops above them: each step costs less, which is what the cold default build's
@@ -32,9 +35,16 @@ RESULTS = ROOT / "bench" / "results" / "teacher_frozen.jsonl"
 TABLE = ROOT / "bench" / "results" / "teacher_frozen.md"
 
 
-def parse_variant(text: str) -> dict[str, int]:
-    name, _, value = text.rpartition("=")
-    return {name or "frozen_layers": int(value)}
+def parse_variant(text: str) -> dict[str, int | bool]:
+    from edgeopt.teacher import FinetuneConfig
+
+    settings: dict[str, int | bool] = {}
+    for part in text.split("+"):
+        name, _, value = part.rpartition("=")
+        name = name or "frozen_layers"
+        # bool fields (fast_kernels=0) as bools: the fine-tune cache keys a True apart from a 1.
+        settings[name] = bool(int(value)) if isinstance(getattr(FinetuneConfig(), name), bool) else int(value)
+    return settings
 
 
 def variant_name(row: dict[str, object]) -> str:
@@ -64,7 +74,7 @@ def measure(task: str, variants: list[str]) -> dict[str, object]:
         predicted = load_teacher(out, config.max_seq_len).logits(held_texts).argmax(-1)
         predictions[variant] = predicted
         row = {
-            "variant": "=".join(map(str, next(iter(parse_variant(variant).items())))),
+            "variant": "+".join(f"{name}={value}" for name, value in parse_variant(variant).items()),
             "accuracy": round(float(np.mean(predicted == held_labels)), 4),
             "finetune_s": round(float(seconds), 1),
             "same_label_as_baseline": round(float(np.mean(predicted == predictions[variants[0]])), 4),

@@ -436,6 +436,13 @@ def teacher() -> None:
     show_default=True,
     help="Arithmetic of the training passes; auto: bfloat16 where the CPU has it (the weights stay float32).",
 )
+@click.option(
+    "--fast-kernels/--torch-kernels",
+    default=DEFAULTS["finetune_fast_kernels"],
+    show_default=True,
+    help="Dropout masks drawn four to a random word and fused AdamW (~1.4x faster, the same recipe); "
+    "--torch-kernels: torch's own, as teachers made before.",
+)
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @_user_errors
 def finetune(
@@ -450,6 +457,7 @@ def finetune(
     frozen_layers: int,
     short_epochs: int,
     precision: str,
+    fast_kernels: bool,
     force: bool,
 ) -> None:
     """Fine-tune an encoder end to end as a sequence classifier; writes a standard Hugging Face directory.
@@ -472,6 +480,7 @@ def finetune(
         precision=precision,
         frozen_layers=frozen_layers,
         short_epochs=short_epochs,
+        fast_kernels=fast_kernels,
     )
     if out.exists() and not force:
         raise OutputExistsError(f"output {out} already exists; pass --force to replace it or choose another --out")

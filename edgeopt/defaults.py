@@ -52,5 +52,6 @@ DEFAULTS: Final[Mapping[str, Any]] = MappingProxyType(
         "finetune_precision": "auto",  # bfloat16 autocast where the CPU has bfloat16 arithmetic, else float32
         "finetune_frozen_layers": 0,  # bottom transformer layers (and the embeddings) kept as pretrained; 0: none
         "finetune_short_epochs": 0,  # leading epochs on texts cut to half of max_seq_len tokens (BERT's recipe)
+        "finetune_fast_kernels": True,  # dropout masks 4 per random word, eager attention with them, fused AdamW
     }
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -260,11 +261,13 @@ def test_teacher_finetune_force_replaces_the_output_with_the_finished_teacher(
     (out / "old.txt").write_text("old")
     result = run(
         "teacher", "finetune", "--base", str(tiny_st_dir), "--train", str(train), "--out", str(out),
-        "--epochs", "1", "--max-seq-len", "16", "--force",
+        "--epochs", "1", "--max-seq-len", "16", "--force", "--torch-kernels",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert result.output.strip().endswith(f"fine-tuned teacher written to {out}")
     assert (out / "config.json").is_file() and not (out / "old.txt").exists()
+    meta = json.loads((out / "edgeopt_finetune.json").read_text())
+    assert meta["config"]["fast_kernels"] is False and meta["fast_kernels"] == {}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["teacher", "train.csv"]
 
 

@@ -42,6 +42,7 @@ EXPECTED = {
         "precision": "finetune_precision",
         "frozen_layers": "finetune_frozen_layers",
         "short_epochs": "finetune_short_epochs",
+        "fast_kernels": "finetune_fast_kernels",
     },
 }
 

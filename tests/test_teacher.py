@@ -455,3 +455,42 @@ def test_static_token_vectors_are_one_forward_pass_per_token(make_classifier_dir
 
 def test_onnx_teacher_has_no_static_vectors(tiny_onnx_dir: Path) -> None:
     assert load_teacher(tiny_onnx_dir).static_token_vectors([1, 2]) is None
+
+
+def test_fast_kernels_are_recorded_and_the_reference_kernels_keep_the_cache_key_of_before(
+    tiny_st_dir: Path, toy_train: TextDataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgeopt.teacher import cached_finetune
+    from edgeopt.teacher.train_kernels import FAST_ATTENTION
+
+    monkeypatch.setenv("EDGEOPT_CACHE_DIR", str(tmp_path / "cache"))
+    config = FinetuneConfig(max_seq_len=16, epochs=1, batch_size=8)
+    fast = cached_finetune(tiny_st_dir, toy_train, config, progress=False)
+    reference = cached_finetune(
+        tiny_st_dir, toy_train, FinetuneConfig(max_seq_len=16, epochs=1, batch_size=8, fast_kernels=False), False
+    )
+    assert fast != reference
+    assert json.loads((fast / "edgeopt_finetune.json").read_text())["fast_kernels"] == {
+        "attention": FAST_ATTENTION,
+        "dropout_modules": 8,  # embeddings 1, 3 per layer x 2 layers (attention probabilities included), head 1
+    }
+    assert json.loads((reference / "edgeopt_finetune.json").read_text())["fast_kernels"] == {}
+    # Teachers cached before the setting existed were made with torch's kernels: their keys stay valid.
+    import hashlib
+
+    from edgeopt.teacher.finetune import _FINETUNE_RECIPE_VERSION, _dataset_fingerprint
+    from edgeopt.teacher.kinds import _hf_weight_files, _sha256_files
+
+    settings = {"max_seq_len": 16, "epochs": 1, "batch_size": 8, "learning_rate": 5e-5, "weight_decay": 0.01}
+    settings |= {"warmup_ratio": 0.1, "seed": 0}
+    from edgeopt.teacher.precision import resolve_precision
+
+    if resolve_precision("auto") == "bfloat16":
+        settings["precision"] = "bfloat16"
+    key_before = {
+        "recipe": _FINETUNE_RECIPE_VERSION,
+        "base_weights": _sha256_files(_hf_weight_files(tiny_st_dir)),
+        "train": _dataset_fingerprint(toy_train),
+        "config": settings,
+    }
+    assert reference.name == hashlib.sha256(json.dumps(key_before, sort_keys=True).encode()).hexdigest()
