@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,27 @@ def test_a_model_whose_attention_answers_differently_keeps_its_own(
     assert switched["dropout_modules"] > 0
     monkeypatch.undo()
     kernels._register_attention()  # the real function back under the name, for the tests after this one
+
+
+@pytest.mark.parametrize("arch", ["bert", "distilbert"])
+def test_each_architecture_encodes_as_before_after_the_switch(
+    arch: str, make_classifier_dir: Callable[[str], Path]
+) -> None:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = make_classifier_dir(arch)
+    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    probe = dict(
+        AutoTokenizer.from_pretrained(path)(["free money now for you", "hi"], padding=True, return_tensors="pt")
+    )
+    probe.pop("token_type_ids", None)
+    with torch.no_grad():
+        before = model(**probe, output_hidden_states=True).hidden_states[-1]
+
+    switched = use_fast_kernels(model, probe)
+
+    assert switched["dropout_modules"] > 0
+    with torch.no_grad():
+        after = model(**probe, output_hidden_states=True).hidden_states[-1]
+    real = probe["attention_mask"].bool()
+    assert torch.allclose(after[real], before[real], rtol=1e-3, atol=1e-4), switched
