@@ -11,10 +11,12 @@ For each task (`scripts/dev_tasks.py`; `spam` is the built-in default) it fine-t
 cached), trains TF-IDF (word 1-2 grams) + logistic regression with C tuned by 3-fold CV on the train split, and runs
 `edgeopt build --profile pixel8` once per variant:
 
-- `shipped`: the defaults (crops in the transfer set, embeddings started from the teacher's static token vectors,
-  the student search over the max-pool and attention-pool architectures, calibrated scores);
+- `shipped`: the defaults (crops in the transfer set, every teacher token in the student's vocabulary, embeddings
+  started from the teacher's static token vectors, the student search over the max-pool and attention-pool
+  architectures, calibrated scores);
 - `no-crops`, `random-init` (a random, trained table), `no-calibration`: the defaults less one lever;
 - `general`: the defaults plus one opt-in lever, 8,000 teacher-labelled general texts (`--general-texts 8000`);
+- `corpus-tokens`: the student keeps only the tokens its texts use (`--tokens corpus`), not every teacher token;
 - `none`: crops, teacher initialization and calibration off (the student as it was before them);
 - `cnn-only`: the architecture search off (`--student cnn/trained`, the max-pool student alone).
 
@@ -56,6 +58,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "random-init": {"embedding_init": "random"},
     "no-calibration": {"calibrate": False},
     "general": {"general_texts": 8000},
+    "corpus-tokens": {"tokens": "corpus"},
     "none": {"crop_copies": 0, "embedding_init": "random", "calibrate": False},
     "cnn-only": {"student": "cnn/trained"},
 }

@@ -19,6 +19,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,16 @@ def variants() -> dict[str, dict[str, Any]]:
         "deep-attention": {"encoder": "deep", "student": {"architecture": "cnn-attention"}},
         "kim-attention": {"encoder": "kim", "student": {"architecture": "cnn-attention"}},
         "transformer-attention": {"encoder": "transformer", "student": {"architecture": "cnn-attention"}},
+        # The student's vocabulary (2026-12-07). The build keeps the tokens of every transfer text, the validation
+        # texts included, so validation never meets a token without a trained row and flatters the pruned
+        # vocabulary; "fitvocab" keeps only the tokens of the texts that train (what a test text meets), "fullvocab"
+        # every teacher token (`tokens = "teacher"`: rows of tokens no text trains keep their start from the
+        # teacher's static vectors, PCA fitted on the corpus's tokens). The "fullvocab-allpca" rows of 2026-12-07
+        # fitted the PCA on all 30,522 rows (the first form).
+        "fitvocab-attention": {"vocabulary": "fit", "student": {"architecture": "cnn-attention"}},
+        "fullvocab-attention": {"vocabulary": "fit", "student": {"architecture": "cnn-attention", "tokens": "teacher"}},
+        "fitvocab-cnn": {"vocabulary": "fit", "student": {"architecture": "cnn"}},
+        "fullvocab-cnn": {"vocabulary": "fit", "student": {"architecture": "cnn", "tokens": "teacher"}},
         "wide-attention": {
             "student": {"architecture": "cnn-attention", "embedding_dim": 96, "hidden_dim": 256, "dense_dim": 128}
         },
@@ -96,6 +107,21 @@ def _patch_student(freeze: bool, pool_tokens: bool) -> None:
         return model
 
     student_module.build_student = build
+
+
+def _vocabulary_patch(vocabulary: str, held_out_texts: set[str]) -> None:
+    """Experiment only: prune the vocabulary on the training texts alone ("fit"), as a test text meets it."""
+    import edgeopt.student as student_module
+
+    original = getattr(student_module, "_original_prune_vocabulary", student_module.prune_vocabulary)
+    student_module._original_prune_vocabulary = original
+
+    def prune(teacher_tokenizer: Path, texts: Any, out: Path, keep_all: bool = False) -> Any:
+        if vocabulary == "fit":
+            texts = [text for text in texts if text not in held_out_texts]
+        return original(teacher_tokenizer, texts, out, keep_all=keep_all)
+
+    student_module.prune_vocabulary = prune
 
 
 def _encoder_patch(encoder: str) -> None:
@@ -159,9 +185,92 @@ def _encoder_patch(encoder: str) -> None:
     student_module.build_student = build
 
 
+def _carry_untrained_rows(
+    teacher_vectors: np.ndarray, table: np.ndarray, trained_rows: Sequence[int], ridge: float = 1e-2
+) -> np.ndarray:
+    """Experiment only, not kept: move the rows no training text reached into the space training moved the rest to.
+
+    Distillation moves only the rows of tokens the training texts use; a row it never reached stays where it
+    started, in a space the trained filters no longer read the same way. The map from each trained token's teacher
+    vector to its trained row is nearly linear (training rotates and rescales the space more than it moves single
+    words), so a ridge regression fitted on the trained rows carries every other row over: the vocabulary expansion
+    of Skip-Thought vectors (Kiros et al. 2015, arXiv 1506.06726), with the teacher's vectors as the source space.
+
+    Args:
+        teacher_vectors: ``[rows, hidden]``, the teacher's vector of each student token (the table's start, before
+            its PCA).
+        table: ``[rows, dim]``, the trained embedding table.
+        trained_rows: Rows the training texts use.
+        ridge: Regularization, relative to the mean squared feature norm.
+
+    Returns:
+        float32 ``[rows, dim]``: ``table`` with every row outside ``trained_rows`` replaced by its mapped vector.
+    """
+    trained = np.zeros(len(table), dtype=bool)
+    trained[np.asarray(trained_rows, dtype=np.int64)] = True
+    if trained.all() or trained.sum() < 2:
+        return np.asarray(table, dtype=np.float32)
+    features = np.asarray(teacher_vectors, dtype=np.float64)
+    center = features[trained].mean(axis=0)
+    x = features[trained] - center
+    y = np.asarray(table, dtype=np.float64)[trained]
+    offset = y.mean(axis=0)
+    gram = x.T @ x
+    penalty = ridge * np.trace(gram) / len(gram)
+    weights = np.linalg.solve(gram + penalty * np.eye(len(gram)), x.T @ (y - offset))
+    carried = np.asarray(table, dtype=np.float32).copy()
+    carried[~trained] = ((features[~trained] - center) @ weights + offset).astype(np.float32)
+    return carried
+
+
+def _corpus_tokenized_scores(
+    task: Any, student: Any, rows: np.ndarray, held_out_texts: set[str], labels: np.ndarray, buckets: np.ndarray
+) -> dict[str, Any]:
+    """Scores of a full-vocabulary student on ``rows`` tokenized by the vocabulary of the training texts alone."""
+    import edgeopt.student as student_module
+
+    training_texts = [text for text in task.transfer.texts if text not in held_out_texts]
+    full_row = {teacher_id: row for row, teacher_id in enumerate(student.vocab.teacher_ids)}
+    with tempfile.TemporaryDirectory() as work:
+        corpus = student_module._original_prune_vocabulary(
+            task.teacher.tokenizer_json, training_texts, Path(work) / "tokenizer.json"
+        )
+        ids, mask = student_module.encode_texts(
+            corpus.tokenizer_json, [task.transfer.texts[i] for i in rows], student.max_seq_len
+        )
+    remap = np.asarray([full_row[teacher_id] for teacher_id in corpus.teacher_ids], dtype=ids.dtype)
+
+    def scores(prefix: str, inputs: list[np.ndarray]) -> dict[str, Any]:
+        logits = student.model.predict(inputs, batch_size=256, verbose=0)
+        agree = logits.argmax(-1) == task.transfer_logits[rows].argmax(-1)
+        return {
+            f"{prefix}_validation_accuracy": round(float(np.mean(logits[: len(labels)].argmax(-1) == labels)), 4),
+            f"{prefix}_validation_fidelity": {
+                b: round(float(agree[buckets == b].mean()), 4)
+                for b in ("<=8", "9-32", "33-128", ">128")
+                if (buckets == b).any()
+            },
+        }
+
+    paired = scores("corpus_tokens", [remap[ids], mask])
+    # The same weights again, the rows no training text reached carried into the trained space.
+    from edgeopt.stages import teacher_token_vectors
+
+    vectors, _ = teacher_token_vectors(task.teacher, student.vocab, "teacher-static")
+    layer = student.model.get_layer("embedding")
+    (trained_table,) = layer.get_weights()
+    trained_rows = np.unique(student.transfer_ids[0][student.fit_rows])
+    layer.set_weights([_carry_untrained_rows(vectors, trained_table, trained_rows)])
+    paired |= scores("carried", list(student.rows(rows)))
+    layer.set_weights([trained_table])
+    paired["untrained_rows"] = int(len(trained_table) - len(trained_rows))
+    return paired
+
+
 def main() -> int:
     from edgeopt.augment import TransferSource, length_bucket
-    from edgeopt.stages import BuildConfig, Reporter, prepare, train_student
+    from edgeopt.data import stratified_split
+    from edgeopt.stages import BuildConfig, Reporter, _distill_settings, prepare, train_student
 
     task_name, names = sys.argv[1], sys.argv[2].split(",")
     seeds = [int(s) for s in sys.argv[3].split(",")] if len(sys.argv) > 3 else [0]
@@ -173,11 +282,21 @@ def main() -> int:
         student_overrides = settings.pop("student", None)
         _patch_student(settings.pop("freeze", False), settings.pop("pool_tokens", False))
         _encoder_patch(settings.pop("encoder", "conv"))
+        vocabulary = settings.pop("vocabulary", "all")
         config = BuildConfig(profile="pixel8", calibrate=False, seed=seed, **files, **settings)
         reporter = Reporter()
         task = prepare(config, reporter)
         if student_overrides:
             task.student_spec = replace(task.student_spec, **student_overrides)
+        _, val_rows = stratified_split(
+            list(task.data.train.texts),
+            list(task.data.train.labels),
+            _distill_settings(config, task.profile).validation_fraction,
+            seed,
+        )
+        held_out_texts = {task.transfer.texts[i] for i in task.transfer.held_out_rows(val_rows)}
+        held_out_texts -= {task.transfer.texts[i] for i in task.transfer.training_rows(val_rows)}
+        _vocabulary_patch(vocabulary, held_out_texts)
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as work:
             student = train_student(task, config, Path(work), reporter)
@@ -194,6 +313,11 @@ def main() -> int:
         agree = logits.argmax(-1) == task.transfer_logits[rows].argmax(-1)
         buckets = np.array([length_bucket(transfer.texts[i]) for i in rows])
         labels = np.asarray(task.data.train.labels)[student.val_rows]
+        paired = {}
+        if student.vocab.size == student.vocab.teacher_vocab_size and vocabulary == "fit":
+            # The same weights, the held-out texts tokenized as the corpus vocabulary would (a word no training
+            # text uses splits into the pieces that vocabulary keeps): the lever's effect without training noise.
+            paired = _corpus_tokenized_scores(task, student, rows, held_out_texts, labels, buckets)
         record = {
             "task": task_name,
             "variant": name,
@@ -205,7 +329,9 @@ def main() -> int:
                 for b in ("<=8", "9-32", "33-128", ">128")
                 if (buckets == b).any()
             },
+            **paired,
             "validation_crops": len(crops),
+            "vocabulary_rows": int(student.model.get_layer("embedding").input_dim),
             "epochs": student.distilled.epochs_run,
             "distill_seconds": round(seconds),
         }

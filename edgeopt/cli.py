@@ -203,6 +203,12 @@ def _task_options(func: Callable[..., Any]) -> Callable[..., Any]:
     f"on the validation split (search) {_or_default('embedding_training')}.",
 )
 @click.option(
+    "--tokens",
+    type=click.Choice(["corpus", "teacher"]),
+    help="The student's tokens: those the training and transfer texts use (corpus) or every token of the teacher "
+    f"(teacher: a word the texts never show keeps its own row, from the teacher's vector) {_or_default('tokens')}.",
+)
+@click.option(
     "--calibrate/--no-calibrate",
     default=None,
     help="Fit a temperature on the validation split and fold it into the logits, so scores are calibrated "
@@ -265,6 +271,7 @@ def build(
     general_texts: int | None,
     embedding_init: str | None,
     embedding_training: str | None,
+    tokens: str | None,
     calibrate: bool | None,
     student: str | None,
     search_budget: float | None,
@@ -311,6 +318,7 @@ def build(
         general_texts=general_texts,
         embedding_init=embedding_init,
         embedding_training=embedding_training,
+        tokens=tokens,
         calibrate=calibrate,
         student=student,
         search_budget_s=search_budget,

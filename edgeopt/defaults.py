@@ -31,9 +31,11 @@ DEFAULTS: Final[Mapping[str, Any]] = MappingProxyType(
         "augment_copies": 0,  # augmented copies of each training text
         "crop_copies": 3,  # crops (first line, first sentence, random spans) of each training text
         "general_texts": 0,  # shipped general texts the teacher labels beside the task's (0: none)
-        # Student (a profile's [student] table; --embedding-init, --embedding-training, --calibrate, --search-budget).
+        # Student (a profile's [student] table; --embedding-init, --embedding-training, --tokens, --calibrate,
+        # --search-budget).
         "embedding_init": "teacher-static",  # where the student's embedding table starts
         "embedding_training": "trained",  # whether a teacher-initialized table trains
+        "tokens": "teacher",  # the student's tokens: all the teacher's, or only those the transfer texts use (corpus)
         "calibrate": True,  # fit a temperature on the validation split and fold it into the logits
         "search_widths": (1.0,),  # factors on the student's widths the search tries
         "search_budget_s": 0.0,  # seconds the student search may take (0: no limit)

@@ -41,6 +41,7 @@ __all__ = [
     "NEIGHBOURS",
     "HELD_OUT_CROPS",
     "EMBED_WIDTH",
+    "EMBED_TOKENS",
     "SIMILARITY_WEIGHT",
     "EmbedCorpus",
     "PreparedEmbedTask",
@@ -85,6 +86,10 @@ EMBED_EPOCHS = 40
 default task's embedder was still improving: ``bench/results/embed_levers.jsonl``)."""
 EMBED_DROPOUT = 0.3
 """Dropout before the embedder's dense layer and head."""
+EMBED_TOKENS = "corpus"
+"""The embedder's vocabulary when the build does not name one (``--tokens``): the tokens of its texts. Every teacher
+token pays for classifiers (README, issue 9) but was not measured for an embedder yet, whose 2x-wide table would
+grow from ~2.7 to ~3.9 MB of pixel8's 5 MB; ``--tokens teacher`` asks for it."""
 EMBED_ARCHITECTURE = "cnn-attention"
 """The embedder's encoder: the attention pool reads a whole text, which a sentence vector has to summarize (the
 max pool alone keeps each filter's strongest n-gram only)."""
@@ -208,6 +213,7 @@ def _embed_student_spec(config: BuildConfig, profile: Profile) -> StudentSpec:
     return replace(
         spec,
         architecture=EMBED_ARCHITECTURE,
+        tokens=config.tokens or EMBED_TOKENS,
         embedding_dim=wider(spec.embedding_dim),
         hidden_dim=wider(spec.hidden_dim),
         dense_dim=wider(spec.dense_dim),
@@ -317,14 +323,16 @@ def train_embedder(task: PreparedEmbedTask, config: BuildConfig, work: Path, rep
     max_seq_len = task.profile.budget.max_seq_len
     distill_config = replace(config.distill or DistillConfig(epochs=EMBED_EPOCHS), seed=config.seed)
     with reporter.stage("student vocabulary") as info:
-        vocab = prune_vocabulary(task.teacher.tokenizer_json, task.transfer.texts, work / TOKENIZER)
+        keep_all = spec.tokens == "teacher"
+        vocab = prune_vocabulary(task.teacher.tokenizer_json, task.transfer.texts, work / TOKENIZER, keep_all)
         transfer_ids = encode_texts(vocab.tokenizer_json, task.transfer.texts, max_seq_len)
         held_out_ids = encode_texts(vocab.tokenizer_json, task.held_out_texts, max_seq_len)
         embeddings, embedding_init = None, "random"
         if spec.embedding_init != "random":
             table, embedding_init = teacher_token_vectors(task.teacher, vocab, spec.embedding_init)
             if table is not None:
-                embeddings = teacher_embedding_init(table, range(len(table)), spec.embedding_dim)
+                fit_rows = vocab.corpus_rows if keep_all else None
+                embeddings = teacher_embedding_init(table, range(len(table)), spec.embedding_dim, fit_rows)
         info.update(teacher_tokens=vocab.teacher_vocab_size, kept_tokens=vocab.size, embedding_init=embedding_init)
     # Held out for early stopping: a seeded share of the texts and every crop of them (a crop of a held-out text
     # in training would leak it).

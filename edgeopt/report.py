@@ -124,8 +124,9 @@ def write_report(manifest: dict[str, Any], stages: Sequence[dict[str, Any]], pat
         f"tokens; it labeled the transfer set in {teacher.get('transfer_set_precision', 'float32')} and the test "
         "split in float32",
         f"- student: {student['architecture']}, embedding {student['embedding_dim']}, hidden {student['hidden_dim']}, "
-        f"kernel {student['kernel_size']}, dense {student['dense_dim']}; vocabulary pruned to "
-        f"{student['vocabulary']:,} tokens; {student['parameters']:,} parameters",
+        f"kernel {student['kernel_size']}, dense {student['dense_dim']}; vocabulary "
+        f"{_VOCABULARY_NAMES.get(student.get('tokens', 'corpus'), 'of')} {student['vocabulary']:,} tokens; "
+        f"{student['parameters']:,} parameters",
         f"- distillation: temperature {build['distill']['temperature']}, alpha {build['distill']['alpha']}, "
         f"{build['distill']['epochs_run']} epochs (early stopping); embedding table started from "
         f"{_INIT_NAMES.get(student.get('embedding_init', 'random'), 'random values')}"
@@ -159,6 +160,11 @@ def write_report(manifest: dict[str, Any], stages: Sequence[dict[str, Any]], pat
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
 
+
+_VOCABULARY_NAMES = {
+    "teacher": "of the teacher's",
+    "corpus": "pruned to the texts'",
+}
 
 _INIT_NAMES = {
     "teacher-static": "the teacher's vector of each token (one forward pass per token, PCA-reduced)",

@@ -34,6 +34,7 @@ from edgeopt.profiles import STUDENT_ARCHITECTURES, StudentSpec
 
 __all__ = [
     "BYTES_PER_WEIGHT",
+    "smallest_student_bytes",
     "CandidateStatus",
     "CandidateOutcome",
     "CandidateResult",
@@ -155,6 +156,12 @@ def parameter_count(spec: StudentSpec, vocab_size: int, num_labels: int) -> int:
     pooled = 2 * h if spec.architecture == "cnn-attention" else h
     attention = h + 1 if spec.architecture == "cnn-attention" else 0
     return vocab_size * e + spec.kernel_size * e * h + h + attention + pooled * d + d + d * num_labels + num_labels
+
+
+def smallest_student_bytes(spec: StudentSpec, vocab_size: int, num_labels: int, bytes_per_weight: int) -> int:
+    """Bytes of the weights of the cheapest candidate the search could try (the max-pool CNN at the least width)."""
+    smallest = StudentCandidate("cnn", "trained", min(spec.search_widths)).spec(spec)
+    return parameter_count(smallest, vocab_size, num_labels) * bytes_per_weight
 
 
 def multiply_accumulates(spec: StudentSpec, num_labels: int, seq_len: int) -> int:

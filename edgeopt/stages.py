@@ -38,7 +38,14 @@ from edgeopt.profiles import (
     load_profile,
 )
 from edgeopt.quantize import CalibrationMethod
-from edgeopt.search import BYTES_PER_WEIGHT, CandidateOutcome, StudentCandidate, search_students, student_candidates
+from edgeopt.search import (
+    BYTES_PER_WEIGHT,
+    CandidateOutcome,
+    StudentCandidate,
+    search_students,
+    smallest_student_bytes,
+    student_candidates,
+)
 from edgeopt.student import PrunedVocabulary
 from edgeopt.teacher import FinetuneConfig, Teacher, TeacherKind
 from edgeopt.teacher.precision import PRECISIONS
@@ -126,6 +133,8 @@ class BuildConfig:
         embedding_training: ``"frozen"`` (a teacher-initialized table stays as it starts), ``"trained"``, or
             ``"search"`` (distill both, keep the better on validation); ``None`` takes the profile's
             ``[student] embedding_training``.
+        tokens: ``"corpus"`` (the student keeps the tokens the transfer texts use) or ``"teacher"`` (every
+            teacher token); ``None`` takes the profile's ``[student] tokens``.
         calibrate: Fit a temperature on the validation split and fold it into the logits; ``None`` takes the
             profile's ``[student] calibrate``.
         student: One student configuration (:attr:`edgeopt.search.StudentCandidate.name`, e.g.
@@ -160,6 +169,7 @@ class BuildConfig:
     general_texts: int | None = None
     embedding_init: str | None = None
     embedding_training: str | None = None
+    tokens: str | None = None
     calibrate: bool | None = None
     student: str | None = None
     search_budget_s: float | None = None
@@ -263,6 +273,7 @@ def student_spec_for(config: BuildConfig, profile: Profile) -> StudentSpec:
         "general_texts": config.general_texts,
         "embedding_init": config.embedding_init,
         "embedding_training": config.embedding_training,
+        "tokens": config.tokens,
         "calibrate": config.calibrate,
         "search_budget_s": config.search_budget_s,
     }
@@ -532,8 +543,23 @@ def train_student(task: PreparedTask, config: BuildConfig, work: Path, reporter:
     max_seq_len = task.profile.budget.max_seq_len
     distill_config = _distill_settings(config, task.profile)
     with reporter.stage("student vocabulary") as info:
-        vocab = prune_vocabulary(task.teacher.tokenizer_json, task.transfer_texts, work / TOKENIZER)
-        info.update(teacher_tokens=vocab.teacher_vocab_size, kept_tokens=vocab.size)
+        keep_all = spec.tokens == "teacher"
+        vocab = prune_vocabulary(task.teacher.tokenizer_json, task.transfer_texts, work / TOKENIZER, keep_all)
+        budget_bytes = task.profile.budget.max_model_mb * 1e6
+        bytes_per_weight = BYTES_PER_WEIGHT[task.profile.export.quantization.value]
+        if keep_all and smallest_student_bytes(spec, vocab.size, task.num_labels, bytes_per_weight) > budget_bytes:
+            # A teacher with a large vocabulary (a multilingual one has ~120k tokens) would fill the budget with
+            # rows of words this task may never see: the texts' own tokens are the better use of the bytes.
+            vocab = prune_vocabulary(task.teacher.tokenizer_json, task.transfer_texts, work / TOKENIZER)
+            logger.warning(
+                "the teacher's %d tokens do not fit the profile's %.1f MB in the student's table; it keeps the %d "
+                "tokens its texts use (tokens = corpus)",
+                vocab.teacher_vocab_size,
+                task.profile.budget.max_model_mb,
+                vocab.size,
+            )
+            keep_all, spec = False, replace(spec, tokens="corpus")
+        info.update(teacher_tokens=vocab.teacher_vocab_size, kept_tokens=vocab.size, tokens=spec.tokens)
         transfer_ids = encode_texts(vocab.tokenizer_json, task.transfer_texts, max_seq_len)
         fidelity_ids = encode_texts(vocab.tokenizer_json, task.fidelity.texts, max_seq_len)
         test_ids = (fidelity_ids[0][: len(data.test)], fidelity_ids[1][: len(data.test)])
@@ -544,7 +570,10 @@ def train_student(task: PreparedTask, config: BuildConfig, work: Path, reporter:
                 logger.warning("the teacher has no token vectors to start from; the student starts random")
             else:
                 widest = max(1, round(spec.embedding_dim * max(spec.search_widths)))
-                embeddings = teacher_embedding_init(table, range(len(table)), widest)
+                # With every teacher token kept, the PCA still fits the corpus's tokens: the directions that
+                # separate this task's words, not the whole vocabulary's.
+                fit_rows = vocab.corpus_rows if keep_all else None
+                embeddings = teacher_embedding_init(table, range(len(table)), widest, fit_rows)
         info.update(embedding_init=embedding_init)
 
     # Labeled rows split into fit/validation (labeled rows come first in the transfer set); unlabeled, augmented and
@@ -603,7 +632,6 @@ def train_student(task: PreparedTask, config: BuildConfig, work: Path, reporter:
             )
         return CandidateOutcome(student, val_accuracy, distilled.best_val_accuracy, distilled.epochs_run, distilled)
 
-    quantization = task.profile.export.quantization.value
     chosen, outcome, search = search_students(
         candidates,
         spec,
@@ -611,8 +639,8 @@ def train_student(task: PreparedTask, config: BuildConfig, work: Path, reporter:
         vocab_size=vocab.size,
         num_labels=task.num_labels,
         seq_len=max_seq_len,
-        max_model_bytes=task.profile.budget.max_model_mb * 1e6,
-        bytes_per_weight=BYTES_PER_WEIGHT[quantization],
+        max_model_bytes=budget_bytes,
+        bytes_per_weight=bytes_per_weight,
         budget_s=spec.search_budget_s,
     )
     student, distilled = outcome.model, outcome.detail

@@ -1,10 +1,14 @@
-"""The student: a small Keras encoder over a pruned copy of the teacher's WordPiece vocabulary.
+"""The student: a small Keras encoder over the teacher's WordPiece vocabulary, or a pruned copy of it.
 
-Two things make the student small. First, structured pruning of the vocabulary: the teacher's tokenizer knows ~30k
-WordPiece tokens but a task corpus uses a fraction of them, so the student keeps only the tokens the corpus uses (plus
-special tokens and every single-character piece, so unseen words still split into known pieces rather than [UNK]).
-The embedding table shrinks with it, which shrinks the file itself, not only its gzip size. The pruned vocabulary is
-written as a standard ``tokenizer.json`` so any Hugging Face tokenizers client (the runtime, the Android demo) loads it.
+First, the vocabulary. By default the student keeps every teacher token (``[student] tokens = "teacher"``): a word
+that no training text holds still has a row of its own, started from the teacher's vector of it, where a pruned
+vocabulary splits it into letters and pieces the student learned for other words; on the development tasks that
+raised every task's test accuracy (README, issue 9). ``tokens = "corpus"`` prunes the vocabulary structurally:
+the teacher's tokenizer knows ~30k WordPiece tokens but a task corpus uses a fraction of them, so the student then
+keeps only the tokens the corpus uses (plus special tokens and every single-character piece, so unseen words still
+split into known pieces rather than [UNK]), and the embedding table and the file itself shrink with it. Either
+vocabulary is written as a standard ``tokenizer.json`` so any Hugging Face tokenizers client (the runtime, the
+Android demo) loads it.
 
 Second, the architecture: a 1-D convolutional encoder (embedding -> masked convolution -> pool -> dense) sized by
 the profile. On short-text classification it keeps most of a transformer teacher's accuracy at a tiny fraction of
@@ -66,11 +70,13 @@ class PrunedVocabulary:
         tokenizer_json: Path of the written student tokenizer.
         teacher_ids: For each student token id, the teacher's id of the same token.
         teacher_vocab_size: Size of the teacher's vocabulary.
+        corpus_rows: Student ids of the tokens the corpus itself uses (with ``keep_all``, a part of the kept ones).
     """
 
     tokenizer_json: Path
     teacher_ids: tuple[int, ...]
     teacher_vocab_size: int
+    corpus_rows: tuple[int, ...] = ()
 
     @property
     def size(self) -> int:
@@ -100,8 +106,10 @@ def _remap_post_processor(processor: dict[str, Any] | None, new_id: dict[str, in
     return processor
 
 
-def prune_vocabulary(teacher_tokenizer: Path, texts: Sequence[str], out: Path) -> PrunedVocabulary:
-    """Write a student tokenizer that keeps only the WordPiece tokens ``texts`` use.
+def prune_vocabulary(
+    teacher_tokenizer: Path, texts: Sequence[str], out: Path, keep_all: bool = False
+) -> PrunedVocabulary:
+    """Write a student tokenizer that keeps only the WordPiece tokens ``texts`` use (every token with ``keep_all``).
 
     Tokenizing any of ``texts`` with the pruned tokenizer gives the same tokens as the teacher's: WordPiece matches the
     longest piece in the vocabulary, and every piece it chose for these texts is kept.
@@ -110,6 +118,8 @@ def prune_vocabulary(teacher_tokenizer: Path, texts: Sequence[str], out: Path) -
         teacher_tokenizer: The teacher's ``tokenizer.json``.
         texts: The corpus (training and transfer texts).
         out: Where to write the student's ``tokenizer.json``.
+        keep_all: Keep every teacher token (a word no text uses stays one token with its own row, at the cost of a
+            table as large as the teacher's vocabulary); ``corpus_rows`` still marks the ones the texts use.
 
     Returns:
         The pruned vocabulary and its mapping to teacher ids.
@@ -134,10 +144,14 @@ def prune_vocabulary(teacher_tokenizer: Path, texts: Sequence[str], out: Path) -
         used.update(encoding.ids)
     special = {token["id"] for token in spec.get("added_tokens", [])}
     keep = sorted(
-        {i for tok, i in vocab.items() if _is_single_piece(tok)} | used | special | {vocab[spec["model"]["unk_token"]]}
+        {i for tok, i in vocab.items() if _is_single_piece(tok) or keep_all}
+        | used
+        | special
+        | {vocab[spec["model"]["unk_token"]]}
     )
     id_to_token = {i: tok for tok, i in vocab.items()}
     new_vocab = {id_to_token[old]: new for new, old in enumerate(keep)}
+    corpus_rows = tuple(new for new, old in enumerate(keep) if old in used or old in special)
 
     spec["model"]["vocab"] = new_vocab
     for token in spec.get("added_tokens", []):
@@ -148,7 +162,9 @@ def prune_vocabulary(teacher_tokenizer: Path, texts: Sequence[str], out: Path) -
     spec["padding"] = None
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
-    return PrunedVocabulary(tokenizer_json=out, teacher_ids=tuple(keep), teacher_vocab_size=len(vocab))
+    return PrunedVocabulary(
+        tokenizer_json=out, teacher_ids=tuple(keep), teacher_vocab_size=len(vocab), corpus_rows=corpus_rows
+    )
 
 
 def encode_texts(tokenizer_json: Path, texts: Sequence[str], max_seq_len: int) -> tuple[np.ndarray, np.ndarray]:
@@ -163,19 +179,22 @@ def encode_texts(tokenizer_json: Path, texts: Sequence[str], max_seq_len: int) -
     return encoded.input_ids.astype(np.int32), encoded.attention_mask.astype(np.int32)
 
 
-def teacher_embedding_init(teacher_table: np.ndarray, teacher_ids: Sequence[int], dim: int) -> np.ndarray:
+def teacher_embedding_init(
+    teacher_table: np.ndarray, teacher_ids: Sequence[int], dim: int, fit_rows: Sequence[int] | None = None
+) -> np.ndarray:
     """The student's starting embedding table: the teacher's token vectors, reduced by PCA to the student's width.
 
     A random table knows nothing of the words the training set never shows; the teacher's table knows every token
     it was pre-trained on, so a word first seen on the device still lands near its synonyms (the idea of
     model2vec, which goes further and distills static vectors from forward passes). PCA is fitted on the kept
-    rows only; components keep their relative variance (no whitening), and the table is scaled to
-    :data:`INIT_EMBEDDING_STD`.
+    rows only (or on ``fit_rows`` of them: the corpus's own tokens, whose variance the student needs most);
+    components keep their relative variance (no whitening), and the table is scaled to :data:`INIT_EMBEDDING_STD`.
 
     Args:
         teacher_table: ``[teacher_vocab, hidden]`` (:meth:`edgeopt.teacher.Teacher.token_embeddings`).
         teacher_ids: For each student token, its teacher id (:attr:`PrunedVocabulary.teacher_ids`).
         dim: The student's embedding width.
+        fit_rows: Positions in ``teacher_ids`` the PCA and the scale are fitted on; all of them when None.
 
     Returns:
         float32 ``[len(teacher_ids), dim]``.
@@ -190,13 +209,14 @@ def teacher_embedding_init(teacher_table: np.ndarray, teacher_ids: Sequence[int]
             "the student vocabulary was not pruned from this teacher's tokenizer"
         )
     rows = np.asarray(teacher_table, dtype=np.float64)[ids]
-    rows -= rows.mean(axis=0)
-    _, _, components = np.linalg.svd(rows, full_matrices=False)
-    reduced = rows @ components[:dim].T
+    fitted = rows if fit_rows is None else rows[np.asarray(fit_rows, dtype=np.int64)]
+    center = fitted.mean(axis=0)
+    _, _, components = np.linalg.svd(fitted - center, full_matrices=False)
+    reduced = (rows - center) @ components[:dim].T
     if reduced.shape[1] < dim:
         # A teacher narrower than the student: the extra dimensions start at zero.
         reduced = np.pad(reduced, ((0, 0), (0, dim - reduced.shape[1])))
-    std = reduced.std()
+    std = reduced.std() if fit_rows is None else reduced[np.asarray(fit_rows, dtype=np.int64)].std()
     scaled: np.ndarray = (reduced * (INIT_EMBEDDING_STD / std if std > 0 else 1.0)).astype(np.float32)
     return scaled
 

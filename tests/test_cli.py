@@ -191,6 +191,14 @@ def test_negative_general_texts_is_a_flag_error() -> None:
     )
 
 
+def test_an_unknown_student_vocabulary_is_a_flag_error() -> None:
+    assert_error(
+        run("build", "--tokens", "all"),
+        "Invalid value for '--tokens': 'all' is not one of 'corpus', 'teacher'.",
+        exit_code=2,
+    )
+
+
 def test_budget_that_cannot_be_met(make_classifier_dir: Callable[[str], Path], tmp_path: Path) -> None:
     profile = tiny_profile(tmp_path, max_model_mb=0.0001)
     train = write_csv(tmp_path / "train.csv", toy_rows(40, seed=1))

@@ -62,6 +62,8 @@ def test_an_embed_bundle_verifies_and_records_its_vectors(embedded: tuple[BuildR
     build_record = manifest["build"]
     assert build_record["prune"]["overall_sparsity"] == pytest.approx(0.25, abs=0.05)
     assert build_record["held_out_corpus"] > 11 and build_record["transfer"]["crop"] > 0
+    # An embedder keeps its texts' tokens unless --tokens says otherwise (edgeopt.embed.EMBED_TOKENS).
+    assert build_record["student"]["tokens"] == "corpus"
     for name in ("model.tflite", "model.onnx", "student-fp32.onnx"):
         m = manifest["metrics"][name]
         assert 0.0 <= m["neighbour_recall"] <= 1.0 and -1.0 <= m["spearman"] <= 1.0 and m["bytes"] > 0

@@ -437,6 +437,50 @@ def test_a_pinned_student_and_a_spent_search_budget(toy_teacher_dir: Path, tmp_p
     assert [c["status"] for c in search] == ["chosen", "search budget spent"]
 
 
+def test_a_student_that_keeps_every_teacher_token(toy_teacher_dir: Path, tmp_path: Path) -> None:
+    from edgeopt_runtime import load_classifier
+
+    common = _toy_build_args(tiny_profile(tmp_path), toy_teacher_dir, tmp_path)
+    result = CliRunner().invoke(
+        cli, [*common, "--out", str(tmp_path / "b"), "--student", "cnn/trained", "--tokens", "teacher"]
+    )
+    assert result.exit_code == 0, result.output
+    teacher_vocab = json.loads((toy_teacher_dir / "tokenizer.json").read_text())["model"]["vocab"]
+    shipped_vocab = json.loads((tmp_path / "b" / "tokenizer.json").read_text())["model"]["vocab"]
+    assert set(shipped_vocab) == set(teacher_vocab)
+    student = json.loads((tmp_path / "b" / "manifest.json").read_text())["build"]["student"]
+    assert (student["tokens"], student["vocabulary"]) == ("teacher", len(teacher_vocab))
+    # A word of the teacher's no training text holds is one token of its own on the device, not letters.
+    unseen = sorted(set(teacher_vocab) - {w for text, _ in toy_rows(40, seed=1) for w in text.split()})
+    word = next(w for w in unseen if w.isalpha() and len(w) > 3)
+    classifier = load_classifier(tmp_path / "b", cache=False)
+    assert classifier.tokenizer.encode_batch([word]).attention_mask.sum() == 3
+    assert classifier.predict(word).label in ("ham", "spam")
+
+
+def test_every_teacher_token_falls_back_to_the_texts_tokens_when_it_would_not_fit(
+    toy_teacher_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from edgeopt.profiles import load_profile
+    from edgeopt.search import smallest_student_bytes
+
+    teacher_tokens = len(json.loads((toy_teacher_dir / "tokenizer.json").read_text())["model"]["vocab"])
+    spec = load_profile(tiny_profile(tmp_path)).student
+    # One byte short of the cheapest student over the teacher's whole vocabulary.
+    budget_mb = (smallest_student_bytes(spec, teacher_tokens, 2, 1) - 1) / 1e6
+    config = BuildConfig(
+        profile=str(tiny_profile(tmp_path, max_model_mb=budget_mb)),
+        teacher=toy_teacher_dir,
+        train=write_csv(tmp_path / "train.csv", toy_rows(40, seed=1)),
+        student="cnn/trained",
+    )
+    with caplog.at_level("WARNING", logger="edgeopt.stages"):
+        result = build(config, tmp_path / "b", allow_over_budget=True)
+    student = result.manifest["build"]["student"]
+    assert student["tokens"] == "corpus" and student["vocabulary"] < teacher_tokens
+    assert f"the teacher's {teacher_tokens} tokens do not fit the profile's" in caplog.text
+
+
 def test_a_malformed_student_is_refused_before_any_work(toy_teacher_dir: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(
         cli,

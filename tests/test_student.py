@@ -103,6 +103,26 @@ def test_unseen_word_splits_into_kept_single_pieces(task: ToyTask) -> None:
     assert student.encode("zest").tokens == ["[CLS]", "z", "##e", "##s", "##t", "[SEP]"]
 
 
+def test_keep_all_keeps_every_teacher_token_and_marks_the_corpus_rows(tmp_path: Path) -> None:
+    texts, _ = toy_corpus(24, seed=3)
+    teacher_json = write_wordpiece_tokenizer(tmp_path / "teacher.json")
+    corpus = prune_vocabulary(teacher_json, texts, tmp_path / "corpus.json")
+    full = prune_vocabulary(teacher_json, texts, tmp_path / "full.json", keep_all=True)
+    teacher_vocab = _vocab(teacher_json)
+    student_vocab = _vocab(full.tokenizer_json)
+    assert set(student_vocab) == set(teacher_vocab)
+    assert all(full.teacher_ids[row] == teacher_vocab[token] for token, row in student_vocab.items())
+    # The corpus rows are the tokens the texts use (and the specials), by their ids in each table.
+    used_by_full = {full.teacher_ids[row] for row in full.corpus_rows}
+    used_by_corpus = {corpus.teacher_ids[row] for row in corpus.corpus_rows}
+    assert used_by_full == used_by_corpus
+    assert not {teacher_vocab[t] for t in UNUSED_TOKENS} & used_by_full
+    # "banana" is no text's word: with every token kept it stays one piece, as the teacher reads it, where the
+    # corpus vocabulary splits it into letters.
+    assert Tokenizer.from_file(str(full.tokenizer_json)).encode("banana").tokens == ["[CLS]", "banana", "[SEP]"]
+    assert len(Tokenizer.from_file(str(corpus.tokenizer_json)).encode("banana").tokens) == 8
+
+
 def test_pruned_file_loads_in_tokenizers_and_the_runtime(task: ToyTask) -> None:
     from edgeopt_runtime import TextTokenizer
 
@@ -269,6 +289,20 @@ def test_teacher_init_is_the_pca_of_the_kept_teacher_rows(task: ToyTask) -> None
         assert abs(corr) == pytest.approx(1.0, abs=1e-4)
     # Components keep their order of importance (no whitening).
     assert np.all(np.diff(table.var(0)) <= 1e-9)
+
+
+def test_teacher_init_fits_the_pca_and_scale_on_the_given_rows_only(task: ToyTask) -> None:
+    rng = np.random.default_rng(3)
+    teacher_table = rng.normal(size=(max(task.teacher_ids) + 1, 12))
+    fit_rows = list(range(0, len(task.teacher_ids), 2))
+    table = teacher_embedding_init(teacher_table, task.teacher_ids, dim=5, fit_rows=fit_rows)
+    assert table.shape == (task.vocab_size, 5)
+    assert table[fit_rows].std() == pytest.approx(INIT_EMBEDDING_STD, rel=1e-4)
+    # Fitted on the chosen rows alone, those rows come out as the PCA of themselves...
+    alone = teacher_embedding_init(teacher_table, [task.teacher_ids[r] for r in fit_rows], dim=5)
+    np.testing.assert_allclose(np.abs(table[fit_rows]), np.abs(alone), rtol=1e-4, atol=1e-6)
+    # ...and every other row goes through the same projection, not one of its own.
+    assert not np.allclose(np.abs(table), np.abs(teacher_embedding_init(teacher_table, task.teacher_ids, dim=5)))
 
 
 def test_teacher_init_pads_a_narrow_teacher(task: ToyTask) -> None:
