@@ -88,6 +88,15 @@ def variants() -> dict[str, dict[str, Any]]:
         "fullvocab-attention": {"vocabulary": "fit", "student": {"architecture": "cnn-attention", "tokens": "teacher"}},
         "fitvocab-cnn": {"vocabulary": "fit", "student": {"architecture": "cnn"}},
         "fullvocab-cnn": {"vocabulary": "fit", "student": {"architecture": "cnn", "tokens": "teacher"}},
+        # A learning rate cut to 0.3x after each epoch without a better validation score (DistillConfig.lr_decay).
+        "decay-attention": {"distill": DistillConfig(lr_decay=0.3), "student": {"architecture": "cnn-attention"}},
+        "decay-cnn": {"distill": DistillConfig(lr_decay=0.3), "student": {"architecture": "cnn"}},
+        # Half the learning rate (spam-subjects' students peak after their first epoch at 2e-3).
+        "lr1e-3-attention": {
+            "distill": DistillConfig(learning_rate=1e-3),
+            "student": {"architecture": "cnn-attention"},
+        },
+        "lr1e-3-cnn": {"distill": DistillConfig(learning_rate=1e-3), "student": {"architecture": "cnn"}},
         "wide-attention": {
             "student": {"architecture": "cnn-attention", "embedding_dim": 96, "hidden_dim": 256, "dense_dim": 128}
         },

@@ -26,6 +26,7 @@ DEFAULTS: Final[Mapping[str, Any]] = MappingProxyType(
         "distill_batch_size": 32,  # texts per step
         "distill_learning_rate": 2e-3,  # Adam
         "distill_patience": 3,  # epochs without a better validation score before stopping
+        "distill_lr_decay": 1.0,  # factor on the learning rate after an epoch without a better score (1: constant)
         "validation_fraction": 0.1,  # share of the labeled training texts held out for early stopping
         # Transfer set (a profile's [student] table; --augment-copies, --crop-copies, --general-texts).
         "augment_copies": 0,  # augmented copies of each training text

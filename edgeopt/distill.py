@@ -79,6 +79,9 @@ class DistillConfig:
             standardized per dimension, so at 1.0 an untrained projection's MSE is about as large as the
             logit loss.
         intermediate_loss: ``mse`` or ``cosine`` (1 - cosine similarity) for the intermediate-layer loss.
+        lr_decay: Factor in (0, 1] on the learning rate after each epoch whose validation accuracy is no higher
+            than the best so far (Keras' ``ReduceLROnPlateau``, patience 1; the history then has ``lr``, the rate
+            each epoch trained at); 1 keeps it constant.
     """
 
     temperature: float = DEFAULTS["temperature"]
@@ -91,8 +94,13 @@ class DistillConfig:
     seed: int = 0
     intermediate_weight: float = DEFAULTS["intermediate_weight"]
     intermediate_loss: FeatureLoss = FeatureLoss.MSE
+    lr_decay: float = DEFAULTS["distill_lr_decay"]
 
     def __post_init__(self) -> None:
+        if not 0.0 < self.lr_decay <= 1.0:
+            raise ConfigError(
+                f"distillation lr_decay must be in (0, 1] (1 keeps the rate constant), got {self.lr_decay}"
+            )
         if not self.temperature > 0:
             raise ConfigError(f"distillation temperature must be > 0, got {self.temperature}")
         if not 0.0 <= self.alpha <= 1.0:
@@ -361,6 +369,14 @@ def distill(
         patience=config.patience,
         restore_best_weights=True,
     )
+    callbacks = [_WatchedScore(), stopper]
+    if config.lr_decay < 1.0:
+        callbacks.insert(
+            1,
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=_WATCHED_SCORE, mode="max", factor=config.lr_decay, patience=1, min_lr=1e-5
+            ),
+        )
     # The batches' own order is reshuffled each epoch; Keras must not shuffle a Sequence again.
     fit_args: dict[str, Any] = {"epochs": config.epochs, "shuffle": False, "verbose": verbose}
     if features is None:
@@ -368,7 +384,7 @@ def distill(
         history = model.fit(
             length_bucketed_batches(inputs, targets, config.batch_size, config.seed),
             validation_data=length_bucketed_batches(validation[0], validation[1], 256, 0, shuffle=False),
-            callbacks=[_WatchedScore(), stopper],
+            callbacks=callbacks,
             **fit_args,
         ).history
     else:
@@ -390,7 +406,7 @@ def distill(
             validation_data=length_bucketed_batches(
                 validation[0], {"logits": validation[1], PROJECTION_LAYER: val_features}, 256, 0, shuffle=False
             ),
-            callbacks=[_WatchedScore(), stopper],
+            callbacks=callbacks,
             **fit_args,
         ).history
         history = {_rename(key): value for key, value in history.items()}

@@ -125,7 +125,7 @@ def write_report(manifest: dict[str, Any], stages: Sequence[dict[str, Any]], pat
         "split in float32",
         f"- student: {student['architecture']}, embedding {student['embedding_dim']}, hidden {student['hidden_dim']}, "
         f"kernel {student['kernel_size']}, dense {student['dense_dim']}; vocabulary "
-        f"{_VOCABULARY_NAMES.get(student.get('tokens', 'corpus'), 'of')} {student['vocabulary']:,} tokens; "
+        f"{_VOCABULARY_NAMES.get(student.get('tokens', 'corpus'), 'of {:,} tokens').format(student['vocabulary'])}; "
         f"{student['parameters']:,} parameters",
         f"- distillation: temperature {build['distill']['temperature']}, alpha {build['distill']['alpha']}, "
         f"{build['distill']['epochs_run']} epochs (early stopping); embedding table started from "
@@ -162,8 +162,8 @@ def write_report(manifest: dict[str, Any], stages: Sequence[dict[str, Any]], pat
 
 
 _VOCABULARY_NAMES = {
-    "teacher": "of the teacher's",
-    "corpus": "pruned to the texts'",
+    "teacher": "of the {:,} tokens the teacher's tokenizer can output",
+    "corpus": "pruned to the texts' {:,} tokens",
 }
 
 _INIT_NAMES = {

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,6 +88,34 @@ def _is_single_piece(token: str) -> bool:
     return len(token) == 1 or (token.startswith("##") and len(token) == 3)
 
 
+def _reachable_tokens(teacher: Any, vocab: Mapping[str, int], prefix: str) -> set[int]:
+    """Ids of the tokens the teacher's tokenizer can output for some text.
+
+    A token the normalizer changes (``Free`` under a lowercasing one) or the pre-tokenizer splits (``[unused0]``,
+    ``...``), and a continuation that cannot follow a letter inside one word (``##!`` and ``##中``: punctuation and CJK
+    characters always stand alone), is never produced, so its row would be dead weight in the student's table
+    (1,331 of MiniLM's 30,522 tokens). Rejected: a list of such tokens per model family; this asks the tokenizer.
+    """
+    normalizer, pre_tokenizer = teacher.normalizer, teacher.pre_tokenizer
+
+    def pieces(text: str) -> list[str]:
+        if normalizer is not None:
+            text = normalizer.normalize_str(text)
+        if pre_tokenizer is None:
+            return [text]
+        return [piece for piece, _ in pre_tokenizer.pre_tokenize_str(text)]
+
+    reachable = set()
+    for token, index in vocab.items():
+        if prefix and token.startswith(prefix) and len(token) > len(prefix):
+            probe = "a" + token[len(prefix) :]
+        else:
+            probe = token
+        if pieces(probe) == [probe]:
+            reachable.add(index)
+    return reachable
+
+
 def _remap_post_processor(processor: dict[str, Any] | None, new_id: dict[str, int]) -> dict[str, Any] | None:
     """Rewrite the special-token ids a post-processor carries; tokenizers does not derive them from the vocab."""
     if processor is None:
@@ -110,6 +138,8 @@ def prune_vocabulary(
     teacher_tokenizer: Path, texts: Sequence[str], out: Path, keep_all: bool = False
 ) -> PrunedVocabulary:
     """Write a student tokenizer that keeps only the WordPiece tokens ``texts`` use (every token with ``keep_all``).
+
+    Tokens the teacher's tokenizer can never output (``[unused0]``, ``##!``) are left out either way.
 
     Tokenizing any of ``texts`` with the pruned tokenizer gives the same tokens as the teacher's: WordPiece matches the
     longest piece in the vocabulary, and every piece it chose for these texts is kept.
@@ -143,8 +173,9 @@ def prune_vocabulary(
     for encoding in teacher.encode_batch(list(texts)):
         used.update(encoding.ids)
     special = {token["id"] for token in spec.get("added_tokens", [])}
+    reachable = _reachable_tokens(teacher, vocab, spec["model"].get("continuing_subword_prefix") or "")
     keep = sorted(
-        {i for tok, i in vocab.items() if _is_single_piece(tok) or keep_all}
+        {i for tok, i in vocab.items() if (_is_single_piece(tok) or keep_all) and i in reachable}
         | used
         | special
         | {vocab[spec["model"]["unk_token"]]}

@@ -22,6 +22,7 @@ __all__ = [
     "HAM_WORDS",
     "FILLER_WORDS",
     "UNUSED_TOKENS",
+    "UNREACHABLE_TOKENS",
     "MAX_SEQ_LEN",
     "NUM_LABELS",
     "wordpiece_vocab",
@@ -43,6 +44,8 @@ HAM_WORDS = ("meeting", "agenda", "project", "notes", "report", "team", "reviewi
 FILLER_WORDS = ("the", "a", "to", "for", "you", "we", "is", "on")
 # In the vocabulary, never produced by the corpus: vocabulary pruning must drop them.
 UNUSED_TOKENS = ("banana", "zebra", "guitar", "##ly", "##er", "##ed")
+# Tokens a lowercasing BERT tokenizer can never output (see write_wordpiece_tokenizer's ``unreachable``).
+UNREACHABLE_TOKENS = ("[unused0]", "...", "Free", "##!", "##中")
 MAX_SEQ_LEN = 16
 NUM_LABELS = 2
 
@@ -62,17 +65,21 @@ def wordpiece_vocab(specials_last: bool = False) -> list[str]:
     return [*SPECIAL_TOKENS, *body]
 
 
-def write_wordpiece_tokenizer(path: Path, specials_last: bool = False, processor: str = "template") -> Path:
+def write_wordpiece_tokenizer(
+    path: Path, specials_last: bool = False, processor: str = "template", unreachable: bool = False
+) -> Path:
     """Write a BERT-style lowercase WordPiece ``tokenizer.json`` ([CLS] $A [SEP]) to ``path``.
 
     Args:
         path: Where to write it.
         specials_last: See :func:`wordpiece_vocab`.
         processor: ``"template"`` (TemplateProcessing) or ``"bert"`` (BertProcessing) post-processor.
+        unreachable: Append :data:`UNREACHABLE_TOKENS`, as BERT's vocabulary holds such tokens.
     """
     from tokenizers import AddedToken, Tokenizer, models, normalizers, pre_tokenizers, processors
 
-    vocab = {token: i for i, token in enumerate(wordpiece_vocab(specials_last))}
+    tokens = wordpiece_vocab(specials_last) + (list(UNREACHABLE_TOKENS) if unreachable else [])
+    vocab = {token: i for i, token in enumerate(tokens)}
     tokenizer = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()

@@ -25,6 +25,7 @@ EXPECTED = {
         "batch_size": "distill_batch_size",
         "learning_rate": "distill_learning_rate",
         "patience": "distill_patience",
+        "lr_decay": "distill_lr_decay",
         "validation_fraction": "validation_fraction",
     },
     # Every StudentSpec field named like a default (test_every_optional_profile_key_has_its_default checks the

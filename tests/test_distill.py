@@ -132,6 +132,8 @@ def test_soft_term_is_zero_when_student_matches_teacher() -> None:
         ({"batch_size": 0}, "epochs and batch size must be >= 1, got 20 and 0"),
         ({"validation_fraction": 0.0}, r"validation fraction must be in \(0, 0.5\), got 0.0"),
         ({"validation_fraction": 0.5}, r"validation fraction must be in \(0, 0.5\), got 0.5"),
+        ({"lr_decay": 0.0}, r"distillation lr_decay must be in \(0, 1\] \(1 keeps the rate constant\), got 0.0"),
+        ({"lr_decay": 1.5}, r"distillation lr_decay must be in \(0, 1\] \(1 keeps the rate constant\), got 1.5"),
     ],
 )
 def test_distill_config_rejects_bad_values(kwargs: dict[str, Any], message: str) -> None:
@@ -195,6 +197,28 @@ def test_early_stopping_restores_the_best_weights(task: ToyTask, validation: tup
     assert history[-1] < max(history)  # guards the test: the last epoch is not the best one
     returned_accuracy = np.mean(keras_logits(model, val_encoded).argmax(-1) == flipped)
     assert returned_accuracy == pytest.approx(result.best_val_accuracy, abs=1e-6)
+
+
+def test_lr_decay_cuts_the_rate_after_an_epoch_without_a_better_score(
+    task: ToyTask, validation: tuple[Any, np.ndarray]
+) -> None:
+    # Flipped validation labels (as above): accuracy falls as training succeeds, so later epochs are no better.
+    targets = pack_targets(_teacher_logits(task.labels), task.labels, NUM_LABELS)
+    val_encoded, val_labels = validation
+    flipped = 1 - val_labels
+    val_targets = pack_targets(_teacher_logits(flipped), flipped, NUM_LABELS)
+    model = build_student(tiny_spec(), task.vocab_size, NUM_LABELS, MAX_SEQ_LEN)
+    config = DistillConfig(epochs=6, batch_size=16, learning_rate=1e-2, patience=6, lr_decay=0.5)
+
+    result = distill(model, task.encoded, targets, (val_encoded, val_targets), NUM_LABELS, config)
+
+    rates = result.history["lr"]  # the rate each epoch trained at
+    accuracy = result.history["val_label_accuracy"]
+    assert rates[:2] == pytest.approx([1e-2, 1e-2])  # the first epoch is always a new best
+    for epoch in range(2, len(rates)):
+        better = accuracy[epoch - 1] > max(accuracy[: epoch - 1])
+        assert rates[epoch] == pytest.approx(rates[epoch - 1] * (1.0 if better else 0.5)), (epoch, accuracy)
+    assert rates[-1] < rates[0]  # guards the test: at least one epoch was no better
 
 
 # --- intermediate-layer distillation -----------------------------------------------------------------------------

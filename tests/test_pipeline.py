@@ -450,6 +450,8 @@ def test_a_student_that_keeps_every_teacher_token(toy_teacher_dir: Path, tmp_pat
     assert set(shipped_vocab) == set(teacher_vocab)
     student = json.loads((tmp_path / "b" / "manifest.json").read_text())["build"]["student"]
     assert (student["tokens"], student["vocabulary"]) == ("teacher", len(teacher_vocab))
+    report = (tmp_path / "b" / "report.md").read_text(encoding="utf-8")
+    assert f"vocabulary of the {len(teacher_vocab):,} tokens the teacher's tokenizer can output;" in report
     # A word of the teacher's no training text holds is one token of its own on the device, not letters.
     unseen = sorted(set(teacher_vocab) - {w for text, _ in toy_rows(40, seed=1) for w in text.split()})
     word = next(w for w in unseen if w.isalpha() and len(w) > 3)

@@ -25,6 +25,7 @@ from stage_fixtures import (
     MAX_SEQ_LEN,
     NUM_LABELS,
     SPECIAL_TOKENS,
+    UNREACHABLE_TOKENS,
     UNUSED_TOKENS,
     ToyTask,
     keras_logits,
@@ -121,6 +122,27 @@ def test_keep_all_keeps_every_teacher_token_and_marks_the_corpus_rows(tmp_path: 
     # corpus vocabulary splits it into letters.
     assert Tokenizer.from_file(str(full.tokenizer_json)).encode("banana").tokens == ["[CLS]", "banana", "[SEP]"]
     assert len(Tokenizer.from_file(str(corpus.tokenizer_json)).encode("banana").tokens) == 8
+
+
+@pytest.mark.parametrize("keep_all", [False, True])
+def test_tokens_the_tokenizer_cannot_output_get_no_row(tmp_path: Path, keep_all: bool) -> None:
+    texts, _ = toy_corpus(24, seed=3)
+    texts += ["Free!!! ... wow...", "cash中 FREE, [unused0] now!"]
+    teacher_json = write_wordpiece_tokenizer(tmp_path / "teacher.json", unreachable=True)
+    teacher = Tokenizer.from_file(str(teacher_json))
+    # The fixture's claim, checked by the tokenizer itself: no text it meets brings these tokens out.
+    produced = {token for text in texts for token in teacher.encode(text).tokens}
+    assert not produced & set(UNREACHABLE_TOKENS)
+    pruned = prune_vocabulary(teacher_json, texts, tmp_path / "student.json", keep_all=keep_all)
+    student_vocab = _vocab(pruned.tokenizer_json)
+    assert not set(student_vocab) & set(UNREACHABLE_TOKENS)
+    if keep_all:
+        assert set(student_vocab) == set(_vocab(teacher_json)) - set(UNREACHABLE_TOKENS)
+    # Leaving them out changes no text's tokens (with every other token kept, not even a new text's).
+    student = Tokenizer.from_file(str(pruned.tokenizer_json))
+    for text in [*texts, "Banana zest!"] if keep_all else texts:
+        assert student.encode(text).tokens == teacher.encode(text).tokens, text
+        assert [pruned.teacher_ids[i] for i in student.encode(text).ids] == teacher.encode(text).ids, text
 
 
 def test_pruned_file_loads_in_tokenizers_and_the_runtime(task: ToyTask) -> None:
