@@ -180,14 +180,25 @@ def test_distill_learns_a_separable_task(task: ToyTask, validation: tuple[Any, n
     assert result.best_val_accuracy == max(result.history["val_label_accuracy"])
 
 
-def test_early_stopping_restores_the_best_weights(task: ToyTask, validation: tuple[Any, np.ndarray]) -> None:
-    # Validation labels are the opposite of the training labels, so validation accuracy falls as training
-    # succeeds: the best epoch is an early one and the last weights are the worst.
+def _flipped_validation(
+    task: ToyTask, validation: tuple[Any, np.ndarray]
+) -> tuple[np.ndarray, tuple[Any, np.ndarray], np.ndarray, Any]:
+    """Training targets, validation with the opposite labels, those labels, and a fresh student.
+
+    Validation accuracy then falls as training succeeds: an early epoch is the best one and later ones are worse.
+    """
     targets = pack_targets(_teacher_logits(task.labels), task.labels, NUM_LABELS)
     val_encoded, val_labels = validation
     flipped = 1 - val_labels
     val_targets = pack_targets(_teacher_logits(flipped), flipped, NUM_LABELS)
     model = build_student(tiny_spec(), task.vocab_size, NUM_LABELS, MAX_SEQ_LEN)
+    return targets, (val_encoded, val_targets), flipped, model
+
+
+def test_early_stopping_restores_the_best_weights(task: ToyTask, validation: tuple[Any, np.ndarray]) -> None:
+    # Validation labels are the opposite of the training labels, so validation accuracy falls as training
+    # succeeds: the best epoch is an early one and the last weights are the worst.
+    targets, (val_encoded, val_targets), flipped, model = _flipped_validation(task, validation)
     config = DistillConfig(epochs=15, batch_size=16, learning_rate=1e-2, patience=2)
 
     result = distill(model, task.encoded, targets, (val_encoded, val_targets), NUM_LABELS, config)
@@ -203,11 +214,7 @@ def test_lr_decay_cuts_the_rate_after_an_epoch_without_a_better_score(
     task: ToyTask, validation: tuple[Any, np.ndarray]
 ) -> None:
     # Flipped validation labels (as above): accuracy falls as training succeeds, so later epochs are no better.
-    targets = pack_targets(_teacher_logits(task.labels), task.labels, NUM_LABELS)
-    val_encoded, val_labels = validation
-    flipped = 1 - val_labels
-    val_targets = pack_targets(_teacher_logits(flipped), flipped, NUM_LABELS)
-    model = build_student(tiny_spec(), task.vocab_size, NUM_LABELS, MAX_SEQ_LEN)
+    targets, (val_encoded, val_targets), flipped, model = _flipped_validation(task, validation)
     config = DistillConfig(epochs=6, batch_size=16, learning_rate=1e-2, patience=6, lr_decay=0.5)
 
     result = distill(model, task.encoded, targets, (val_encoded, val_targets), NUM_LABELS, config)
@@ -334,11 +341,7 @@ def test_intermediate_early_stopping_restores_the_best_student(
     task: ToyTask, validation: tuple[Any, np.ndarray]
 ) -> None:
     # As in the logits-only test: flipped validation labels make an early epoch the best one.
-    targets = pack_targets(_teacher_logits(task.labels), task.labels, NUM_LABELS)
-    val_encoded, val_labels = validation
-    flipped = 1 - val_labels
-    val_targets = pack_targets(_teacher_logits(flipped), flipped, NUM_LABELS)
-    model = build_student(tiny_spec(), task.vocab_size, NUM_LABELS, MAX_SEQ_LEN)
+    targets, (val_encoded, val_targets), flipped, model = _flipped_validation(task, validation)
     config = DistillConfig(epochs=15, batch_size=16, learning_rate=1e-2, patience=2, intermediate_weight=0.5)
 
     result = distill(
