@@ -262,7 +262,7 @@ class StudentSpec(_Validated):
     # with every single-character piece, so an unseen word splits into letters and pieces: a smaller table).
     # Teacher by default: on validation, the same student reads held-out texts better through the whole
     # vocabulary on 3 development tasks of 3 (paired, 6 students each), and on the test splits it raised every
-    # task's accuracy (+0.3 to +6.7 points) and short-text fidelity, for ~2.0 MB instead of 0.3-1.4 MB at pixel8.
+    # task's accuracy (+0.3 to +6.7 points) and short-text fidelity, for ~1.9 MB instead of 0.3-1.4 MB at pixel8.
     tokens: str = _optional(DEFAULTS["tokens"], choices=STUDENT_TOKENS)
     # Fit a temperature on the validation split and fold it into the logits layer, so scores are calibrated.
     calibrate: bool = _optional(DEFAULTS["calibrate"])
