@@ -317,15 +317,15 @@ class TrainedEmbedder:
 
 def train_embedder(task: PreparedEmbedTask, config: BuildConfig, work: Path, reporter: Reporter) -> TrainedEmbedder:
     """Prune the vocabulary, start the token table from the teacher, and distill the teacher's vectors."""
-    from edgeopt.stages import teacher_token_vectors
-    from edgeopt.student import build_student, count_parameters, encode_texts, prune_vocabulary, teacher_embedding_init
+    from edgeopt.stages import student_vocabulary, teacher_token_vectors
+    from edgeopt.student import build_student, count_parameters, encode_texts, teacher_embedding_init
 
     spec = task.student_spec
     max_seq_len = task.profile.budget.max_seq_len
     distill_config = replace(config.distill or DistillConfig(epochs=EMBED_EPOCHS), seed=config.seed)
     with reporter.stage("student vocabulary") as info:
         keep_all = spec.tokens == "teacher"
-        vocab = prune_vocabulary(task.teacher.tokenizer_json, task.transfer.texts, work / TOKENIZER, keep_all)
+        vocab = student_vocabulary(task.teacher, task.transfer.texts, work / TOKENIZER, keep_all)
         transfer_ids = encode_texts(vocab.tokenizer_json, task.transfer.texts, max_seq_len)
         held_out_ids = encode_texts(vocab.tokenizer_json, task.held_out_texts, max_seq_len)
         embeddings, embedding_init = None, "random"

@@ -230,6 +230,25 @@ def evaluate_artifact(
     )
 
 
+def _padded_teacher_tokens(
+    tokenizer_json: Path, texts: Sequence[str], max_seq_len: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The teacher's own tokens of ``texts``, padded to ``max_seq_len`` as the runtime pads a student's.
+
+    Not the runtime's tokenizer: that one is the student's (WordPiece, ``[PAD]``), and a teacher may pad with
+    another token (RoBERTa's BPE pads with ``<pad>``).
+    """
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(tokenizer_json))
+    pad = next((t for t in ("[PAD]", "<pad>") if tokenizer.token_to_id(t) is not None), "[PAD]")
+    tokenizer.enable_truncation(max_seq_len)
+    tokenizer.enable_padding(length=max_seq_len, pad_id=tokenizer.token_to_id(pad) or 0, pad_token=pad)
+    encodings = tokenizer.encode_batch(list(texts))
+    ids = np.asarray([e.ids for e in encodings], dtype=np.int64)
+    return ids, np.asarray([e.attention_mask for e in encodings], dtype=np.int64)
+
+
 def evaluate_teacher(
     teacher_logits: np.ndarray,
     labels: np.ndarray,
@@ -247,11 +266,9 @@ def evaluate_teacher(
     """
     import onnxruntime as ort
 
-    from edgeopt_runtime import TextTokenizer
-
     predicted = teacher_logits.argmax(-1)
     accuracy, macro_f1, _ = classification_scores(predicted, labels, predicted, num_labels)
-    encoded = TextTokenizer.from_file(tokenizer_json, max_seq_len).encode_batch(list(texts[:latency_samples]))
+    ids, mask = _padded_teacher_tokens(tokenizer_json, texts[:latency_samples], max_seq_len)
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
@@ -264,7 +281,7 @@ def evaluate_teacher(
             feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
         return session.run(None, {k: v for k, v in feed.items() if k in input_names})
 
-    p50, p95 = measure_latency_ms(run, encoded.input_ids, encoded.attention_mask, latency_samples)
+    p50, p95 = measure_latency_ms(run, ids, mask, latency_samples)
     return ArtifactMetrics(
         accuracy=accuracy,
         macro_f1=macro_f1,

@@ -125,7 +125,7 @@ def write_report(manifest: dict[str, Any], stages: Sequence[dict[str, Any]], pat
         "split in float32",
         f"- student: {student['architecture']}, embedding {student['embedding_dim']}, hidden {student['hidden_dim']}, "
         f"kernel {student['kernel_size']}, dense {student['dense_dim']}; vocabulary "
-        f"{_VOCABULARY_NAMES.get(student.get('tokens', 'corpus'), 'of {:,} tokens').format(student['vocabulary'])}; "
+        f"{_vocabulary_name(student)}; "
         f"{student['parameters']:,} parameters",
         f"- distillation: temperature {build['distill']['temperature']}, alpha {build['distill']['alpha']}, "
         f"{build['distill']['epochs_run']} epochs (early stopping); embedding table started from "
@@ -165,6 +165,14 @@ _VOCABULARY_NAMES = {
     "teacher": "of the {:,} tokens the teacher's tokenizer can output",
     "corpus": "pruned to the texts' {:,} tokens",
 }
+
+
+def _vocabulary_name(student: dict[str, Any]) -> str:
+    source = student.get("vocabulary_source", "teacher")
+    if source != "teacher":
+        return f"of {student['vocabulary']:,} tokens of {source}"
+    return _VOCABULARY_NAMES.get(student.get("tokens", "corpus"), "of {:,} tokens").format(student["vocabulary"])
+
 
 _INIT_NAMES = {
     "teacher-static": "the teacher's vector of each token (one forward pass per token, PCA-reduced)",

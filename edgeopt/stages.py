@@ -534,7 +534,6 @@ def train_student(task: PreparedTask, config: BuildConfig, work: Path, reporter:
         build_student,
         count_parameters,
         encode_texts,
-        prune_vocabulary,
         teacher_embedding_init,
     )
 
@@ -544,13 +543,13 @@ def train_student(task: PreparedTask, config: BuildConfig, work: Path, reporter:
     distill_config = _distill_settings(config, task.profile)
     with reporter.stage("student vocabulary") as info:
         keep_all = spec.tokens == "teacher"
-        vocab = prune_vocabulary(task.teacher.tokenizer_json, task.transfer_texts, work / TOKENIZER, keep_all)
+        vocab = student_vocabulary(task.teacher, task.transfer_texts, work / TOKENIZER, keep_all)
         budget_bytes = task.profile.budget.max_model_mb * 1e6
         bytes_per_weight = BYTES_PER_WEIGHT[task.profile.export.quantization.value]
         if keep_all and smallest_student_bytes(spec, vocab.size, task.num_labels, bytes_per_weight) > budget_bytes:
             # A teacher with a large vocabulary (a multilingual one has ~120k tokens) would fill the budget with
             # rows of words this task may never see: the texts' own tokens are the better use of the bytes.
-            vocab = prune_vocabulary(task.teacher.tokenizer_json, task.transfer_texts, work / TOKENIZER)
+            vocab = student_vocabulary(task.teacher, task.transfer_texts, work / TOKENIZER, keep_all=False)
             logger.warning(
                 "the teacher's %d tokens do not fit the profile's %.1f MB in the student's table; it keeps the %d "
                 "tokens its texts use (tokens = corpus)",
@@ -672,11 +671,48 @@ def fit_width(table: np.ndarray, dim: int) -> np.ndarray:
     return np.pad(table, ((0, 0), (0, dim - table.shape[1])))
 
 
+def student_vocabulary(teacher: Teacher, texts: Sequence[str], out: Path, keep_all: bool) -> PrunedVocabulary:
+    """The student's tokens: the teacher's own WordPiece ones, else those of all-MiniLM-L6-v2's WordPiece vocabulary.
+
+    The student's tokenizer runs on the device, where the runtime and the Kotlin core implement WordPiece only, and
+    distillation needs the teacher's outputs per text, not its tokens: a teacher with a byte-level BPE (RoBERTa,
+    GPT-2) or a SentencePiece Unigram (XLM-R, ALBERT, DeBERTa-v3) tokenizer teaches a student that reads an English
+    uncased WordPiece vocabulary (bert-base-uncased's, as the default teacher's package ships it), its table
+    started from the teacher's vector of each of those tokens' text (:func:`teacher_token_vectors`). Rejected:
+    BPE and Unigram on the device (two more tokenizers to keep equal in Python and Kotlin), and a table over the
+    teacher's own vocabulary (XLM-R's 250k tokens alone are 16 MB at 64 int8 dims).
+
+    Raises:
+        MissingExtraError: The teacher's tokenizer is not WordPiece and the default teacher's package is missing.
+    """
+    from edgeopt.student import prune_vocabulary, tokenizer_model
+    from edgeopt.teacher.runner import default_embedding_teacher
+
+    kind = tokenizer_model(teacher.tokenizer_json)
+    if kind == "WordPiece":
+        return prune_vocabulary(teacher.tokenizer_json, texts, out, keep_all)
+    vocab = prune_vocabulary(default_embedding_teacher() / "tokenizer.json", texts, out, keep_all)
+    logger.warning(
+        "the teacher's tokenizer is %s, not WordPiece: the student reads all-MiniLM-L6-v2's English uncased "
+        "WordPiece tokens instead (%d kept)",
+        kind,
+        vocab.size,
+    )
+    return replace(vocab, source=f"all-MiniLM-L6-v2's WordPiece vocabulary (the teacher's tokenizer is {kind})")
+
+
 def teacher_token_vectors(teacher: Teacher, vocab: PrunedVocabulary, kind: str) -> tuple[np.ndarray | None, str]:
     """One teacher vector per student token (``[vocab.size, hidden]``) and where it came from.
 
     ``teacher-static`` falls back to the input embedding table for a teacher that cannot run token by token (ONNX).
+    Over another model's vocabulary (:func:`student_vocabulary`) the teacher's ids and input table do not apply:
+    each token's vector is then what the teacher makes of the token's text (its sentence features), model2vec's
+    recipe for an outside vocabulary; an ONNX teacher, which gives logits only, leaves the table random.
     """
+    if not vocab.from_teacher:
+        if teacher.kind is TeacherKind.ONNX:
+            return None, "random"
+        return teacher.features(vocab.token_texts(), batch_size=512), "teacher-static"
     if kind == "teacher-static":
         static = teacher.static_token_vectors(vocab.teacher_ids)
         if static is not None:

@@ -43,6 +43,7 @@ from edgeopt.profiles import STUDENT_ARCHITECTURES, StudentSpec
 __all__ = [
     "PrunedVocabulary",
     "prune_vocabulary",
+    "tokenizer_model",
     "encode_texts",
     "build_student",
     "count_parameters",
@@ -68,20 +69,42 @@ class PrunedVocabulary:
 
     Attributes:
         tokenizer_json: Path of the written student tokenizer.
-        teacher_ids: For each student token id, the teacher's id of the same token.
-        teacher_vocab_size: Size of the teacher's vocabulary.
+        teacher_ids: For each student token id, the id of the same token in the tokenizer it was pruned from.
+        teacher_vocab_size: Size of that tokenizer's vocabulary.
         corpus_rows: Student ids of the tokens the corpus itself uses (with ``keep_all``, a part of the kept ones).
+        source: ``"teacher"`` when it was pruned from the teacher's own tokenizer; otherwise what it was pruned from
+            (a teacher whose tokenizer is not WordPiece gets another model's WordPiece vocabulary, and
+            ``teacher_ids`` are then ids of that vocabulary, not the teacher's).
     """
 
     tokenizer_json: Path
     teacher_ids: tuple[int, ...]
     teacher_vocab_size: int
     corpus_rows: tuple[int, ...] = ()
+    source: str = "teacher"
 
     @property
     def size(self) -> int:
         """Number of tokens the student keeps."""
         return len(self.teacher_ids)
+
+    @property
+    def from_teacher(self) -> bool:
+        """True when the tokens are the teacher's own (its token ids and vectors apply)."""
+        return self.source == "teacher"
+
+    def token_texts(self) -> list[str]:
+        """Each student token as text, continuation pieces without their prefix (``##ing`` -> ``ing``)."""
+        spec = json.loads(self.tokenizer_json.read_text(encoding="utf-8"))
+        prefix = spec["model"].get("continuing_subword_prefix") or ""
+        tokens = sorted(spec["model"]["vocab"].items(), key=lambda item: item[1])
+        return [t[len(prefix) :] if prefix and t.startswith(prefix) and len(t) > len(prefix) else t for t, _ in tokens]
+
+
+def tokenizer_model(tokenizer_json: Path) -> str | None:
+    """The model type a ``tokenizer.json`` declares (``"WordPiece"``, ``"BPE"``, ``"Unigram"``), or None."""
+    kind = json.loads(Path(tokenizer_json).read_text(encoding="utf-8")).get("model", {}).get("type")
+    return kind if isinstance(kind, str) else None
 
 
 def _is_single_piece(token: str) -> bool:
@@ -163,7 +186,8 @@ def prune_vocabulary(
     if spec.get("model", {}).get("type") != "WordPiece":
         raise StageError(
             f"the student needs a WordPiece tokenizer, but {teacher_tokenizer} is "
-            f"{spec.get('model', {}).get('type')!r}; use a BERT-family teacher (BERT, DistilBERT, MiniLM)"
+            f"{spec.get('model', {}).get('type')!r}; prune a WordPiece tokenizer.json (a build whose teacher has "
+            "another tokenizer prunes all-MiniLM-L6-v2's: edgeopt.stages.student_vocabulary)"
         )
     teacher = Tokenizer.from_file(str(teacher_tokenizer))
     teacher.no_truncation()

@@ -252,3 +252,63 @@ def toy_teacher_dir(tiny_st_dir: Path, toy_train: TextDataset, tmp_path_factory:
 
     config = FinetuneConfig(max_seq_len=32, epochs=10, batch_size=4, learning_rate=1e-3)
     return finetune(tiny_st_dir, toy_train, tmp_path_factory.mktemp("toy-teacher") / "teacher", config, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_roberta_dir(toy_train: TextDataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random RoBERTa encoder (no head) with a byte-level BPE tokenizer (not WordPiece) trained on toy texts."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast, RobertaConfig, RobertaModel
+
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    tokenizer = Tokenizer(models.BPE(unk_token=None))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    tokenizer.decoder = decoders.ByteLevel()
+    corpus = [*toy_train.texts, *_toy_texts(40, seed=3).texts]
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tokenizer.train_from_iterator(corpus, trainer)
+    tokenizer.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        cls_token="<s>",
+        sep_token="</s>",
+        mask_token="<mask>",
+    )
+    torch.manual_seed(0)
+    config = RobertaConfig(
+        vocab_size=tokenizer.get_vocab_size(),
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=130,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        type_vocab_size=1,
+    )
+    base = tmp_path_factory.mktemp("tiny-roberta")
+    RobertaModel(config).eval().save_pretrained(base)
+    wrapped.save_pretrained(base)
+    # Guards the fixture itself: the teacher's tokenizer must really not be WordPiece.
+    assert json.loads((base / "tokenizer.json").read_text(encoding="utf-8"))["model"]["type"] == "BPE"
+    return base
+
+
+@pytest.fixture(scope="session")
+def toy_bpe_teacher_dir(
+    tiny_roberta_dir: Path, toy_train: TextDataset, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """``tiny_roberta_dir`` fine-tuned on the toy spam/ham task (100% train accuracy)."""
+    from edgeopt.teacher import FinetuneConfig, finetune
+
+    tuned = FinetuneConfig(max_seq_len=32, epochs=10, batch_size=4, learning_rate=5e-3)
+    dest = tmp_path_factory.mktemp("toy-bpe-teacher") / "teacher"
+    return finetune(tiny_roberta_dir, toy_train, dest, tuned, progress=False)

@@ -91,6 +91,29 @@ def test_the_runtime_embeds_with_it_and_follows_the_teachers_structure(
     assert agreement.neighbour_recall > 3 * 5 / len(held_out), agreement
 
 
+def test_a_sentence_encoder_whose_tokenizer_is_not_wordpiece_teaches_a_wordpiece_embedder(
+    tiny_roberta_dir: Path, tmp_path: Path
+) -> None:
+    import edgeopt_runtime
+
+    texts = tmp_path / "notes.txt"
+    texts.write_text("\n".join(text for text, _ in toy_rows(200, seed=4)) + "\n", encoding="utf-8")
+    config = BuildConfig(
+        profile=str(tiny_profile(tmp_path)), teacher=tiny_roberta_dir, train=texts, task="embed", pooling="mean"
+    )
+    result = build(config, tmp_path / "bundle")
+    manifest = json.loads((result.out / "manifest.json").read_text(encoding="utf-8"))
+    assert json.loads((result.out / "tokenizer.json").read_text(encoding="utf-8"))["model"]["type"] == "WordPiece"
+    student = manifest["build"]["student"]
+    assert student["vocabulary_source"] == "all-MiniLM-L6-v2's WordPiece vocabulary (the teacher's tokenizer is BPE)"
+    assert student["embedding_init"] == "teacher-static"
+    held_out = list(held_out_corpus(load_embed_corpus(BuildConfig(train=texts, task="embed")).held_out, 0))
+    with edgeopt_runtime.load(result.out, backend="onnx", cache=False) as embedder:
+        vectors = embedder.embed(held_out)
+    agreement = embedding_agreement(vectors, _teacher_vectors(tiny_roberta_dir, held_out, 128), k=5)
+    assert agreement.spearman > 0.3, agreement
+
+
 def test_an_embed_bundle_searches_through_an_index(embedded: tuple[BuildResult, Path], tmp_path: Path) -> None:
     import edgeopt_runtime
 

@@ -582,3 +582,48 @@ def test_the_savedmodel_serves_what_the_tflite_artifact_answers(built: tuple[Bui
     assert (served.argmax(-1) == int8.argmax(-1)).all()
     assert np.abs(_softmax(served) - _softmax(int8)).max() <= 0.05
     assert "- TensorFlow Serving: `model.savedmodel/`" in (result.out / "report.md").read_text()
+
+
+def test_a_student_over_another_vocabulary_starts_from_the_teacher_s_vectors_of_its_token_texts(
+    toy_bpe_teacher_dir: Path, tmp_path: Path
+) -> None:
+    from edgeopt.stages import student_vocabulary, teacher_token_vectors
+    from edgeopt.teacher import load_teacher
+
+    teacher = load_teacher(toy_bpe_teacher_dir)
+    vocab = student_vocabulary(teacher, [t for t, _ in toy_rows(10, seed=1)], tmp_path / "tokenizer.json", False)
+    assert vocab.source == "all-MiniLM-L6-v2's WordPiece vocabulary (the teacher's tokenizer is BPE)"
+    shipped = json.loads(vocab.tokenizer_json.read_text(encoding="utf-8"))["model"]
+    assert shipped["type"] == "WordPiece" and len(shipped["vocab"]) == vocab.size
+    vectors, init = teacher_token_vectors(teacher, vocab, "teacher-static")
+    assert init == "teacher-static" and vectors is not None and vectors.shape == (vocab.size, 16)
+    piece = next(t for t in shipped["vocab"] if t.startswith("##") and len(t) > 2)
+    for token, text in (("free", "free"), (piece, piece[2:])):
+        expected = teacher.features([text])[0]
+        np.testing.assert_allclose(vectors[shipped["vocab"][token]], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_a_teacher_whose_tokenizer_is_not_wordpiece_teaches_a_wordpiece_student(
+    toy_bpe_teacher_dir: Path, tmp_path: Path
+) -> None:
+    from edgeopt.teacher import load_teacher
+    from edgeopt.teacher.runner import default_embedding_teacher
+    from edgeopt_runtime import load_classifier
+
+    common = _toy_build_args(tiny_profile(tmp_path), toy_bpe_teacher_dir, tmp_path)
+    result = CliRunner().invoke(cli, [*common, "--out", str(tmp_path / "b"), "--student", "cnn/trained"])
+    assert result.exit_code == 0, result.output
+    shipped = json.loads((tmp_path / "b" / "tokenizer.json").read_text(encoding="utf-8"))["model"]
+    minilm = json.loads((default_embedding_teacher() / "tokenizer.json").read_text(encoding="utf-8"))["model"]
+    assert shipped["type"] == "WordPiece" and set(shipped["vocab"]) <= set(minilm["vocab"])
+    student = json.loads((tmp_path / "b" / "manifest.json").read_text())["build"]["student"]
+    source = "all-MiniLM-L6-v2's WordPiece vocabulary (the teacher's tokenizer is BPE)"
+    assert (student["vocabulary_source"], student["embedding_init"]) == (source, "teacher-static")
+    report = (tmp_path / "b" / "report.md").read_text(encoding="utf-8")
+    assert f"vocabulary of {student['vocabulary']:,} tokens of {source};" in report
+    # On texts it never trained on, the device's answers are the teacher's.
+    texts = [t for t, _ in toy_rows(20, seed=7)]
+    teacher_labels = load_teacher(toy_bpe_teacher_dir).logits(texts).argmax(-1)
+    classifier = load_classifier(tmp_path / "b", cache=False)
+    student_labels = [classifier.labels.index(p.label) for p in classifier.predict_batch(texts)]
+    assert np.mean(np.asarray(student_labels) == teacher_labels) >= 0.9

@@ -20,6 +20,7 @@ from edgeopt.student import (
     encode_texts,
     prune_vocabulary,
     teacher_embedding_init,
+    tokenizer_model,
 )
 from stage_fixtures import (
     MAX_SEQ_LEN,
@@ -190,6 +191,18 @@ def test_non_wordpiece_tokenizer_is_a_stage_error(tmp_path: Path) -> None:
     with pytest.raises(StageError, match=r"needs a WordPiece tokenizer, but .*bpe\.json is 'BPE'"):
         prune_vocabulary(bpe, ["free"], tmp_path / "student.json")
     assert not (tmp_path / "student.json").exists()
+    assert tokenizer_model(bpe) == "BPE"
+
+
+def test_token_texts_are_the_tokens_without_their_continuation_prefix(tmp_path: Path) -> None:
+    teacher = write_wordpiece_tokenizer(tmp_path / "teacher.json")
+    pruned = prune_vocabulary(teacher, ["free money"], tmp_path / "student.json")
+    assert tokenizer_model(pruned.tokenizer_json) == "WordPiece"
+    vocab = json.loads(pruned.tokenizer_json.read_text(encoding="utf-8"))["model"]["vocab"]
+    texts = pruned.token_texts()
+    assert len(texts) == pruned.size
+    assert texts[vocab["free"]] == "free" and texts[vocab["##s"]] == "s" and texts[vocab["[CLS]"]] == "[CLS]"
+    assert pruned.from_teacher and not dataclasses.replace(pruned, source="another vocabulary").from_teacher
 
 
 # --- encoding -----------------------------------------------------------------------------------------------

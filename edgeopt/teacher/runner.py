@@ -361,7 +361,10 @@ class Teacher:
                 return logits
 
         input_names = ["input_ids", "attention_mask"] + (["token_type_ids"] if takes_types else [])
-        example = tuple(torch.ones((2, 8), dtype=torch.long) for _ in input_names)
+        # Segment ids are 0, as for every single text: RoBERTa has one segment, so an id of 1 is out of its range.
+        example = tuple(
+            (torch.zeros if name == "token_type_ids" else torch.ones)((2, 8), dtype=torch.long) for name in input_names
+        )
         dynamic_axes = {name: {0: "batch", 1: "sequence"} for name in input_names}
         dynamic_axes["logits"] = {0: "batch"}
         with torch.no_grad(), warnings.catch_warnings():
