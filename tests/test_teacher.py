@@ -97,6 +97,39 @@ def test_hf_teacher_logits_match_torch(
     assert teacher.weights_bytes() == (path / "model.safetensors").stat().st_size
 
 
+def test_a_teacher_saved_with_a_slow_tokenizer_s_files_gets_a_tokenizer_json_converted(
+    make_classifier_dir: Callable[[str], Path], toy_bpe_teacher_dir: Path, toy_texts: tuple[str, ...], tmp_path: Path
+) -> None:
+    from tokenizers import Tokenizer
+
+    bert = Path(shutil.copytree(make_classifier_dir("bert"), tmp_path / "bert"))
+    original = Tokenizer.from_file(str(bert / "tokenizer.json"))
+    (bert / "tokenizer.json").unlink()
+    # One line per id: the toy vocabulary lists "a" twice, so an id is skipped and gets a placeholder.
+    by_id = {i: token for token, i in original.get_vocab().items()}
+    lines = [by_id.get(i, f"[unused{i}]") for i in range(max(by_id) + 1)]
+    (bert / "vocab.txt").write_text("".join(f"{token}\n" for token in lines), encoding="utf-8")
+    teacher = load_teacher(bert, max_seq_len=16)  # from vocab.txt, as BERT's slow tokenizer saves it
+    assert teacher.tokenizer_json.parent.parent == cache_dir() / "tokenizers"
+    converted = Tokenizer.from_file(str(teacher.tokenizer_json))
+    assert [e.ids for e in converted.encode_batch(list(toy_texts))] == [
+        e.ids for e in original.encode_batch(list(toy_texts))
+    ]
+    np.testing.assert_allclose(teacher.logits(toy_texts), _torch_logits(bert, toy_texts, 16), atol=1e-5)
+
+    roberta = Path(shutil.copytree(toy_bpe_teacher_dir, tmp_path / "roberta"))
+    bpe = Tokenizer.from_file(str(roberta / "tokenizer.json"))
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (roberta / name).unlink()
+    bpe.model.save(str(roberta))  # vocab.json and merges.txt, as RoBERTa's slow tokenizer saves them
+    teacher = load_teacher(roberta, max_seq_len=16)
+    np.testing.assert_allclose(teacher.logits(toy_texts), _torch_logits(roberta, toy_texts, 16), atol=1e-5)
+
+    (bert / "vocab.txt").unlink()
+    with pytest.raises(TeacherError, match=r"bert has no tokenizer.json nor a tokenizer's vocabulary \(vocab.txt, "):
+        load_teacher(bert, max_seq_len=16)
+
+
 def test_fingerprint_depends_on_weights_and_seq_len(make_classifier_dir: Callable[[str], Path]) -> None:
     bert = load_teacher(make_classifier_dir("bert"), max_seq_len=16)
     assert load_teacher(make_classifier_dir("bert"), max_seq_len=16).fingerprint == bert.fingerprint

@@ -464,18 +464,46 @@ def _load_hf_teacher(path: Path, max_seq_len: int | None) -> Teacher:
     )
 
 
+_SLOW_TOKENIZER_FILES = (
+    "vocab.txt",  # BERT's WordPiece
+    "vocab.json",  # with merges.txt: RoBERTa's and GPT-2's byte-level BPE
+    "merges.txt",
+    "spiece.model",  # SentencePiece: ALBERT, T5
+    "spm.model",  # DeBERTa-v2/v3
+    "sentencepiece.bpe.model",  # XLM-R
+)
+
+
 def _convert_tokenizer(path: Path) -> Path:
-    """Write tokenizer.json for an older model directory that only has vocab.txt, into the cache."""
-    if not (path / "vocab.txt").is_file():
-        raise TeacherError(f"{path} has no tokenizer.json or vocab.txt; save the tokenizer beside the model")
+    """Write tokenizer.json for a model directory saved with a slow tokenizer's files only, into the cache.
+
+    transformers converts them (a SentencePiece model needs the ``sentencepiece`` package, which edgeopt does not
+    install: such a directory gets an error that says how to save a tokenizer.json instead).
+    """
+    sources = [path / name for name in _SLOW_TOKENIZER_FILES if (path / name).is_file()]
+    if not sources:
+        raise TeacherError(
+            f"{path} has no tokenizer.json nor a tokenizer's vocabulary (vocab.txt, vocab.json + merges.txt, a "
+            "SentencePiece .model); save the tokenizer beside the model"
+        )
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    require_extra("teacher", f"converting the vocab.txt of {path}")
+    require_extra("teacher", f"converting the tokenizer files of {path}")
     from transformers import AutoTokenizer
 
-    with _quiet_transformers():
-        tokenizer = AutoTokenizer.from_pretrained(path)
-    vocab_sha = _sha256_files([path / "vocab.txt"])
-    dest = cache_dir() / "tokenizers" / vocab_sha / "tokenizer.json"
+    try:
+        with _quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(path)
+    except (ImportError, ValueError, OSError, TypeError) as exc:
+        tokenizer, reason = None, f"{type(exc).__name__}: {exc}".splitlines()[0]
+    else:
+        reason = "transformers gave no fast tokenizer for it"
+    if tokenizer is None or not getattr(tokenizer, "is_fast", False):
+        raise TeacherError(
+            f"the tokenizer files of {path} could not be converted to tokenizer.json ({reason}); save one with "
+            "AutoTokenizer.from_pretrained(DIR).save_pretrained(DIR) where transformers can load it"
+        )
+    sha = _sha256_files(sources)
+    dest = cache_dir() / "tokenizers" / sha / "tokenizer.json"
     if not dest.is_file():
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".tokenizer.json.tmp-{os.getpid()}")
